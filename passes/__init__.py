@@ -1,0 +1,181 @@
+"""Graph passes: the registry, and the runner that checks the graph after every pass.
+
+A pass is a ``torch.fx.passes.infra`` pass: a callable ``GraphModule -> PassResult``
+(often a :class:`~torch.fx.passes.infra.pass_base.PassBase`). Passes are found by
+
+* a registered name (``prunec passes`` lists them; :func:`register_pass` adds one),
+* ``package.module:callable`` (a user's own pass, no registration needed), or
+* the entry-point group ``prunec.passes`` of any installed distribution.
+
+A registered entry may be a pass or a factory taking keyword options and returning one,
+so parametrised passes (``prune_structured`` with a ratio) share the same registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import torch
+from torch import fx
+from torch.fx.passes.infra.pass_base import PassResult
+from torch.fx.passes.infra.pass_manager import PassManager
+
+from prunec.errors import UserError
+
+PassFn = Callable[[fx.GraphModule], PassResult | None]
+ENTRY_POINT_GROUP = "prunec.passes"
+
+
+@dataclass(frozen=True)
+class RegisteredPass:
+    name: str
+    factory: Callable[..., Any]
+    doc: str
+
+
+_REGISTRY: dict[str, RegisteredPass] = {}
+_BUILTINS_LOADED = False
+
+
+def register_pass(name: str, doc: str | None = None) -> Callable[[Any], Any]:
+    """Decorator: register a pass (or pass factory) under ``name``."""
+
+    def decorate(obj: Any) -> Any:
+        text = doc or (inspect.getdoc(obj) or "").split("\n", 1)[0]
+        _REGISTRY[name] = RegisteredPass(name, obj, text)
+        return obj
+
+    return decorate
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _REGISTRY:
+            try:
+                obj = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break prunec
+                _REGISTRY[ep.name] = RegisteredPass(ep.name, None, f"(failed to load: {exc})")
+                continue
+            register_pass(ep.name)(obj)
+
+
+def available_passes() -> dict[str, RegisteredPass]:
+    """Every pass prunec can find: built-in, registered and entry-point passes."""
+    _load_builtins()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def resolve_pass(spec: str | PassFn, **options: Any) -> PassFn:
+    """Turn a name, ``module:callable`` or callable into a runnable pass."""
+    if callable(spec):
+        return spec
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UserError(f"cannot import pass {spec!r}: {exc}") from None
+    else:
+        registry = available_passes()
+        if spec not in registry:
+            raise UserError(f"unknown pass {spec!r}; `prunec passes` lists the available ones")
+        obj = registry[spec].factory
+        if obj is None:
+            raise UserError(f"pass {spec!r} {registry[spec].doc}")
+    if options or inspect.isclass(obj):
+        obj = obj(**options)
+    if not callable(obj):
+        raise UserError(f"pass {spec!r} is not callable")
+    return obj
+
+
+def run_passes(
+    gm: fx.GraphModule,
+    passes: Sequence[str | PassFn],
+    example_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None,
+) -> fx.GraphModule:
+    """Run ``passes`` with torch's ``PassManager``; after each: ``graph.lint()``, then a
+    shape re-check (ShapeProp on the example inputs; the output shape must not change).
+    """
+    from prunec.frontend import propagate_shapes
+
+    fns = [_normalise(resolve_pass(p)) for p in passes]
+    expected = None
+    if example_inputs is not None:
+        propagate_shapes(gm, example_inputs)
+        expected = _output_shapes(gm)
+
+    def check(module: torch.nn.Module) -> None:
+        assert isinstance(module, fx.GraphModule)
+        module.graph.lint()
+        if example_inputs is not None:
+            propagate_shapes(module, example_inputs)
+            got = _output_shapes(module)
+            if got != expected:
+                raise UserError(f"a pass changed the model's output shape from {expected} to {got}")
+
+    manager = PassManager(passes=fns, run_checks_after_each_pass=True, suppress_check_failures=False)
+    manager.add_checks(check)
+    try:
+        result = manager(gm)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PassManager wraps pass errors
+        cause = exc.__cause__ or exc
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise UserError(f"pass failed: {str(exc).strip().splitlines()[0]}") from None
+    out = result.graph_module
+    out.recompile()
+    return out
+
+
+def _normalise(fn: PassFn) -> Callable[[fx.GraphModule], PassResult]:
+    """Accept passes that return a PassResult, a GraphModule or None (in-place)."""
+
+    def run(gm: fx.GraphModule) -> PassResult:
+        result = fn(gm)
+        if isinstance(result, PassResult):
+            return result
+        if isinstance(result, fx.GraphModule):
+            return PassResult(result, True)
+        return PassResult(gm, True)
+
+    run.__name__ = getattr(fn, "__name__", type(fn).__name__)
+    return run
+
+
+def _output_shapes(gm: fx.GraphModule) -> list[tuple[int, ...]]:
+    shapes = []
+    for node in gm.graph.nodes:
+        if node.op == "output":
+            for arg in torch.fx.node.map_arg(node.args, lambda n: n).__iter__():
+                for leaf in arg if isinstance(arg, (tuple, list)) else [arg]:
+                    meta = getattr(leaf, "meta", {}).get("tensor_meta")
+                    shapes.append(tuple(meta.shape) if meta is not None else None)
+    return shapes
+
+
+@register_pass("eliminate_dead_code")
+def eliminate_dead_code(gm: fx.GraphModule) -> PassResult:
+    """Remove nodes whose results nothing uses (torch.fx's own dead-code elimination)."""
+    changed = gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return PassResult(gm, changed)
+
+
+#: Modules whose import registers the built-in passes. Append when adding a pass module.
+BUILTIN_MODULES: list[str] = []
+
+__all__ = ["register_pass", "available_passes", "resolve_pass", "run_passes", "PassResult"]

@@ -1,0 +1,49 @@
+"""The ``prunec`` command line. Each subcommand lives in its own module ``<name>_cmd``
+exposing ``register(subparsers)``; its handler returns an exit code.
+
+Every :class:`~prunec.errors.UserError` ends as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from prunec import __version__
+from prunec.errors import UserError
+
+#: Subcommand modules, in the order ``prunec --help`` lists them.
+COMMANDS = ["inspect", "passes"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prunec",
+        description="Compile a trained CNN into a dynamic two-level pruned model and report "
+        "its energy on the Eyeriss accelerator.",
+    )
+    parser.add_argument("--version", action="version", version=f"prunec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"prunec.cli.{name}_cmd").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"prunec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prunec: interrupted; no output was written or replaced", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+__all__ = ["main", "build_parser"]

@@ -1,0 +1,87 @@
+"""Options and helpers several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from prunec.errors import UserError
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = False) -> None:
+    """MODEL plus the options that say how to read it (see prunec.frontend)."""
+    parser.add_argument("model", metavar="MODEL",
+                        help="zoo:NAME, a .pt checkpoint/state dict, or package.module:factory")
+    parser.add_argument("--arch", help="architecture of a state-dict .pt file, e.g. zoo:resnet20")
+    parser.add_argument("--trust-model", action="store_true",
+                        help="allow unpickling a whole nn.Module (runs code from the file)")
+    parser.add_argument("--in-channels", type=int, help="input channels (zoo models)")
+    parser.add_argument("--num-classes", type=int, help="classes (zoo models)")
+    parser.add_argument("--input-shape", required=shape_required,
+                        help="N,C,H,W of one example input (default: from the checkpoint, "
+                        "else 1,C,32,32)")
+    parser.add_argument("--leaf-module", action="append", default=[], metavar="NAME",
+                        help="submodule to keep opaque while tracing (repeatable)")
+
+
+def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
+    from prunec.frontend import load_with_meta
+
+    return load_with_meta(args.model, arch=args.arch, trust_model=args.trust_model,
+                          in_channels=args.in_channels, num_classes=args.num_classes)
+
+
+def input_shape(args: argparse.Namespace, meta: dict[str, Any], model: nn.Module) -> tuple[int, ...]:
+    from prunec import zoo
+    from prunec.frontend import parse_input_shape
+
+    if args.input_shape:
+        return parse_input_shape(args.input_shape)
+    if meta.get("input_shape"):
+        return tuple(int(d) for d in meta["input_shape"])
+    arch = meta.get("arch") or (args.model if args.model.startswith("zoo:") else None)
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    channels = first_conv.in_channels if first_conv is not None else 3
+    if arch:
+        return zoo.default_input_shape(arch, channels)
+    return (1, channels, 32, 32)
+
+
+def load_and_trace(args: argparse.Namespace) -> tuple[fx.GraphModule, torch.Tensor, dict[str, Any]]:
+    """Load MODEL, trace it and propagate shapes from --input-shape."""
+    from prunec.frontend import example_input, trace
+
+    model, meta = load_model(args)
+    shape = input_shape(args, meta, model)
+    x = example_input(shape)
+    gm = trace(model, x, leaf_modules=args.leaf_module)
+    return gm, x, meta
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file, so a failure never half-writes it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UserError(f"cannot write {path}: directory {directory} does not exist")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def emit_json(data: Any, output: str | None) -> None:
+    text = json.dumps(data, indent=2) + "\n"
+    if output:
+        write_text_atomic(output, text)
+    else:
+        print(text, end="")

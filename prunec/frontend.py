@@ -1,0 +1,282 @@
+"""Frontend: turn what the user hands us into an ``nn.Module`` and a shaped FX graph.
+
+A model argument is one of
+
+* ``zoo:NAME`` -- a fresh zoo architecture;
+* ``FILE.pt`` holding a prunec checkpoint (``{"format": "prunec-checkpoint", "arch",
+  "arch_kwargs", "state_dict", ...}``) or a plain state dict with ``arch="zoo:NAME"``;
+  both are read with ``weights_only=True``, so loading them runs no code;
+* ``FILE.pt`` holding a whole pickled ``nn.Module`` -- only with ``trust_model=True``,
+  because unpickling runs arbitrary code;
+* ``package.module:factory`` -- a callable returning a module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import sys
+import traceback
+import zipfile
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from prunec import zoo
+from prunec.errors import UserError
+
+CHECKPOINT_FORMAT = "prunec-checkpoint"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(
+    spec: str,
+    arch: str | None = None,
+    trust_model: bool = False,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+) -> nn.Module:
+    """Load a model from ``spec`` (see module docstring) in eval mode."""
+    model, _ = load_with_meta(spec, arch, trust_model, in_channels, num_classes)
+    return model
+
+
+def load_with_meta(
+    spec: str,
+    arch: str | None = None,
+    trust_model: bool = False,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Like :func:`load`, also returning the checkpoint's metadata (dataset, preprocessing)."""
+    if spec.startswith("zoo:"):
+        model = zoo.build(spec, in_channels or 3, num_classes or 10)
+        return model.eval(), {"arch": spec}
+    if os.path.exists(spec) or spec.endswith((".pt", ".pth")):
+        return _load_file(spec, arch, trust_model, in_channels, num_classes)
+    if ":" in spec:
+        return _load_factory(spec).eval(), {"factory": spec}
+    raise UserError(
+        f"cannot read model {spec!r}: give zoo:NAME, a .pt file or package.module:factory"
+    )
+
+
+def _load_factory(spec: str) -> nn.Module:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        factory = getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"cannot import model factory {spec!r}: {exc}") from None
+    model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if not isinstance(model, nn.Module):
+        raise UserError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _torch_load(path: str, weights_only: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except FileNotFoundError:
+        raise UserError(f"model file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"model path is a directory, not a .pt file: {path}") from None
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if weights_only and ("Weights only load failed" in text or "GLOBAL" in text):
+            raise UserError(
+                f"{path} holds a pickled Python object (e.g. a whole nn.Module), not a state "
+                "dict; unpickling runs arbitrary code, so prunec refuses it. If you trust the "
+                "file, pass --trust-model; otherwise save model.state_dict() and use --arch"
+            ) from None
+        raise UserError(f"{path} is not a readable PyTorch file ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise UserError(
+            f"{path} is corrupted or truncated, not a readable PyTorch file ({_first_line(exc)})"
+        ) from None
+
+
+def _load_file(
+    path: str, arch: str | None, trust_model: bool, in_channels: int | None,
+    num_classes: int | None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    if not os.path.exists(path):
+        raise UserError(f"model file not found: {path}")
+    obj = _torch_load(path, weights_only=not trust_model)
+    if isinstance(obj, nn.Module):
+        return obj.eval(), {"source": path}
+    meta: dict[str, Any] = {"source": path}
+    state = obj
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        state = obj["state_dict"]
+        meta.update({k: v for k, v in obj.items() if k != "state_dict"})
+        arch = arch or obj.get("arch")
+        kwargs = dict(obj.get("arch_kwargs", {}))
+        in_channels = in_channels or kwargs.get("in_channels")
+        num_classes = num_classes or kwargs.get("num_classes")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} holds neither a state dict nor a prunec checkpoint")
+    if arch is None:
+        raise UserError(f"{path} holds a bare state dict: name its architecture with --arch zoo:NAME")
+    in_channels = in_channels or _infer_in_channels(state)
+    num_classes = num_classes or _infer_num_classes(state)
+    model = zoo.build(arch, in_channels, num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(
+            f"the weights in {path} do not fit {arch}: {_first_line(exc)}"
+        ) from None
+    meta["arch"] = arch
+    meta.setdefault("arch_kwargs", {"in_channels": in_channels, "num_classes": num_classes})
+    return model.eval(), meta
+
+
+def _infer_in_channels(state: dict[str, torch.Tensor]) -> int:
+    for tensor in state.values():
+        if tensor.dim() == 4:
+            return int(tensor.shape[1])
+    return 3
+
+
+def _infer_num_classes(state: dict[str, torch.Tensor]) -> int:
+    weights = [t for k, t in state.items() if k.endswith("weight") and t.dim() == 2]
+    return int(weights[-1].shape[0]) if weights else 10
+
+
+def save_checkpoint(
+    model: nn.Module, path: str, arch: str, in_channels: int, num_classes: int, **meta: Any
+) -> None:
+    """Save a prunec checkpoint: weights plus what is needed to rebuild and feed the model.
+
+    Written to a temporary file and renamed, so an interrupted save never leaves half a file.
+    """
+    payload = {"format": CHECKPOINT_FORMAT, "arch": arch,
+               "arch_kwargs": {"in_channels": in_channels, "num_classes": num_classes},
+               "state_dict": model.state_dict(), **meta}
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """Parse ``N,C,H,W`` into a tuple of positive ints."""
+    try:
+        dims = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UserError(f"--input-shape must be N,C,H,W integers, got {text!r}") from None
+    if len(dims) != 4 or any(d <= 0 for d in dims):
+        raise UserError(f"--input-shape must be four positive integers N,C,H,W, got {text!r}")
+    return dims
+
+
+# --------------------------------------------------------------------------- tracing
+
+
+class _LocatingTracer(fx.Tracer):
+    """A tracer that remembers which submodule it is in, to name it when tracing fails."""
+
+    def __init__(self, leaf_modules: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.leaf_names = set(leaf_modules)
+        self.prunec_stack: list[str] = []
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return qualname in self.leaf_names or super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):  # noqa: ANN001 - fx signature
+        self.prunec_stack.append(self.path_of_module(m))
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        finally:
+            self.prunec_stack.pop()
+
+
+def trace(
+    model: nn.Module,
+    example_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None,
+    leaf_modules: Iterable[str] = (),
+) -> fx.GraphModule:
+    """Trace ``model`` with ``torch.fx`` and, given example inputs, record shapes in node.meta.
+
+    Shapes land in ``node.meta["tensor_meta"]`` (ShapeProp). A model FX cannot trace raises
+    a :class:`UserError` naming the submodule and source line that stopped it.
+    """
+    if isinstance(model, fx.GraphModule):
+        gm = model
+    else:
+        tracer = _LocatingTracer(leaf_modules)
+        try:
+            graph = tracer.trace(model)
+        except Exception as exc:  # noqa: BLE001 - any tracing failure is reported the same way
+            where = tracer.prunec_stack[-1] if tracer.prunec_stack else "<top level>"
+            raise UserError(
+                f"torch.fx cannot trace {type(model).__name__}: {_first_line(exc)} "
+                f"(in submodule '{where or '<top level>'}', {_user_frame(exc)}). Remove the "
+                "data-dependent Python control flow there, or treat that submodule as a leaf "
+                f"(--leaf-module {where or 'NAME'})"
+            ) from None
+        gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    gm.eval()
+    if example_inputs is not None:
+        propagate_shapes(gm, example_inputs)
+    return gm
+
+
+def propagate_shapes(
+    gm: fx.GraphModule, example_inputs: torch.Tensor | Sequence[torch.Tensor]
+) -> fx.GraphModule:
+    """Run ShapeProp; a shape the model rejects becomes a one-line :class:`UserError`."""
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(*inputs)
+    except Exception as exc:  # noqa: BLE001
+        shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+        raise UserError(
+            f"input shape {shapes} does not fit the model: {_first_line(_root_cause(exc))}"
+        ) from None
+    return gm
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _user_frame(exc: BaseException) -> str:
+    """The innermost frame of the traceback that is not torch's own code."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    torch_dir = os.path.dirname(torch.__file__)
+    own_dir = os.path.dirname(__file__)
+    for frame in reversed(frames):
+        if not frame.filename.startswith((torch_dir, own_dir)) and "<" not in frame.filename:
+            return f"{frame.filename}:{frame.lineno}: {frame.line}"
+    return "source line unknown"
+
+
+def example_input(shape: Sequence[int]) -> torch.Tensor:
+    """A deterministic example input of ``shape``."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+
+
+__all__ = ["load", "load_with_meta", "save_checkpoint", "trace", "propagate_shapes",
+           "parse_input_shape", "example_input", "CHECKPOINT_FORMAT"]
+
+if sys.version_info < (3, 10):  # pragma: no cover
+    raise ImportError("prunec needs Python 3.10+")
