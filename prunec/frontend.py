@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
-import sys
 import traceback
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -277,6 +276,3 @@ def example_input(shape: Sequence[int]) -> torch.Tensor:
 
 __all__ = ["load", "load_with_meta", "save_checkpoint", "trace", "propagate_shapes",
            "parse_input_shape", "example_input", "CHECKPOINT_FORMAT"]
-
-if sys.version_info < (3, 10):  # pragma: no cover
-    raise ImportError("prunec needs Python 3.10+")
