@@ -137,7 +137,7 @@ def _read_idx(path: Path) -> np.ndarray:
         data = fh.read()
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
 def _fashion_mnist(split: str, root: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:

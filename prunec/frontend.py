@@ -13,7 +13,9 @@ A model argument is one of
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import pickle
 import traceback
@@ -193,6 +195,7 @@ class _LocatingTracer(fx.Tracer):
         super().__init__()
         self.leaf_names = set(leaf_modules)
         self.prunec_stack: list[str] = []
+        self.failed_in: str | None = None
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return qualname in self.leaf_names or super().is_leaf_module(m, qualname)
@@ -201,6 +204,10 @@ class _LocatingTracer(fx.Tracer):
         self.prunec_stack.append(self.path_of_module(m))
         try:
             return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:  # the innermost module is the one to name
+                self.failed_in = self.prunec_stack[-1]
+            raise
         finally:
             self.prunec_stack.pop()
 
@@ -222,7 +229,7 @@ def trace(
         try:
             graph = tracer.trace(model)
         except Exception as exc:  # noqa: BLE001 - any tracing failure is reported the same way
-            where = tracer.prunec_stack[-1] if tracer.prunec_stack else "<top level>"
+            where = tracer.failed_in or ""
             raise UserError(
                 f"torch.fx cannot trace {type(model).__name__}: {_first_line(exc)} "
                 f"(in submodule '{where or '<top level>'}', {_user_frame(exc)}). Remove the "
@@ -242,7 +249,8 @@ def propagate_shapes(
     """Run ShapeProp; a shape the model rejects becomes a one-line :class:`UserError`."""
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     try:
-        with torch.no_grad():
+        # ShapeProp prints a traceback of its own on failure; the one-line error says it all
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(*inputs)
     except Exception as exc:  # noqa: BLE001
         shapes = ", ".join(str(tuple(t.shape)) for t in inputs)

@@ -1,0 +1,177 @@
+"""Hardware description of a row-stationary accelerator, read from YAML and validated.
+
+The file is checked field by field on load, so a typo or an impossible value (a zero-sized
+PE array, a global buffer smaller than one tile row, negative energy) is reported as a
+single :class:`UserError` naming the file and the field, instead of surfacing later as a
+mapper failure or a nonsense energy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import yaml
+
+from prunec.errors import UserError
+
+DEFAULT_HW = os.path.join(os.path.dirname(__file__), "eyeriss_v1.yaml")
+
+_TOP_KEYS = {"name", "description", "word_bits", "pe_array", "scratchpad_words", "global_buffer_kb",
+             "clock_mhz", "dram_bandwidth_gb_s", "filter_bus_words_per_cycle", "energy"}
+_ENERGY_KEYS = ("mac", "rf", "array", "glb", "dram")
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """An Eyeriss-like accelerator. Frozen (hashable) so mapper results can be memoized on it."""
+
+    name: str
+    description: str
+    word_bits: int
+    pe_rows: int
+    pe_cols: int
+    spad_ifmap: int
+    spad_filter: int
+    spad_psum: int
+    glb_bytes: int
+    clock_hz: float
+    dram_bytes_per_s: float
+    filter_bus_words_per_cycle: float
+    energy_unit: str
+    e_mac: float
+    e_rf: float
+    e_array: float
+    e_glb: float
+    e_dram: float
+
+    @property
+    def word_bytes(self) -> float:
+        return self.word_bits / 8
+
+    @property
+    def glb_words(self) -> int:
+        return int(self.glb_bytes // self.word_bytes)
+
+    @property
+    def num_pes(self) -> int:
+        return self.pe_rows * self.pe_cols
+
+    @property
+    def dram_words_per_cycle(self) -> float:
+        return self.dram_bytes_per_s / self.word_bytes / self.clock_hz
+
+    def to_dict(self) -> dict[str, Any]:
+        """The description as recorded in the lowered IR."""
+        return {
+            "name": self.name,
+            "word_bits": self.word_bits,
+            "pe_array": [self.pe_rows, self.pe_cols],
+            "scratchpad_words": {"ifmap": self.spad_ifmap, "filter": self.spad_filter,
+                                 "psum": self.spad_psum},
+            "global_buffer_bytes": self.glb_bytes,
+            "clock_hz": self.clock_hz,
+            "dram_bandwidth_bytes_per_s": self.dram_bytes_per_s,
+            "filter_bus_words_per_cycle": self.filter_bus_words_per_cycle,
+            "energy_unit": self.energy_unit,
+            "energy_per_access": {"mac": self.e_mac, "rf": self.e_rf, "array": self.e_array,
+                                  "glb": self.e_glb, "dram": self.e_dram},
+        }
+
+
+def _num(data: dict, key: str, where: str, path: str, *, integer: bool = False,
+         minimum: float = 0.0, strict: bool = True) -> Any:
+    if key not in data:
+        raise UserError(f"hardware file {path}: missing field '{where}{key}'")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"hardware file {path}: field '{where}{key}' must be a number, got {value!r}")
+    if integer and (float(value) != int(value)):
+        raise UserError(f"hardware file {path}: field '{where}{key}' must be an integer, got {value!r}")
+    if (strict and value <= minimum) or (not strict and value < minimum):
+        bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
+        raise UserError(f"hardware file {path}: field '{where}{key}' must be {bound}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _section(data: dict, key: str, path: str, keys: set[str]) -> dict:
+    if key not in data:
+        raise UserError(f"hardware file {path}: missing section '{key}'")
+    section = data[key]
+    if not isinstance(section, dict):
+        raise UserError(f"hardware file {path}: '{key}' must be a mapping of {', '.join(sorted(keys))}")
+    unknown = set(section) - keys
+    if unknown:
+        raise UserError(f"hardware file {path}: unknown field '{key}.{sorted(unknown)[0]}' "
+                        f"(known: {', '.join(sorted(keys))})")
+    return section
+
+
+def load_hardware(path: str | None = None) -> Hardware:
+    """Read and validate a hardware YAML file (default: the shipped Eyeriss v1 chip)."""
+    path = path or DEFAULT_HW
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise UserError(f"hardware file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"hardware file {path} is a directory") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise UserError(f"hardware file {path} is not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read hardware file {path}: {exc}") from None
+    return parse_hardware(data, path)
+
+
+def parse_hardware(data: Any, path: str = "<hardware>") -> Hardware:
+    """Validate an already-parsed mapping; see :func:`load_hardware`."""
+    if not isinstance(data, dict):
+        raise UserError(f"hardware file {path} must hold a YAML mapping of fields, "
+                        f"got {type(data).__name__}")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise UserError(f"hardware file {path}: unknown field '{sorted(unknown)[0]}' "
+                        f"(known: {', '.join(sorted(_TOP_KEYS))})")
+    word_bits = _num(data, "word_bits", "", path, integer=True)
+    if word_bits % 8 or word_bits > 64:
+        raise UserError(f"hardware file {path}: field 'word_bits' must be 8, 16, 24, ... 64, got {word_bits}")
+    array = _section(data, "pe_array", path, {"rows", "cols"})
+    rows = _num(array, "rows", "pe_array.", path, integer=True)
+    cols = _num(array, "cols", "pe_array.", path, integer=True)
+    spad = _section(data, "scratchpad_words", path, {"ifmap", "filter", "psum"})
+    s_if = _num(spad, "ifmap", "scratchpad_words.", path, integer=True)
+    s_f = _num(spad, "filter", "scratchpad_words.", path, integer=True)
+    s_p = _num(spad, "psum", "scratchpad_words.", path, integer=True)
+    glb_bytes = _num(data, "global_buffer_kb", "", path) * 1024
+    word_bytes = word_bits // 8
+    # Physically impossible: a buffer that cannot hold one psum row and one ifmap row.
+    if glb_bytes < 2 * word_bytes:
+        raise UserError(f"hardware file {path}: field 'global_buffer_kb' is smaller than two words")
+    clock = _num(data, "clock_mhz", "", path) * 1e6
+    bw = _num(data, "dram_bandwidth_gb_s", "", path) * 1e9
+    bus = _num(data, "filter_bus_words_per_cycle", "", path)
+    energy = _section(data, "energy", path, set(_ENERGY_KEYS) | {"unit"})
+    unit = energy.get("unit", "normalized")
+    if unit not in ("normalized", "pJ"):
+        raise UserError(f"hardware file {path}: field 'energy.unit' must be 'normalized' or 'pJ', got {unit!r}")
+    costs = [_num(energy, k, "energy.", path, minimum=0.0, strict=False) for k in _ENERGY_KEYS]
+    if costs[4] < costs[3] or costs[3] < costs[1]:
+        raise UserError(f"hardware file {path}: energy per access must grow from 'energy.rf' to "
+                        f"'energy.glb' to 'energy.dram' (got rf {costs[1]:g}, glb {costs[3]:g}, "
+                        f"dram {costs[4]:g})")
+    name = data.get("name", os.path.splitext(os.path.basename(path))[0])
+    if not isinstance(name, str):
+        raise UserError(f"hardware file {path}: field 'name' must be a string")
+    return Hardware(name=name, description=str(data.get("description", "")), word_bits=word_bits,
+                    pe_rows=rows, pe_cols=cols, spad_ifmap=s_if, spad_filter=s_f, spad_psum=s_p,
+                    glb_bytes=int(glb_bytes), clock_hz=clock, dram_bytes_per_s=bw,
+                    filter_bus_words_per_cycle=bus, energy_unit=unit, e_mac=costs[0], e_rf=costs[1],
+                    e_array=costs[2], e_glb=costs[3], e_dram=costs[4])
+
+
+__all__ = ["Hardware", "load_hardware", "parse_hardware", "DEFAULT_HW", "asdict"]

@@ -1,0 +1,40 @@
+"""A user's own prunec pass: replace every ReLU6 (and hardtanh(0, 6)) with ReLU.
+
+ReLU6 clamps activations at 6; accelerators without a clamp unit run plain ReLU, and a
+model trained with ReLU6 rarely exceeds 6 after BatchNorm. The pass is an ordinary
+``torch.fx.passes.infra`` pass: ``GraphModule -> PassResult``.
+
+Run it:
+
+    prunec inspect zoo:mobilenetv2 --input-shape 1,3,32,32 --pass examples.custom_pass:relu6_to_relu
+
+(with the repository root on PYTHONPATH), or register it for ``prunec passes`` through
+the entry-point group ``prunec.passes`` in your own package's pyproject.toml:
+
+    [project.entry-points."prunec.passes"]
+    relu6_to_relu = "my_package.passes:relu6_to_relu"
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.infra.pass_base import PassResult
+
+
+def relu6_to_relu(gm: fx.GraphModule) -> PassResult:
+    """Replace ReLU6 modules and F.relu6 / F.hardtanh(0, 6) calls with ReLU."""
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and isinstance(gm.get_submodule(node.target), nn.ReLU6):
+            parent_name, _, child = node.target.rpartition(".")
+            parent = gm.get_submodule(parent_name) if parent_name else gm
+            setattr(parent, child, nn.ReLU())
+            changed = True
+        elif node.op == "call_function" and node.target is torch.nn.functional.relu6:
+            node.target = torch.nn.functional.relu
+            node.kwargs = {}
+            changed = True
+    if changed:
+        gm.recompile()
+    return PassResult(gm, changed)

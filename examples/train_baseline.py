@@ -1,0 +1,89 @@
+"""Train the bundled baseline: a zoo network on a real data set, plain cross-entropy,
+SGD + cosine schedule (prunec.training.finetune without a teacher).
+
+This is the script that produced ``examples/resnet20_fashion.pt``:
+
+    python examples/train_baseline.py --arch zoo:resnet20 --data fashion-mnist \\
+        --epochs 4 --seed 0 -o examples/resnet20_fashion.pt
+
+The run is deterministic under ``--seed`` on CPU (same seed, same thread count => same
+weights). Test accuracy is on the data set's test split (for Fashion-MNIST the official
+10,000 test images); it is stored in the checkpoint next to what a loader needs to feed
+the model (input shape and the mean/std preprocessing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from prunec import zoo
+from prunec.data import load_split
+from prunec.frontend import save_checkpoint
+from prunec.training import evaluate, finetune
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="zoo:resnet20")
+    parser.add_argument("--data", default="fashion-mnist",
+                        help="fashion-mnist, cifar10 or synthetic")
+    parser.add_argument("--data-root", help="where the data set's files are")
+    parser.add_argument("--epochs", type=float, default=4.0)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                        help="random crop + flip (default: on for cifar10 only)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps (speed checks)")
+    parser.add_argument("--checkpoint-dir", help="per-epoch checkpoints, resumed if present")
+    parser.add_argument("-o", "--output", default="examples/resnet20_fashion.pt")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)  # the initial weights
+    train, test = load_split(args.data, "train", args.data_root), load_split(args.data, "test",
+                                                                              args.data_root)
+    info = train.info
+    augment = args.augment if args.augment is not None else info.name == "cifar10"
+    model = zoo.build(args.arch, info.in_channels, info.num_classes)
+    print(f"training {args.arch} on {info.name}: {len(train)} train / {len(test)} test images, "
+          f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr} cosine, seed {args.seed}, "
+          f"augment {augment}, {torch.get_num_threads()} threads", flush=True)
+
+    def log(summary: dict[str, float]) -> None:
+        print(f"epoch {summary['epoch']:.2f}  step {int(summary['step'])}  "
+              f"loss {summary['loss']:.4f}  train acc {summary['accuracy']:.2f}%  "
+              f"lr {summary['lr']:.4f}  {summary['seconds']:.0f}s", flush=True)
+
+    started = time.perf_counter()
+    result = finetune(model, train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                      seed=args.seed, max_steps=args.max_steps, checkpoint_dir=args.checkpoint_dir,
+                      augment=augment, progress=sys.stderr.isatty(), description="train",
+                      device="cpu", on_epoch=log)
+    seconds = time.perf_counter() - started
+    accuracy = evaluate(model, test, device="cpu")
+    print(f"{result.steps} steps in {seconds:.0f}s ({seconds / max(result.steps, 1):.3f}s/step); "
+          f"test accuracy {accuracy:.2f}% on {info.name} {test.name} ({len(test)} images)", flush=True)
+
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, args.output, args.arch, info.in_channels, info.num_classes,
+                    dataset=info.name, input_shape=list(info.input_shape),
+                    preprocess={"mean": list(info.mean), "std": list(info.std)},
+                    test_accuracy=round(accuracy, 2), test_split=test.name, epochs=args.epochs,
+                    steps=result.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                    augment=augment, train_loss=result.loss, train_accuracy=result.accuracy,
+                    command=command)
+    print(f"saved {args.output}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

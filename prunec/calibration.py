@@ -1,0 +1,164 @@
+"""Threshold calibration: the whole accuracy / mild-share / energy trade-off of a selector.
+
+For a threshold ``t`` the inputs with ``score > t`` go to the mild network. Sorting the
+scores once (descending) makes every possible routing a prefix of that order, so the
+whole sweep is a couple of cumulative sums. Expected energy per inference is
+
+    E = costs["base"] + share * costs["mild"]      (base = trunk + head + selector)
+
+with costs given by the caller: the Eyeriss backend's energies, or MACs from
+:func:`mac_costs` as a stand-in until a backend is available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One operating point; ``feasible`` is False only on a fallback from choose_threshold."""
+
+    threshold: float
+    mild_share: float
+    accuracy: float
+    expected_energy: float
+    accuracy_drop: float = float("nan")  # percentage points below the original
+    energy_reduction: float = float("nan")  # 1 - expected_energy / costs["original"]
+    feasible: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
+          aggressive_correct: Sequence[bool] | np.ndarray | torch.Tensor,
+          mild_correct: Sequence[bool] | np.ndarray | torch.Tensor,
+          original_accuracy: float | None, costs: dict[str, float]) -> list[SweepPoint]:
+    """Every distinct routing of the samples, from none routed to all routed.
+
+    Each point records its accuracy drop against ``original_accuracy`` (percentage points)
+    and its energy reduction against ``costs["original"]`` when given. Thresholds are midpoints between neighbouring distinct
+    scores, so a sample exactly at a calibration score does not flip the decision.
+    """
+    s = _np(scores).astype(np.float64)
+    a = _np(aggressive_correct).astype(np.float64)
+    m = _np(mild_correct).astype(np.float64)
+    n = len(s)
+    if n == 0 or len(a) != n or len(m) != n:
+        raise ValueError("scores, aggressive_correct and mild_correct must be non-empty and equally long")
+    order = np.argsort(-s, kind="stable")
+    s, a, m = s[order], a[order], m[order]
+    # routing the top k: accuracy = (sum of m over the first k + sum of a over the rest) / n
+    gain = np.concatenate([[0.0], np.cumsum(m - a)])
+    acc = (a.sum() + gain) / n
+    k = np.arange(n + 1)
+    # a routing of k is reachable by a threshold only where the k-th and (k+1)-th scores differ
+    valid = np.ones(n + 1, dtype=bool)
+    valid[1:n] = s[:-1] > s[1:]
+    thr = np.empty(n + 1)
+    thr[0] = s[0]
+    thr[n] = s[-1] - 1.0
+    thr[1:n] = (s[:-1] + s[1:]) / 2.0
+    base, mild = float(costs["base"]), float(costs["mild"])
+    share = k / n
+    energy = base + share * mild
+    drop = (original_accuracy - acc) * 100.0 if original_accuracy is not None else np.full(n + 1, np.nan)
+    orig = float(costs.get("original") or 0.0)
+    reduction = 1.0 - energy / orig if orig > 0 else np.full(n + 1, np.nan)
+    return [SweepPoint(float(thr[i]), float(share[i]), float(acc[i]), float(energy[i]),
+                       float(drop[i]), float(reduction[i]))
+            for i in np.flatnonzero(valid)]
+
+
+def choose_threshold(points: Sequence[SweepPoint], max_accuracy_drop: float | None = None,
+                     mild_rate: float | None = None, original_accuracy: float | None = None
+                     ) -> SweepPoint:
+    """The operating point to deploy.
+
+    * ``max_accuracy_drop`` (percentage points against the original, as recorded by
+      :func:`sweep` or given as ``original_accuracy``): the least
+      expected energy whose calibration accuracy is within the drop (ties: more accurate).
+      If no point qualifies, everything goes to mild and the point has ``feasible=False``.
+    * ``mild_rate``: the largest share routed to mild that does not exceed the rate.
+    """
+    if not points:
+        raise ValueError("empty sweep")
+    if (max_accuracy_drop is None) == (mild_rate is None):
+        raise ValueError("give exactly one of max_accuracy_drop and mild_rate")
+    if mild_rate is not None:
+        within = [p for p in points if p.mild_share <= mild_rate + 1e-12]
+        return max(within, key=lambda p: (p.mild_share, p.accuracy)) if within else points[0]
+    if original_accuracy is not None:
+        ok = [p for p in points if p.accuracy >= original_accuracy - max_accuracy_drop / 100.0 - 1e-12]
+    elif all(np.isfinite(p.accuracy_drop) for p in points):
+        ok = [p for p in points if p.accuracy_drop <= max_accuracy_drop + 1e-9]
+    else:
+        raise ValueError("max_accuracy_drop needs original_accuracy (in the sweep or given here)")
+    if ok:
+        return min(ok, key=lambda p: (p.expected_energy, -p.accuracy))
+    return replace(max(points, key=lambda p: p.mild_share), feasible=False)
+
+
+def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney) formula with average ranks for ties.
+
+    ``labels`` 1 = the aggressive answer is wrong (the class a selector should score high).
+    NaN when only one class is present.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    # average ranks over runs of equal scores
+    boundaries = np.flatnonzero(np.diff(sorted_s)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [len(s)]])
+    avg = (starts + ends + 1) / 2.0  # 1-based average rank of each run
+    ranks[order] = np.repeat(avg, ends - starts)
+    return float((ranks[y].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+# --------------------------------------------------------------------------- costs
+
+
+def count_macs(module: nn.Module, *inputs: torch.Tensor) -> float:
+    """MACs of one call (FlopCounterMode counts 2 flops per multiply-accumulate)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(*inputs)
+    return counter.get_total_flops() / 2.0
+
+
+def mac_costs(model: Any, example_input: torch.Tensor) -> dict[str, float]:
+    """Per-sample MAC costs of a DynamicModel: the stand-in for energies without a backend.
+
+    ``example_input`` should have batch size 1. ``original`` falls back to the mild
+    network when the model carries no original.
+    """
+    x = example_input[:1]
+    with torch.no_grad():
+        front_out = model.front(x)
+    base = count_macs(model.front, x) + count_macs(model.selector, *front_out)
+    mild = count_macs(model.mild, x)
+    original = count_macs(model.original, x) if model.original is not None else mild
+    return {"base": base, "mild": mild, "original": original}
+
+
+def _np(values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+__all__ = ["SweepPoint", "sweep", "choose_threshold", "roc_auc", "mac_costs", "count_macs"]

@@ -1,0 +1,75 @@
+"""``prunec inspect``: per-layer shapes, parameters and MACs of a model, or a saved IR."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from rich.console import Console
+from rich.table import Table
+
+from prunec.cli.common import add_model_arguments, emit_json, load_and_trace
+from prunec.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="per-layer shapes, params and MACs of a model (or a saved IR)",
+                       description="Print one row per node that does work. Given a lowered IR "
+                       "JSON file (from `prunec lower -o`), pretty-print it instead.")
+    add_model_arguments(p)
+    p.add_argument("--pass", dest="passes", action="append", default=[], metavar="PASS",
+                   help="run this pass first (registered name or module:callable; repeatable)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("-o", "--output", help="write JSON here instead of stdout")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model.endswith(".json"):
+        return _inspect_ir(args.model, args.format, args.output)
+    from prunec.passes import run_passes
+    from prunec.summary import summarize
+
+    gm, x, _ = load_and_trace(args)
+    if args.passes:
+        gm = run_passes(gm, args.passes, x)
+    report = summarize(gm, x)
+    if args.format == "json" or args.output:
+        emit_json(report, args.output)
+    else:
+        _print_table(report)
+    return 0
+
+
+def _print_table(report: dict) -> None:
+    table = Table(title="layers", show_lines=False)
+    for col, justify in (("name", "left"), ("op", "left"), ("input", "left"), ("output", "left"),
+                         ("params", "right"), ("MACs", "right")):
+        table.add_column(col, justify=justify)
+    for row in report["layers"]:
+        table.add_row(row["name"], row["op"], str(row["input_shape"]), str(row["output_shape"]),
+                      f"{row['params']:,}", f"{row['macs']:,}")
+    totals = report["totals"]
+    table.add_section()
+    table.add_row("total", "", "", "", f"{totals['params']:,}", f"{totals['macs']:,}")
+    Console().print(table)
+
+
+def _inspect_ir(path: str, fmt: str, output: str | None) -> int:
+    if not os.path.isfile(path):
+        raise UserError(f"IR file not found: {path}")
+    try:
+        with open(path) as fh:
+            ir = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not a readable JSON file: {exc}") from None
+    if not isinstance(ir, dict) or "layers" not in ir or "target" not in ir:
+        raise UserError(f"{path} is not a lowered IR (no 'target'/'layers'); make one with `prunec lower`")
+    if fmt == "json" or output:
+        emit_json(ir, output)
+        return 0
+    from prunec.lowering import render_ir
+
+    render_ir(ir)
+    return 0

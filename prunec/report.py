@@ -1,0 +1,809 @@
+"""The report of ``prunec compile``: data first, views second.
+
+``report.json`` is the one record of a run (schema below, versioned by
+:data:`SCHEMA_VERSION`); the rich summary, ``report.md`` and the two PNG plots are all
+rendered from it, so ``prunec report DIR`` can redraw them later without the model.
+
+The schema is written once, as TypedDicts, and :func:`validate_report` walks those same
+definitions; so the documentation and the check cannot drift apart. Numbers are:
+
+* accuracy in percent on the test split, accuracy drop in percentage points;
+* energy per inference in normalised units (1 = the energy of one MAC, Eyeriss ISCA 2016
+  costs), from the same backend at the same batch size for every variant;
+* shares (``mild_share``, ``energy_reduction``) as fractions in 0..1.
+
+Per-layer energies (``layers``) are per inference and *unweighted*: a mild-network layer
+carries the energy it costs when it runs. The dynamic totals (``energy.dynamic``,
+``energy.by_level.dynamic``) are the expectation ``E(trunk)+E(head)+E(selector)+p·E(mild)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict, Union, get_args, get_origin
+
+from prunec.errors import UserError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+SCHEMA_VERSION = 1
+REPORT_FILE = "report.json"
+MARKDOWN_FILE = "report.md"
+BREAKDOWN_PLOT = "energy_breakdown.png"
+TRADEOFF_PLOT = "tradeoff.png"
+
+#: The project's target: at least this energy reduction against the original network ...
+TARGET_ENERGY_REDUCTION = 0.70
+#: ... at no more than this accuracy loss, in percentage points.
+TARGET_MAX_ACCURACY_DROP = 2.0
+#: What the TODAES 2021 paper reports on CIFAR-10 (~70 % at ~3 pts): the bar to beat.
+PAPER_ENERGY_REDUCTION = 0.70
+PAPER_ACCURACY_DROP = 3.0
+
+MEMORY_LEVELS = ("mac", "rf", "array", "glb", "dram")
+ROLES = ("trunk", "head", "selector", "mild")
+VARIANTS = ("original", "mild", "aggressive", "dynamic", "oracle")
+
+# Relative tolerance of the cross-field checks: loose enough for rounding in the
+# pipeline, tight enough to catch a forgotten ``p·`` or a mixed-up batch size.
+_REL_TOL = 5e-3
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds a number must respect; attached to a type with ``Annotated``."""
+
+    lo: float | None = None
+    hi: float | None = None
+    hi_open: bool = False
+
+    def check(self, value: float, path: str) -> None:
+        if self.lo is not None and value < self.lo:
+            raise _invalid(path, f"must be >= {self.lo:g}, got {value!r}")
+        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
+            op = "<" if self.hi_open else "<="
+            raise _invalid(path, f"must be {op} {self.hi:g}, got {value!r}")
+
+
+Percent = Annotated[float, Range(0.0, 100.0)]
+Share = Annotated[float, Range(0.0, 1.0)]
+Energy = Annotated[float, Range(0.0)]
+Count = Annotated[int, Range(0)]
+PruneRatio = Annotated[float, Range(0.0, 1.0, hi_open=True)]
+Role = Literal["trunk", "head", "selector", "mild"]
+
+
+class ModelInfo(TypedDict):
+    source: str  # what the user passed (zoo:NAME, a path, module:factory)
+    arch: str
+    input_shape: list[Annotated[int, Range(1)]]
+    num_classes: Annotated[int, Range(1)]
+    params: Count
+    macs: Count
+
+
+class DataInfo(TypedDict):
+    name: str
+    calibration_size: Count
+    test_size: Count
+    test_split_note: str  # e.g. "CIFAR-10, 5k held-out split of the training set"
+
+
+class PruneLevel(TypedDict):
+    ratio: PruneRatio
+    method: str
+    params: Count
+    macs: Count
+
+
+class Levels(TypedDict):
+    mild: PruneLevel
+    aggressive: PruneLevel
+
+
+class SelectorInfo(TypedDict):
+    kind: str
+    threshold: float
+    taps: list[str]
+    auc: Annotated[float, Range(0.0, 1.0)] | None
+    max_accuracy_drop: float | None  # the calibration budget the threshold was chosen for
+
+
+class Accuracy(TypedDict):
+    original: Percent
+    mild: Percent
+    aggressive: Percent
+    dynamic: Percent
+    oracle: Percent
+
+
+class EnergyByRole(TypedDict):
+    trunk: Energy
+    head: Energy
+    selector: Energy
+    mild: Energy  # the full (unweighted) energy of the mild network
+
+
+class EnergyByMemoryLevel(TypedDict):
+    mac: Energy
+    rf: Energy
+    array: Energy
+    glb: Energy
+    dram: Energy
+
+
+class EnergyByVariantLevel(TypedDict):
+    original: EnergyByMemoryLevel
+    dynamic: EnergyByMemoryLevel  # expected, i.e. mild weighted by mild_share
+
+
+class EnergyInfo(TypedDict):
+    original: Energy
+    mild: Energy
+    aggressive: Energy
+    dynamic: Energy
+    by_role: EnergyByRole
+    by_level: EnergyByVariantLevel
+
+
+class SweepPoint(TypedDict):
+    threshold: float
+    mild_share: Share
+    accuracy: Percent
+    energy: Energy  # expected energy per inference at this threshold
+
+
+class SingleLevelPoint(TypedDict):
+    ratio: PruneRatio
+    accuracy: Percent
+    energy: Energy
+
+
+class OracleInfo(TypedDict):
+    accuracy: Percent
+    energy: Energy
+    mild_share: Share
+
+
+class LayerEnergy(EnergyByMemoryLevel):
+    total: Energy
+
+
+class LayerRecord(TypedDict):
+    name: str
+    energy: LayerEnergy
+
+
+class DynamicLayerRecord(TypedDict):
+    name: str
+    role: Role
+    energy: LayerEnergy  # unweighted: what the layer costs when it runs
+
+
+class Layers(TypedDict):
+    original: list[LayerRecord]
+    dynamic: list[DynamicLayerRecord]
+
+
+class FilesInfo(TypedDict):
+    model_dir: str
+    onnx: str | None
+    ir: str | None
+
+
+class _ReportRequired(TypedDict):
+    schema_version: int
+    prunec_version: str
+    created: str  # ISO 8601
+    command: str
+    seed: int | None
+    model: ModelInfo
+    data: DataInfo
+    target: str
+    batch: Annotated[int, Range(1)]
+    levels: Levels
+    selector: SelectorInfo
+    accuracy: Accuracy
+    mild_share: Share
+    energy: EnergyInfo
+    energy_reduction: Annotated[float, Range(hi=1.0)]
+    accuracy_drop: Annotated[float, Range(-100.0, 100.0)]
+    sweep: list[SweepPoint]
+    single_level: list[SingleLevelPoint]
+    oracle: OracleInfo
+    layers: Layers
+    files: FilesInfo
+    notes: list[str]
+    wall_seconds: Energy
+
+
+class Report(_ReportRequired, total=False):
+    """The whole of ``report.json``. Keys not listed here are kept and ignored."""
+
+    test_sweep: list[SweepPoint]  # the calibration thresholds evaluated on the test split
+
+
+# ----------------------------------------------------------------------- validation
+
+
+def _invalid(path: str, problem: str) -> UserError:
+    return UserError(f"invalid report: field '{path}' {problem}")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check(value: Any, tp: Any, path: str) -> None:
+    """Check ``value`` against the annotation ``tp``; raise UserError naming ``path``."""
+    import typing
+
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *meta = get_args(tp)
+        _check(value, base, path)
+        for m in meta:
+            if isinstance(m, Range):
+                m.check(value, path)
+        return
+    if origin is Union or origin is types.UnionType:
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            if len(options) < len(get_args(tp)):
+                return
+            raise _invalid(path, "must not be null")
+        _check(value, options[0], path)  # the schema only uses ``X | None``
+        return
+    if origin is list:
+        if not isinstance(value, list):
+            raise _invalid(path, f"must be a list, got {_describe(value)}")
+        (item_tp,) = get_args(tp)
+        for i, item in enumerate(value):
+            _check(item, item_tp, f"{path}[{i}]")
+        return
+    if origin is Literal:
+        if value not in get_args(tp):
+            allowed = ", ".join(repr(a) for a in get_args(tp))
+            raise _invalid(path, f"must be one of {allowed}, got {_describe(value)}")
+        return
+    if typing.is_typeddict(tp):
+        if not isinstance(value, dict):
+            raise _invalid(path, f"must be an object, got {_describe(value)}")
+        for key, sub in typing.get_type_hints(tp, include_extras=True).items():
+            if key not in value:
+                if key in tp.__required_keys__:
+                    raise UserError(f"invalid report: missing field '{_join(path, key)}'")
+                continue
+            _check(value[key], sub, _join(path, key))
+        return
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _invalid(path, f"must be a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise _invalid(path, f"must be a finite number, got {value!r}")
+        return
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _invalid(path, f"must be an integer, got {_describe(value)}")
+        return
+    if tp is str:
+        if not isinstance(value, str):
+            raise _invalid(path, f"must be a string, got {_describe(value)}")
+        return
+    raise TypeError(f"report schema uses an unsupported type at {path}: {tp!r}")  # a bug here
+
+
+def _close(a: float, b: float, scale: float) -> bool:
+    return abs(a - b) <= _REL_TOL * max(abs(scale), 1e-12)
+
+
+def _check_consistency(d: dict[str, Any]) -> None:
+    """The identities DESIGN.md defines; a report that breaks one would mislead its reader."""
+    e, acc = d["energy"], d["accuracy"]
+    role = e["by_role"]
+    expected = role["trunk"] + role["head"] + role["selector"] + d["mild_share"] * role["mild"]
+    if not _close(e["dynamic"], expected, max(e["dynamic"], expected)):
+        raise _invalid("energy.dynamic", f"is {e['dynamic']:.6g} but trunk + head + selector + "
+                       f"mild_share * mild is {expected:.6g}")
+    if e["original"] > 0:
+        reduction = 1.0 - e["dynamic"] / e["original"]
+        if abs(d["energy_reduction"] - reduction) > _REL_TOL:
+            raise _invalid("energy_reduction", f"is {d['energy_reduction']:.4f} but "
+                           f"1 - energy.dynamic/energy.original is {reduction:.4f}")
+    drop = acc["original"] - acc["dynamic"]
+    if abs(d["accuracy_drop"] - drop) > 0.05:
+        raise _invalid("accuracy_drop", f"is {d['accuracy_drop']:.3f} but accuracy.original - "
+                       f"accuracy.dynamic is {drop:.3f}")
+    for variant in ("original", "dynamic"):
+        total = sum(e["by_level"][variant][lvl] for lvl in MEMORY_LEVELS)
+        if not _close(total, e[variant], max(total, e[variant])):
+            raise _invalid(f"energy.by_level.{variant}", f"sums to {total:.6g} but "
+                           f"energy.{variant} is {e[variant]:.6g}")
+
+
+def validate_report(d: Any) -> dict[str, Any]:
+    """Check ``d`` against schema version 1 and the energy/accuracy identities.
+
+    Returns ``d`` itself so callers can write ``report = validate_report(json.load(fh))``.
+    Raises :class:`UserError` naming the first missing or bad field.
+    """
+    if not isinstance(d, dict):
+        raise UserError(f"invalid report: expected a JSON object, got {type(d).__name__}")
+    if "schema_version" not in d:
+        raise UserError("invalid report: missing field 'schema_version'")
+    version = d["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _invalid("schema_version", f"must be a positive integer, got {_describe(version)}")
+    if version > SCHEMA_VERSION:
+        raise UserError(f"report has schema_version {version}, newer than this prunec understands "
+                        f"({SCHEMA_VERSION}); upgrade prunec to read it")
+    _check(d, Report, "")
+    _check_consistency(d)
+    return d
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def _write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write via a temporary file then ``os.replace``: a crash never leaves half a file."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _report_path(path_or_dir: str | os.PathLike[str]) -> Path:
+    path = Path(path_or_dir)
+    return path / REPORT_FILE if path.is_dir() else path
+
+
+def load_report(path_or_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate ``report.json`` (given the file or the directory holding it)."""
+    path = _report_path(path_or_dir)
+    if not Path(path_or_dir).exists():
+        raise UserError(f"{path_or_dir} does not exist")
+    if not path.is_file():
+        raise UserError(f"no {REPORT_FILE} in {path.parent}: is it a `prunec compile` output "
+                        "directory?")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                        f"{exc.msg})") from None
+    try:
+        return validate_report(data)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def save_report(d: dict[str, Any], directory: str | os.PathLike[str]) -> Path:
+    """Validate ``d`` and write it as ``directory/report.json`` atomically; return the path."""
+    validate_report(d)
+    text = json.dumps(d, indent=2, allow_nan=False) + "\n"
+    return _write_atomic(Path(directory) / REPORT_FILE, text)
+
+
+def render_all(directory: str | os.PathLike[str]) -> list[Path]:
+    """(Re)write report.md and both plots from ``directory/report.json``; return their paths."""
+    from prunec import plots
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"{directory} is not a directory")
+    d = load_report(directory)
+    written = [_write_atomic(directory / MARKDOWN_FILE, render_markdown(d))]
+    written.append(plots.energy_breakdown(d, directory / BREAKDOWN_PLOT))
+    written.append(plots.tradeoff(d, directory / TRADEOFF_PLOT))
+    return written
+
+
+# -------------------------------------------------------------------------- verdict
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a run stands against the project target and against the paper."""
+
+    energy_reduction: float  # fraction
+    accuracy_drop: float  # points
+
+    @property
+    def energy_met(self) -> bool:
+        return self.energy_reduction >= TARGET_ENERGY_REDUCTION - 1e-9
+
+    @property
+    def accuracy_met(self) -> bool:
+        return self.accuracy_drop <= TARGET_MAX_ACCURACY_DROP + 1e-9
+
+    @property
+    def met(self) -> bool:
+        return self.energy_met and self.accuracy_met
+
+    def _energy_clause(self) -> str:
+        gap = (self.energy_reduction - TARGET_ENERGY_REDUCTION) * 100
+        target = f"≥ {TARGET_ENERGY_REDUCTION:.0%}"
+        if self.energy_met:
+            return f"energy reduction {self.energy_reduction:.1%} meets {target} ({gap:.1f} points to spare)"
+        return f"energy reduction {self.energy_reduction:.1%} misses {target} by {-gap:.1f} points"
+
+    def _accuracy_clause(self) -> str:
+        gap = TARGET_MAX_ACCURACY_DROP - self.accuracy_drop
+        budget = f"≤ {TARGET_MAX_ACCURACY_DROP:.1f} pts"
+        loss = _loss_phrase(self.accuracy_drop)
+        if self.accuracy_met:
+            return f"{loss} meets {budget} ({gap:.2f} pts to spare)"
+        return f"{loss} misses {budget} by {-gap:.2f} pts"
+
+    def sentence(self) -> str:
+        """One line: met or missed, and by how much on each axis."""
+        head = "Target met" if self.met else "Target missed"
+        return f"{head}: {self._energy_clause()}; {self._accuracy_clause()}."
+
+    def paper_sentence(self) -> str:
+        de = (self.energy_reduction - PAPER_ENERGY_REDUCTION) * 100
+        da = PAPER_ACCURACY_DROP - self.accuracy_drop
+        better = de >= 0 and da >= 0
+        worse = de <= 0 and da <= 0 and (de < 0 or da < 0)
+        overall = "better than" if better else "worse than" if worse else "a different trade-off from"
+        return (f"Against the paper (~{PAPER_ENERGY_REDUCTION:.0%} at ~{PAPER_ACCURACY_DROP:.0f} pts): "
+                f"{abs(de):.1f} points {'more' if de >= 0 else 'less'} energy reduction and "
+                f"{abs(da):.2f} pts {'less' if da >= 0 else 'more'} accuracy loss, i.e. {overall} "
+                "the paper.")
+
+
+def _loss_phrase(drop: float) -> str:
+    if drop < 0:
+        return f"accuracy change +{-drop:.2f} pts (a gain)"
+    return f"accuracy loss {drop:.2f} pts"
+
+
+def verdict(d: dict[str, Any]) -> Verdict:
+    return Verdict(float(d["energy_reduction"]), float(d["accuracy_drop"]))
+
+
+def in_target_region(d: dict[str, Any], accuracy: float, energy: float) -> bool:
+    """Whether a point (accuracy %, energy) meets the target relative to ``d``'s original."""
+    e0, a0 = d["energy"]["original"], d["accuracy"]["original"]
+    return (energy <= (1 - TARGET_ENERGY_REDUCTION) * e0 + 1e-12
+            and accuracy >= a0 - TARGET_MAX_ACCURACY_DROP - 1e-9)
+
+
+def reported_sweep(d: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The sweep the views show: the test-split one where the pipeline measured it."""
+    if d.get("test_sweep"):
+        return d["test_sweep"], "test"
+    return d["sweep"], "calibration"
+
+
+def chosen_index(sweep: Sequence[dict[str, Any]], threshold: float) -> int | None:
+    """Index of the sweep point at the selector's chosen threshold (nearest one)."""
+    if not sweep:
+        return None
+    return min(range(len(sweep)), key=lambda i: abs(sweep[i]["threshold"] - threshold))
+
+
+# --------------------------------------------------------------------- formatting
+
+
+def fmt_energy(x: float) -> str:
+    """Normalised energy with an SI suffix: 4.12e7 -> '41.2 M'."""
+    for scale, suffix in ((1e12, " T"), (1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def variant_rows(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per variant (accuracy, energy, relative energy, share to mild) for every view."""
+    e0, a0 = d["energy"]["original"], d["accuracy"]["original"]
+    rows = []
+    for name in VARIANTS:
+        if name == "oracle":
+            acc, energy, share = d["oracle"]["accuracy"], d["oracle"]["energy"], d["oracle"]["mild_share"]
+        else:
+            acc, energy = d["accuracy"][name], d["energy"][name]
+            share = d["mild_share"] if name == "dynamic" else None
+        rows.append({"variant": name, "accuracy": acc, "drop": a0 - acc, "energy": energy,
+                     "relative": energy / e0 if e0 > 0 else float("nan"), "mild_share": share})
+    return rows
+
+
+_VARIANT_NOTES = {
+    "original": "the unpruned network",
+    "dynamic": "aggressive + selector, mild for the rejected inputs",
+    "oracle": "perfect selector (bound)",
+}
+
+
+def _variant_note(d: dict[str, Any], name: str) -> str:
+    if name in ("mild", "aggressive"):
+        lvl = d["levels"][name]
+        return f"pruned {lvl['ratio']:.0%} ({lvl['method']}), alone"
+    return _VARIANT_NOTES[name]
+
+
+# ----------------------------------------------------------------------- markdown
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _share(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+def _sweep_table(d: dict[str, Any]) -> str:
+    cal, test = d["sweep"], d.get("test_sweep") or []
+    e0 = d["energy"]["original"]
+    chosen = chosen_index(cal, d["selector"]["threshold"])
+    by_threshold = {round(p["threshold"], 9): p for p in test}
+    header = ["threshold", "cal. → mild", "cal. accuracy %", "cal. rel. energy"]
+    if test:
+        header += ["test → mild", "test accuracy %", "test rel. energy"]
+    rows = []
+    for i, p in enumerate(cal):
+        mark = " ◀ chosen" if i == chosen else ""
+        row = [f"{p['threshold']:.4g}{mark}", _share(p["mild_share"]), f"{p['accuracy']:.2f}",
+               f"{p['energy'] / e0:.1%}" if e0 else "—"]
+        if test:
+            t = by_threshold.get(round(p["threshold"], 9))
+            row += (["—"] * 3 if t is None else
+                    [_share(t["mild_share"]), f"{t['accuracy']:.2f}", f"{t['energy'] / e0:.1%}"])
+        rows.append(row)
+    return _table(header, rows)
+
+
+def _sweep_summary(d: dict[str, Any]) -> list[str]:
+    sweep, split = reported_sweep(d)
+    if not sweep:
+        return ["No threshold sweep was recorded."]
+    e0 = d["energy"]["original"]
+    thresholds = [p["threshold"] for p in d["sweep"]]
+    out = [f"{len(d['sweep'])} thresholds from {min(thresholds):.4g} to {max(thresholds):.4g} on the "
+           f"calibration split ({d['data']['calibration_size']} images)"
+           + (", re-evaluated on the test split." if d.get("test_sweep") else ".")]
+    hits = [p for p in sweep if in_target_region(d, p["accuracy"], p["energy"])]
+    if hits:
+        best = min(hits, key=lambda p: p["energy"])
+        out.append(f"On the {split} split, {len(hits)} of {len(sweep)} thresholds land in the target "
+                   f"region; the cheapest is τ = {best['threshold']:.4g}: {best['accuracy']:.2f} % at "
+                   f"{best['energy'] / e0:.1%} of the original energy.")
+    else:
+        out.append(f"On the {split} split, no threshold lands in the target region "
+                   f"(energy ≤ {1 - TARGET_ENERGY_REDUCTION:.0%} of original at ≤ "
+                   f"{TARGET_MAX_ACCURACY_DROP:.1f} pts loss).")
+        within = [p for p in sweep
+                  if p["accuracy"] >= d["accuracy"]["original"] - TARGET_MAX_ACCURACY_DROP - 1e-9]
+        if within:
+            best = min(within, key=lambda p: p["energy"])
+            out.append(f"The cheapest threshold within the accuracy budget is τ = {best['threshold']:.4g}: "
+                       f"{best['accuracy']:.2f} % at {best['energy'] / e0:.1%} of the original energy "
+                       f"({1 - best['energy'] / e0:.1%} reduction).")
+    return out
+
+
+def render_markdown(d: dict[str, Any]) -> str:
+    """report.md: the headline against the targets first, then the evidence behind it."""
+    m, data, sel, e, acc = d["model"], d["data"], d["selector"], d["energy"], d["accuracy"]
+    v = verdict(d)
+    e0 = e["original"]
+    p = d["mild_share"]
+    lines: list[str] = []
+    add = lines.append
+
+    add(f"# prunec report — {m['arch']} on {data['name']}, target {d['target']}")
+    add("")
+    add(f"**{v.sentence()}**")
+    add("")
+    add(f"The dynamic model uses **{e['dynamic'] / e0:.1%}** of the original network's energy per "
+        f"inference (**{v.energy_reduction:.1%} reduction**) at **{acc['dynamic']:.2f} %** test accuracy "
+        f"against {acc['original']:.2f} % ({_loss_phrase(v.accuracy_drop)}); "
+        f"{p:.1%} of test inputs go to the mild network.")
+    add("")
+    add(v.paper_sentence())
+    add("")
+    o = d["oracle"]
+    add(f"A perfect selector (oracle) would reach {o['accuracy']:.2f} % at {o['energy'] / e0:.1%} of "
+        f"the original energy, sending {o['mild_share']:.1%} of inputs to the mild network: the "
+        "bound on what a better selector could buy.")
+    add("")
+
+    add("## Variants")
+    add("")
+    rows = []
+    for r in variant_rows(d):
+        rows.append([f"**{r['variant']}**" if r["variant"] == "dynamic" else r["variant"],
+                     f"{r['accuracy']:.2f}", f"{-r['drop']:+.2f}" if r["variant"] != "original" else "—",
+                     fmt_energy(r["energy"]), f"{r['relative']:.1%}", _share(r["mild_share"]),
+                     _variant_note(d, r["variant"])])
+    add(_table(["variant", "accuracy %", "Δ acc (pts)", "energy", "rel. energy", "→ mild", "what"],
+               rows, "lrrrrrl"))
+    add("")
+
+    add("## Energy of the dynamic model by role")
+    add("")
+    role = e["by_role"]
+    contrib = {"trunk": role["trunk"], "head": role["head"], "selector": role["selector"],
+               "mild": p * role["mild"]}
+    rows = []
+    for r in ROLES:
+        weight = f"× {p:.3f}" if r == "mild" else "× 1"
+        rows.append([r, fmt_energy(role[r]), weight, fmt_energy(contrib[r]),
+                     f"{contrib[r] / e['dynamic']:.1%}" if e["dynamic"] else "—",
+                     f"{contrib[r] / e0:.1%}"])
+    rows.append(["**total**", "", "", f"**{fmt_energy(e['dynamic'])}**", "100.0%",
+                 f"**{e['dynamic'] / e0:.1%}**"])
+    add(_table(["role", "energy when run", "runs", "expected energy", "share of dynamic",
+                "of original"], rows))
+    add("")
+
+    add("## Energy per memory level (per inference)")
+    add("")
+    bl = e["by_level"]
+    rows = []
+    for lvl in MEMORY_LEVELS:
+        a, b = bl["original"][lvl], bl["dynamic"][lvl]
+        rows.append([lvl, fmt_energy(a), f"{a / e0:.1%}", fmt_energy(b),
+                     f"{b / e['dynamic']:.1%}" if e["dynamic"] else "—",
+                     f"{1 - b / a:.1%}" if a > 0 else "—"])
+    rows.append(["**total**", fmt_energy(e0), "100.0%", fmt_energy(e["dynamic"]), "100.0%",
+                 f"**{v.energy_reduction:.1%}**"])
+    add(_table(["level", "original", "share", "dynamic", "share", "reduction"], rows))
+    add("")
+
+    add("## Selector and threshold sweep")
+    add("")
+    auc = "n/a" if sel["auc"] is None else f"{sel['auc']:.3f}"
+    budget = ("" if sel["max_accuracy_drop"] is None else
+              f", chosen on calibration for ≤ {sel['max_accuracy_drop']:.2f} pts loss")
+    add(f"Selector `{sel['kind']}` tapping {', '.join(f'`{t}`' for t in sel['taps']) or '—'}; "
+        f"threshold τ = {sel['threshold']:.4g}{budget}; AUC {auc}.")
+    add("")
+    for line in _sweep_summary(d):
+        add(line)
+    add("")
+    if d["sweep"]:
+        add(_sweep_table(d))
+        add("")
+    if d["single_level"]:
+        add("Single pruning level, for comparison:")
+        add("")
+        add(_table(["ratio", "accuracy %", "energy", "rel. energy"],
+                   [[f"{s['ratio']:.0%}", f"{s['accuracy']:.2f}", fmt_energy(s["energy"]),
+                     f"{s['energy'] / e0:.1%}"] for s in d["single_level"]]))
+        add("")
+
+    add("## Plots")
+    add("")
+    add(f"![Per-layer energy by memory level]({BREAKDOWN_PLOT})")
+    add("")
+    add(f"![Accuracy against energy]({TRADEOFF_PLOT})")
+    add("")
+
+    add("## Notes")
+    add("")
+    for note in d["notes"] or ["(none)"]:
+        add(f"- {note}")
+    add("")
+
+    add("## Run")
+    add("")
+    lv = d["levels"]
+    add(_table(["", ""], [
+        ["model", f"`{m['source']}` ({m['arch']}, input {'×'.join(str(s) for s in m['input_shape'])}, "
+                  f"{m['num_classes']} classes, {m['params']:,} params, {m['macs']:,} MACs)"],
+        ["mild level", f"{lv['mild']['ratio']:.0%} {lv['mild']['method']}: {lv['mild']['params']:,} params, "
+                       f"{lv['mild']['macs']:,} MACs"],
+        ["aggressive level", f"{lv['aggressive']['ratio']:.0%} {lv['aggressive']['method']}: "
+                             f"{lv['aggressive']['params']:,} params, {lv['aggressive']['macs']:,} MACs"],
+        ["data", f"{data['name']}: calibration {data['calibration_size']:,}, test {data['test_size']:,} "
+                 f"({data['test_split_note']})"],
+        ["target / batch", f"{d['target']}, batch {d['batch']}"],
+        ["seed", str(d["seed"])],
+        ["command", f"`{d['command']}`"],
+        ["prunec", f"{d['prunec_version']}, {d['created']}, {d['wall_seconds']:.0f} s"],
+        ["files", ", ".join(f"{k}: `{v}`" for k, v in d["files"].items() if v)],
+    ], "ll"))
+    add("")
+
+    add("## How to read this report")
+    add("")
+    add("- Energy is per inference in normalised units: one 16-bit MAC = 1, register file 1, "
+        "inter-PE array 2, global buffer 6, DRAM 200 per access (Eyeriss, ISCA 2016). Every variant "
+        f"is lowered by the same backend at batch {d['batch']}, so the numbers compare directly.")
+    add("- The dynamic model always runs the aggressive trunk, its head and the selector; the mild "
+        "network runs only for the inputs the selector rejects, so its energy counts with weight "
+        "p (the share sent to mild): E_dyn = E(trunk) + E(head) + E(selector) + p · E(mild).")
+    add(f"- Energy reduction is 1 − E_dyn / E(original); accuracy loss is original − dynamic in "
+        f"percentage points, both on the test split ({data['test_size']:,} images, never used to "
+        "train or calibrate). The target is ≥ 70 % reduction at ≤ 2.0 pts loss.")
+    add("- The oracle sends an input to the mild network exactly when the aggressive one is wrong "
+        "and the mild one right: no real selector can beat it, so it bounds the method.")
+    add("- The sweep moves the selector threshold τ: more inputs to mild means more accuracy and "
+        "more energy. τ is chosen on the calibration split; the test columns show how that choice "
+        "holds up on unseen data.")
+    add(f"- All numbers come from `{REPORT_FILE}` (schema version {d['schema_version']}); "
+        "`prunec report DIR` redraws this file and the plots from it.")
+    add("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- terminal
+
+
+def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
+    """The terminal view: one table of variants and the verdict line."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    m, data = d["model"], d["data"]
+    table = Table(title=f"prunec — {m['arch']} on {data['name']} ({d['target']}, batch {d['batch']})",
+                  title_justify="left")
+    table.add_column("variant")
+    table.add_column("accuracy %", justify="right")
+    table.add_column("Δ acc (pts)", justify="right")
+    table.add_column("energy", justify="right")
+    table.add_column("rel. energy", justify="right")
+    table.add_column("→ mild", justify="right")
+    for r in variant_rows(d):
+        style = "bold" if r["variant"] == "dynamic" else ("dim" if r["variant"] == "oracle" else None)
+        table.add_row(r["variant"], f"{r['accuracy']:.2f}",
+                      "—" if r["variant"] == "original" else f"{-r['drop']:+.2f}",
+                      fmt_energy(r["energy"]), f"{r['relative']:.1%}", _share(r["mild_share"]),
+                      style=style)
+    console.print(table)
+    e, p = d["energy"], d["mild_share"]
+    role = e["by_role"]
+    parts = [f"{r} {fmt_energy(role[r] * (p if r == 'mild' else 1))}" for r in ROLES]
+    console.print(f"dynamic energy by role: {', '.join(parts)} (mild weighted by p = {p:.3f})",
+                  highlight=False)
+    v = verdict(d)
+    console.print(f"[{'green' if v.met else 'red'}]{v.sentence()}[/]", highlight=False)
+    for note in d["notes"]:
+        console.print(f"note: {note}", highlight=False, markup=False)
+
+
+__all__ = [
+    "SCHEMA_VERSION", "REPORT_FILE", "MARKDOWN_FILE", "BREAKDOWN_PLOT", "TRADEOFF_PLOT",
+    "TARGET_ENERGY_REDUCTION", "TARGET_MAX_ACCURACY_DROP", "PAPER_ENERGY_REDUCTION",
+    "PAPER_ACCURACY_DROP", "MEMORY_LEVELS", "ROLES", "VARIANTS", "Report", "Verdict",
+    "validate_report", "load_report", "save_report", "render_markdown", "print_summary",
+    "render_all", "verdict", "in_target_region", "reported_sweep", "chosen_index", "fmt_energy",
+    "variant_rows",
+]

@@ -1,0 +1,54 @@
+"""``prunec inspect`` MACs agree with torch's FlopCounterMode (FLOPs / 2) for every zoo model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import prunec
+from prunec import zoo
+from prunec.summary import summarize
+from tests.conftest import run_cli
+
+
+def _flop_counter_macs(model, x) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("name", sorted(zoo.MODELS))
+def test_total_macs_match_flop_counter(name):
+    shapes = [zoo.default_input_shape(name)]
+    if name != "alexnet":
+        shapes.append((2, 1, 28, 28))
+    for shape in shapes:
+        model = zoo.build(name, in_channels=shape[1]).eval()
+        x = torch.randn(shape)
+        report = summarize(prunec.trace(model, x), x)
+        assert report["totals"]["macs"] == _flop_counter_macs(model, x)
+        assert report["totals"]["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_conv_macs_by_formula_including_groups():
+    """An independent check of the per-layer numbers: Cout*Hout*Wout*(Cin/groups)*k*k."""
+    model = zoo.build("alexnet").eval()
+    x = torch.randn(1, 3, 224, 224)
+    report = summarize(prunec.trace(model, x), x)
+    convs = [row for row in report["layers"] if row["op"] == "Conv2d"]
+    modules = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    for row, conv in zip(convs, modules, strict=True):
+        _, cout, h, w = row["output_shape"]
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        assert row["macs"] == cout * h * w * (conv.in_channels // conv.groups) * k
+    assert [row["output_shape"][2] for row in convs] == [55, 27, 13, 13, 13]
+
+
+def test_cli_json_matches_flop_counter_for_resnet20():
+    import json
+
+    result = run_cli("inspect", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    model = zoo.build("resnet20").eval()
+    assert json.loads(result.stdout)["totals"]["macs"] == _flop_counter_macs(model, torch.randn(1, 3, 32, 32))

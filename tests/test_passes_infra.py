@@ -1,0 +1,79 @@
+"""Pass infrastructure: registry, user passes by module:callable, checks after each pass."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import fx, nn
+from torch.fx.passes.infra.pass_base import PassResult
+
+import prunec
+from examples.custom_pass import relu6_to_relu
+from prunec.errors import UserError
+from prunec.passes import available_passes, register_pass, resolve_pass, run_passes
+from tests.conftest import run_cli
+from tests.model_fixtures import tiny
+
+
+def test_custom_pass_changes_graph_and_keeps_outputs_for_nonclamped_inputs():
+    model = tiny().eval()
+    x = torch.rand(4, 3, 8, 8) * 0.1
+    gm = prunec.trace(model, x)
+    out = run_passes(gm, [relu6_to_relu], x)
+    kinds = {type(m) for m in out.modules()}
+    assert nn.ReLU in kinds and nn.ReLU6 not in kinds
+    torch.testing.assert_close(out(x), model(x))  # small activations never reach the clamp
+
+
+def test_custom_pass_through_cli():
+    base = run_cli("inspect", "zoo:mobilenetv2", "--input-shape", "1,3,32,32", "--format", "json")
+    changed = run_cli("inspect", "zoo:mobilenetv2", "--input-shape", "1,3,32,32", "--format", "json",
+                      "--pass", "examples.custom_pass:relu6_to_relu")
+    assert base.returncode == 0 and changed.returncode == 0, changed.stderr
+    ops_before = {row["op"] for row in json.loads(base.stdout)["layers"]}
+    ops_after = {row["op"] for row in json.loads(changed.stdout)["layers"]}
+    assert "ReLU6" in ops_before and "ReLU6" not in ops_after and "ReLU" in ops_after
+
+
+def test_pass_that_breaks_output_shape_is_caught():
+    def drop_classifier(gm: fx.GraphModule) -> PassResult:
+        for node in gm.graph.nodes:
+            if node.op == "output":
+                flatten = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == "4")
+                node.args = (flatten,)
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+        return PassResult(gm, True)
+
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(UserError, match="output shape"):
+        run_passes(prunec.trace(tiny(), x), [drop_classifier], x)
+
+
+def test_registry_lists_and_resolves():
+    @register_pass("test_identity_pass")
+    def identity(gm: fx.GraphModule) -> PassResult:
+        """Do nothing (a test pass)."""
+        return PassResult(gm, False)
+
+    passes = available_passes()
+    assert passes["test_identity_pass"].doc == "Do nothing (a test pass)."
+    assert resolve_pass("test_identity_pass") is identity
+    with pytest.raises(UserError, match="unknown pass"):
+        resolve_pass("no_such_pass")
+    with pytest.raises(UserError, match="cannot import"):
+        resolve_pass("no.such.module:fn")
+
+
+def test_cli_lists_passes():
+    result = run_cli("passes")
+    assert result.returncode == 0
+    assert "eliminate_dead_code" in result.stdout
+
+
+def test_unknown_pass_in_cli_is_one_line():
+    from tests.conftest import assert_user_error
+
+    assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", "nope"), "unknown pass")
