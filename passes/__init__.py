@@ -177,5 +177,8 @@ def eliminate_dead_code(gm: fx.GraphModule) -> PassResult:
 
 #: Modules whose import registers the built-in passes. Append when adding a pass module.
 BUILTIN_MODULES: list[str] = []
+BUILTIN_MODULES.append("prunec.passes.insert_selector")
+BUILTIN_MODULES.append("prunec.passes.structured")
+BUILTIN_MODULES.append("prunec.passes.unstructured")
 
 __all__ = ["register_pass", "available_passes", "resolve_pass", "run_passes", "PassResult"]

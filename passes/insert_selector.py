@@ -90,8 +90,8 @@ def _check_taps(gm: fx.GraphModule, taps: Sequence[str]) -> list[str]:
 def front_module(aggressive_gm: fx.GraphModule, taps: Sequence[str]) -> fx.GraphModule:
     """A copy of the aggressive graph returning ``(logits, *taps)``; parameters are shared."""
     graph = fx.Graph()
-    env = graph.graph_copy(aggressive_gm.graph, val_map := {}, return_output_node=True)
-    output_value, _ = env if isinstance(env, tuple) else (env, None)
+    val_map: dict[fx.Node, fx.Node] = {}
+    output_value = graph.graph_copy(aggressive_gm.graph, val_map)
     if not isinstance(output_value, fx.Node):
         raise UserError("the aggressive network must return one logits tensor")
     by_name = {n.name: n for n in aggressive_gm.graph.nodes}

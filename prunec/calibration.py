@@ -45,15 +45,17 @@ def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
     """Every distinct routing of the samples, from none routed to all routed.
 
     Each point records its accuracy drop against ``original_accuracy`` (percentage points)
-    and its energy reduction against ``costs["original"]`` when given. Thresholds are midpoints between neighbouring distinct
-    scores, so a sample exactly at a calibration score does not flip the decision.
+    and its energy reduction against ``costs["original"]`` when given. Thresholds are
+    midpoints between neighbouring distinct scores, so a sample exactly at a calibration
+    score does not flip the decision.
     """
     s = _np(scores).astype(np.float64)
     a = _np(aggressive_correct).astype(np.float64)
     m = _np(mild_correct).astype(np.float64)
     n = len(s)
     if n == 0 or len(a) != n or len(m) != n:
-        raise ValueError("scores, aggressive_correct and mild_correct must be non-empty and equally long")
+        raise ValueError("scores, aggressive_correct and mild_correct must be non-empty and "
+                         "equally long")
     order = np.argsort(-s, kind="stable")
     s, a, m = s[order], a[order], m[order]
     # routing the top k: accuracy = (sum of m over the first k + sum of a over the rest) / n

@@ -22,6 +22,7 @@ mild network on that sub-batch only and scatters its answers back.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,7 +91,7 @@ def build_graph(front: nn.Module, selector: nn.Module, router: MildRouter, taps:
     out_node = None
     for node in front.graph.nodes:
         if node.op == "placeholder":
-            if env:
+            if x in env.values():
                 raise ValueError("the aggressive network must take exactly one input tensor")
             env[node] = x
             x.meta.update(node.meta)
@@ -120,7 +121,8 @@ def build_graph(front: nn.Module, selector: nn.Module, router: MildRouter, taps:
     x.meta["role"] = "trunk"
     for new in env.values():
         if new is not x:
-            new.meta["role"] = "trunk" if new in trunk else "head"
+            guard = new.op == "call_module" and str(new.target).endswith("_guards_fn")
+            new.meta["role"] = "trunk" if new in trunk or guard else "head"
     for name, node in zip(taps, tap_nodes, strict=True):
         node.meta["tap"] = True
         node.meta["tap_name"] = name
@@ -129,8 +131,8 @@ def build_graph(front: nn.Module, selector: nn.Module, router: MildRouter, taps:
     score.meta["role"] = "selector"
     routed = graph.call_module("router", (x, logits, score))
     routed.meta["role"] = "mild"
-    final = graph.call_function(_getitem, (routed, 0))
-    route = graph.call_function(_getitem, (routed, 1))
+    final = graph.call_function(operator.getitem, (routed, 0))
+    route = graph.call_function(operator.getitem, (routed, 1))
     out = graph.output((final, route))
     for node in (final, route, out):
         node.meta["role"] = "mild"
@@ -142,8 +144,11 @@ def build_graph(front: nn.Module, selector: nn.Module, router: MildRouter, taps:
     return gm
 
 
-def _getitem(seq: Any, i: int) -> Any:
-    return seq[i]
+def set_eval(module: nn.Module) -> nn.Module:
+    """Eval mode without calling ``.eval()``, which ExportedProgram modules refuse."""
+    for m in module.modules():
+        m.training = False
+    return module
 
 
 class DynamicModel(nn.Module):
@@ -166,7 +171,7 @@ class DynamicModel(nn.Module):
         self.selector_kind = selector_kind or getattr(selector, "kind", type(selector).__name__)
         self.input_shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
         self.num_classes = num_classes
-        self.eval()
+        set_eval(self)
 
     @property
     def mild(self) -> nn.Module:

@@ -128,6 +128,10 @@ def _load_file(
     in_channels = in_channels or _infer_in_channels(state)
     num_classes = num_classes or _infer_num_classes(state)
     model = zoo.build(arch, in_channels, num_classes)
+    if isinstance(obj, dict) and obj.get("module_configs"):  # a pruned checkpoint: reshape layers
+        from prunec.pruning import rebuild_pruned
+
+        model = rebuild_pruned(model, obj["module_configs"])
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from prunec.report import (  # noqa: E402
+    LEVEL_LABELS,
     MEMORY_LEVELS,
     PAPER_ACCURACY_DROP,
     PAPER_ENERGY_REDUCTION,
@@ -34,8 +35,6 @@ from prunec.report import (  # noqa: E402
 DPI = 150
 LEVEL_COLORS = {"mac": "#4c72b0", "rf": "#55a868", "array": "#8172b2", "glb": "#ccb974",
                 "dram": "#c44e52"}
-LEVEL_NAMES = {"mac": "MAC", "rf": "register file", "array": "inter-PE array",
-               "glb": "global buffer", "dram": "DRAM"}
 ROLE_COLORS = {"trunk": "#222222", "head": "#8c564b", "selector": "#e377c2", "mild": "#17becf"}
 ROLE_HATCH = {"trunk": "", "head": "//", "selector": "xx", "mild": ".."}
 
@@ -127,9 +126,10 @@ def energy_breakdown(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
              edgecolor="black", linewidth=0.6)
     for x, a, b in zip(xs, o_vals, d_vals, strict=True):
         if a > 0:
-            ax_t.text(x + w / 2, b, f"−{1 - b / a:.0%}", ha="center", va="bottom", fontsize=8)
+            ax_t.annotate(f"−{1 - b / a:.0%}", (x + w / 2, b), textcoords="offset points",
+                          xytext=(0, 3), ha="center", va="bottom", fontsize=8)
     ax_t.set_xticks(list(xs))
-    ax_t.set_xticklabels([LEVEL_NAMES[lvl] for lvl in MEMORY_LEVELS], rotation=35, ha="right",
+    ax_t.set_xticklabels([LEVEL_LABELS[lvl] for lvl in MEMORY_LEVELS], rotation=35, ha="right",
                          fontsize=8)
     ax_t.set_ylabel("energy per inference (normalised)")
     ax_t.set_title("Totals per memory level", loc="left", fontsize=11)
@@ -139,16 +139,16 @@ def energy_breakdown(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
                          Patch(facecolor="#999999", alpha=0.55, hatch="//", edgecolor="black",
                                label="dynamic (expected)")], fontsize=8, loc="upper left")
 
-    level_handles = [Patch(facecolor=LEVEL_COLORS[lvl], label=LEVEL_NAMES[lvl])
+    level_handles = [Patch(facecolor=LEVEL_COLORS[lvl], label=LEVEL_LABELS[lvl])
                      for lvl in reversed(MEMORY_LEVELS)]
-    ax_o.legend(handles=level_handles, title="memory level", fontsize=8, title_fontsize=8,
-                loc="upper right")
+    ax_o.legend(handles=level_handles, fontsize=8, ncol=len(level_handles), frameon=False,
+                loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2)
     present = [r for r in ROLES if any(rec["role"] == r for rec in dyn)]
     role_handles = [Patch(facecolor="white", edgecolor=ROLE_COLORS[r], hatch=ROLE_HATCH[r],
                           label=r + (f" (× p = {p:.3f})" if r == "mild" else "")) for r in present]
     if role_handles:
         ax_d.legend(handles=role_handles, title="role", fontsize=8, title_fontsize=8,
-                    loc="upper right")
+                    loc="upper right", framealpha=0.9)
     m = d["model"]
     fig.suptitle(f"Where the energy goes — {m['arch']} on {d['data']['name']}, {d['target']} "
                  f"(batch {d['batch']})", fontsize=13)
@@ -190,8 +190,8 @@ def tradeoff(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     sweep, split = reported_sweep(d)
     if d.get("test_sweep") and d["sweep"]:
         cal = sorted(d["sweep"], key=lambda s: s["energy"])
-        ax.plot([rel(s["energy"]) for s in cal], [s["accuracy"] for s in cal], ":", color="#1f77b4",
-                lw=1.2, alpha=0.7, label="dynamic, threshold sweep (calibration split)")
+        ax.plot([rel(s["energy"]) for s in cal], [s["accuracy"] for s in cal], "--", color="#6baed6",
+                lw=1.4, zorder=3, label="dynamic, threshold sweep (calibration split)")
     if sweep:
         pts = sorted(sweep, key=lambda s: s["energy"])
         ys += [s["accuracy"] for s in pts]
@@ -217,14 +217,14 @@ def tradeoff(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 
     dx, dy = rel(d["energy"]["dynamic"]), d["accuracy"]["dynamic"]
     ys.append(dy)
+    # The numbers go in the legend rather than an annotation, which would hide other markers.
     ax.plot([dx], [dy], "o", color="#1f77b4", ms=14, mfc="none", mew=2.5, zorder=6,
-            label=f"chosen: τ = {d['selector']['threshold']:.3g}, p = {d['mild_share']:.2f}")
-    ax.annotate(f"dynamic\n{dy:.2f} %, {dx:.1f} % energy", (dx, dy), textcoords="offset points",
-                xytext=(12, 10), fontsize=9, color="#1f77b4", fontweight="bold")
+            label=f"chosen (dynamic): {dy:.2f} % at {dx:.1f} % energy, "
+                  f"τ = {d['selector']['threshold']:.3g}, p = {d['mild_share']:.2f}")
 
     # Keep the interesting region readable: very low accuracies (e.g. 90 % pruning with no
     # fine-tuning) would squash everything else, so they are clipped and counted.
-    lo = max(min(ys) - 1.0, a0 - 20.0)
+    lo = max(min(ys) - 1.0, a0 - 15.0)
     hi = max(ys) + 1.0
     ax.set_ylim(lo, hi)
     hidden = sum(1 for y in ys if y < lo)

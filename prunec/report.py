@@ -26,7 +26,18 @@ import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict, Union, get_args, get_origin
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    TypedDict,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 from prunec.errors import UserError
 
@@ -48,6 +59,8 @@ PAPER_ENERGY_REDUCTION = 0.70
 PAPER_ACCURACY_DROP = 3.0
 
 MEMORY_LEVELS = ("mac", "rf", "array", "glb", "dram")
+LEVEL_LABELS = {"mac": "MAC", "rf": "register file", "array": "inter-PE array",
+                "glb": "global buffer", "dram": "DRAM"}
 ROLES = ("trunk", "head", "selector", "mild")
 VARIANTS = ("original", "mild", "aggressive", "dynamic", "oracle")
 
@@ -251,8 +264,6 @@ def _join(path: str, key: str) -> str:
 
 def _check(value: Any, tp: Any, path: str) -> None:
     """Check ``value`` against the annotation ``tp``; raise UserError naming ``path``."""
-    import typing
-
     origin = get_origin(tp)
     if origin is Annotated:
         base, *meta = get_args(tp)
@@ -262,11 +273,9 @@ def _check(value: Any, tp: Any, path: str) -> None:
                 m.check(value, path)
         return
     if origin is Union or origin is types.UnionType:
+        if value is None and type(None) in get_args(tp):
+            return
         options = [a for a in get_args(tp) if a is not type(None)]
-        if value is None:
-            if len(options) < len(get_args(tp)):
-                return
-            raise _invalid(path, "must not be null")
         _check(value, options[0], path)  # the schema only uses ``X | None``
         return
     if origin is list:
@@ -281,10 +290,10 @@ def _check(value: Any, tp: Any, path: str) -> None:
             allowed = ", ".join(repr(a) for a in get_args(tp))
             raise _invalid(path, f"must be one of {allowed}, got {_describe(value)}")
         return
-    if typing.is_typeddict(tp):
+    if is_typeddict(tp):
         if not isinstance(value, dict):
             raise _invalid(path, f"must be an object, got {_describe(value)}")
-        for key, sub in typing.get_type_hints(tp, include_extras=True).items():
+        for key, sub in get_type_hints(tp, include_extras=True).items():
             if key not in value:
                 if key in tp.__required_keys__:
                     raise UserError(f"invalid report: missing field '{_join(path, key)}'")
@@ -315,16 +324,17 @@ def _close(a: float, b: float, scale: float) -> bool:
 def _check_consistency(d: dict[str, Any]) -> None:
     """The identities DESIGN.md defines; a report that breaks one would mislead its reader."""
     e, acc = d["energy"], d["accuracy"]
+    if e["original"] <= 0:
+        raise _invalid("energy.original", "must be > 0: every relative number divides by it")
     role = e["by_role"]
     expected = role["trunk"] + role["head"] + role["selector"] + d["mild_share"] * role["mild"]
     if not _close(e["dynamic"], expected, max(e["dynamic"], expected)):
         raise _invalid("energy.dynamic", f"is {e['dynamic']:.6g} but trunk + head + selector + "
                        f"mild_share * mild is {expected:.6g}")
-    if e["original"] > 0:
-        reduction = 1.0 - e["dynamic"] / e["original"]
-        if abs(d["energy_reduction"] - reduction) > _REL_TOL:
-            raise _invalid("energy_reduction", f"is {d['energy_reduction']:.4f} but "
-                           f"1 - energy.dynamic/energy.original is {reduction:.4f}")
+    reduction = 1.0 - e["dynamic"] / e["original"]
+    if abs(d["energy_reduction"] - reduction) > _REL_TOL:
+        raise _invalid("energy_reduction", f"is {d['energy_reduction']:.4f} but "
+                       f"1 - energy.dynamic/energy.original is {reduction:.4f}")
     drop = acc["original"] - acc["dynamic"]
     if abs(d["accuracy_drop"] - drop) > 0.05:
         raise _invalid("accuracy_drop", f"is {d['accuracy_drop']:.3f} but accuracy.original - "
@@ -601,7 +611,7 @@ def _sweep_summary(d: dict[str, Any]) -> list[str]:
     if hits:
         best = min(hits, key=lambda p: p["energy"])
         out.append(f"On the {split} split, {len(hits)} of {len(sweep)} thresholds land in the target "
-                   f"region; the cheapest is τ = {best['threshold']:.4g}: {best['accuracy']:.2f} % at "
+                   f"region; the cheapest is τ = {best['threshold']:.4g}: {best['accuracy']:.2f}% at "
                    f"{best['energy'] / e0:.1%} of the original energy.")
     else:
         out.append(f"On the {split} split, no threshold lands in the target region "
@@ -612,7 +622,7 @@ def _sweep_summary(d: dict[str, Any]) -> list[str]:
         if within:
             best = min(within, key=lambda p: p["energy"])
             out.append(f"The cheapest threshold within the accuracy budget is τ = {best['threshold']:.4g}: "
-                       f"{best['accuracy']:.2f} % at {best['energy'] / e0:.1%} of the original energy "
+                       f"{best['accuracy']:.2f}% at {best['energy'] / e0:.1%} of the original energy "
                        f"({1 - best['energy'] / e0:.1%} reduction).")
     return out
 
@@ -631,14 +641,14 @@ def render_markdown(d: dict[str, Any]) -> str:
     add(f"**{v.sentence()}**")
     add("")
     add(f"The dynamic model uses **{e['dynamic'] / e0:.1%}** of the original network's energy per "
-        f"inference (**{v.energy_reduction:.1%} reduction**) at **{acc['dynamic']:.2f} %** test accuracy "
-        f"against {acc['original']:.2f} % ({_loss_phrase(v.accuracy_drop)}); "
+        f"inference (**{v.energy_reduction:.1%} reduction**) at **{acc['dynamic']:.2f}%** test accuracy "
+        f"against {acc['original']:.2f}% ({_loss_phrase(v.accuracy_drop)}); "
         f"{p:.1%} of test inputs go to the mild network.")
     add("")
     add(v.paper_sentence())
     add("")
     o = d["oracle"]
-    add(f"A perfect selector (oracle) would reach {o['accuracy']:.2f} % at {o['energy'] / e0:.1%} of "
+    add(f"A perfect selector (oracle) would reach {o['accuracy']:.2f}% at {o['energy'] / e0:.1%} of "
         f"the original energy, sending {o['mild_share']:.1%} of inputs to the mild network: the "
         "bound on what a better selector could buy.")
     add("")
@@ -678,7 +688,7 @@ def render_markdown(d: dict[str, Any]) -> str:
     rows = []
     for lvl in MEMORY_LEVELS:
         a, b = bl["original"][lvl], bl["dynamic"][lvl]
-        rows.append([lvl, fmt_energy(a), f"{a / e0:.1%}", fmt_energy(b),
+        rows.append([f"{LEVEL_LABELS[lvl]} (`{lvl}`)", fmt_energy(a), f"{a / e0:.1%}", fmt_energy(b),
                      f"{b / e['dynamic']:.1%}" if e["dynamic"] else "—",
                      f"{1 - b / a:.1%}" if a > 0 else "—"])
     rows.append(["**total**", fmt_energy(e0), "100.0%", fmt_energy(e["dynamic"]), "100.0%",
@@ -769,11 +779,13 @@ def render_markdown(d: dict[str, Any]) -> str:
 def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
     """The terminal view: one table of variants and the verdict line."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
     m, data = d["model"], d["data"]
-    table = Table(title=f"prunec — {m['arch']} on {data['name']} ({d['target']}, batch {d['batch']})",
+    table = Table(title=escape(f"prunec — {m['arch']} on {data['name']} ({d['target']}, "
+                               f"batch {d['batch']})"),
                   title_justify="left")
     table.add_column("variant")
     table.add_column("accuracy %", justify="right")
@@ -794,7 +806,7 @@ def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
     console.print(f"dynamic energy by role: {', '.join(parts)} (mild weighted by p = {p:.3f})",
                   highlight=False)
     v = verdict(d)
-    console.print(f"[{'green' if v.met else 'red'}]{v.sentence()}[/]", highlight=False)
+    console.print(f"[{'green' if v.met else 'red'}]{escape(v.sentence())}[/]", highlight=False)
     for note in d["notes"]:
         console.print(f"note: {note}", highlight=False, markup=False)
 
@@ -802,7 +814,7 @@ def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
 __all__ = [
     "SCHEMA_VERSION", "REPORT_FILE", "MARKDOWN_FILE", "BREAKDOWN_PLOT", "TRADEOFF_PLOT",
     "TARGET_ENERGY_REDUCTION", "TARGET_MAX_ACCURACY_DROP", "PAPER_ENERGY_REDUCTION",
-    "PAPER_ACCURACY_DROP", "MEMORY_LEVELS", "ROLES", "VARIANTS", "Report", "Verdict",
+    "PAPER_ACCURACY_DROP", "MEMORY_LEVELS", "LEVEL_LABELS", "ROLES", "VARIANTS", "Report", "Verdict",
     "validate_report", "load_report", "save_report", "render_markdown", "print_summary",
     "render_all", "verdict", "in_target_region", "reported_sweep", "chosen_index", "fmt_energy",
     "variant_rows",

@@ -184,7 +184,7 @@ def train_selector(dynamic_or_parts: Any, calibration_split: Any, epochs: int = 
     if not isinstance(selector, LearnedSelector):
         return selector
     x, y = calibration_split.x, calibration_split.y
-    logits, pooled = front_outputs(front.eval(), x)
+    logits, pooled = front_outputs(front, x)
     labels = (logits.argmax(1) != y).float()
     with torch.no_grad():
         feats = selector.features(logits, *pooled)

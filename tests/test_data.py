@@ -29,7 +29,8 @@ def test_cifar10_splits_from_npz(tmp_path):
     np.savez(tmp_path / "cifar10_train.npz", x_train=x, y_train=y)
     test = load_split("cifar10", "test", root=tmp_path)
     calib = load_split("cifar10", "calibration", root=tmp_path)
-    assert len(test) == 5_000 and len(calib) == 5_000 and len(load_split("cifar10", "train", root=tmp_path)) == 40_000
+    assert len(test) == 5_000 and len(calib) == 5_000
+    assert len(load_split("cifar10", "train", root=tmp_path)) == 40_000
     assert test.x.shape[1:] == (3, 32, 32)
     assert torch.equal(test.y, torch.from_numpy(y[45_000:].astype(np.int64)))
     # HWC -> CHW is right: channel 0 of image 45000 is the red plane

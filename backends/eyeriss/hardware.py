@@ -45,6 +45,7 @@ class Hardware:
     e_array: float
     e_glb: float
     e_dram: float
+    e_static: float = 0.0
 
     @property
     def word_bytes(self) -> float:
@@ -76,7 +77,8 @@ class Hardware:
             "filter_bus_words_per_cycle": self.filter_bus_words_per_cycle,
             "energy_unit": self.energy_unit,
             "energy_per_access": {"mac": self.e_mac, "rf": self.e_rf, "array": self.e_array,
-                                  "glb": self.e_glb, "dram": self.e_dram},
+                                  "glb": self.e_glb, "dram": self.e_dram,
+                                  "static_per_pe_cycle": self.e_static},
         }
 
 
@@ -155,15 +157,18 @@ def parse_hardware(data: Any, path: str = "<hardware>") -> Hardware:
     clock = _num(data, "clock_mhz", "", path) * 1e6
     bw = _num(data, "dram_bandwidth_gb_s", "", path) * 1e9
     bus = _num(data, "filter_bus_words_per_cycle", "", path)
-    energy = _section(data, "energy", path, set(_ENERGY_KEYS) | {"unit"})
+    energy = _section(data, "energy", path, set(_ENERGY_KEYS) | {"unit", "static_per_pe_cycle"})
     unit = energy.get("unit", "normalized")
     if unit not in ("normalized", "pJ"):
-        raise UserError(f"hardware file {path}: field 'energy.unit' must be 'normalized' or 'pJ', got {unit!r}")
+        raise UserError(f"hardware file {path}: field 'energy.unit' must be 'normalized' or 'pJ', "
+                        f"got {unit!r}")
     costs = [_num(energy, k, "energy.", path, minimum=0.0, strict=False) for k in _ENERGY_KEYS]
     if costs[4] < costs[3] or costs[3] < costs[1]:
         raise UserError(f"hardware file {path}: energy per access must grow from 'energy.rf' to "
                         f"'energy.glb' to 'energy.dram' (got rf {costs[1]:g}, glb {costs[3]:g}, "
                         f"dram {costs[4]:g})")
+    static = _num(energy, "static_per_pe_cycle", "energy.", path, minimum=0.0, strict=False) \
+        if "static_per_pe_cycle" in energy else 0.0
     name = data.get("name", os.path.splitext(os.path.basename(path))[0])
     if not isinstance(name, str):
         raise UserError(f"hardware file {path}: field 'name' must be a string")
@@ -171,7 +176,7 @@ def parse_hardware(data: Any, path: str = "<hardware>") -> Hardware:
                     pe_rows=rows, pe_cols=cols, spad_ifmap=s_if, spad_filter=s_f, spad_psum=s_p,
                     glb_bytes=int(glb_bytes), clock_hz=clock, dram_bytes_per_s=bw,
                     filter_bus_words_per_cycle=bus, energy_unit=unit, e_mac=costs[0], e_rf=costs[1],
-                    e_array=costs[2], e_glb=costs[3], e_dram=costs[4])
+                    e_array=costs[2], e_glb=costs[3], e_dram=costs[4], e_static=static)
 
 
 __all__ = ["Hardware", "load_hardware", "parse_hardware", "DEFAULT_HW", "asdict"]

@@ -15,7 +15,7 @@ from prunec import __version__
 from prunec.errors import UserError
 
 #: Subcommand modules, in the order ``prunec --help`` lists them.
-COMMANDS = ["inspect", "passes", "report"]
+COMMANDS = ["compile", "inspect", "prune", "finetune", "lower", "report", "passes", "targets"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,180 @@
+"""Row-stationary mapper: search (m, n, e, p, q, r, t, g) for one layer, minimizing energy.
+
+The search space is that of Eyeriss JSSC 2017: a logical PE set is R filter rows x e ofmap
+rows (folded into strips of array width when e is wider than the array); r sets work on
+different channels, t on different filters (and g on different groups of a grouped conv);
+each PE holds p filters x q channels of one filter row; m ofmap channels and n images share
+the global buffer. Constraints: ifmap spad q*S', filter spad p*q*S, psum spad p, the array,
+and the GLB (m*n*e*F psums + the ifmap tile).
+
+Pruning keeps it fast without losing the optimum of the cost model: for every tiling factor
+only the smallest value giving each distinct block count is kept (a larger value with the
+same count costs the same or more), t is the largest that fits beside r and g (more filter
+sets never cost more), and m is the largest (or largest multiple of p*t) the GLB holds.
+The choice is deterministic: lowest energy, then fewest cycles, then first generated.
+Results are memoized per (shape, hardware, sparsity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .cost import evaluate, strip_rows
+from .hardware import Hardware
+from .sparsity import LayerSparsity
+from .workload import ConvShape
+
+#: Ifmap tiles in the GLB are double-buffered.
+DB = 2
+
+
+class NoMapping(Exception):
+    """No mapping satisfies the hardware constraints; the message says which one binds."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    m: int
+    n: int
+    e: int
+    p: int
+    q: int
+    r: int
+    t: int
+    g: int
+    h: int
+    ifmap_resident: bool
+    strips: int
+
+    def to_dict(self) -> dict:
+        return {"m": self.m, "n": self.n, "e": self.e, "p": self.p, "q": self.q, "r": self.r,
+                "t": self.t, "g": self.g, "pe_set_rows": self.h, "strips": self.strips,
+                "ifmap_resident": self.ifmap_resident}
+
+
+@lru_cache(maxsize=65536)
+def _distinct_minimal(total: int, upto: int) -> tuple[int, ...]:
+    """Smallest x in 1..upto for each distinct ceil(total / x)."""
+    out, last = [], None
+    for x in range(1, max(1, upto) + 1):
+        blocks = -(-total // x)
+        if blocks != last:
+            out.append(x)
+            last = blocks
+    return tuple(out)
+
+
+def _sets_capacity(hw: Hardware, h: int, e: int) -> int:
+    if e <= hw.pe_cols:
+        return (hw.pe_cols // e) * (hw.pe_rows // h)
+    return hw.pe_rows // (h * -(-e // hw.pe_cols))
+
+
+def candidates(shape: ConvShape, hw: Hardware) -> dict[str, np.ndarray]:
+    """All pruned candidate mappings of ``shape`` that fit the spads, the array and the GLB."""
+    s = shape
+    h = s.R if s.R <= hw.pe_rows else -(-s.R // -(-s.R // hw.pe_rows))
+    sx = s.S  # a dilated filter row runs on D interleaved ifmap phases, each a dense window of S
+    qmax = min(s.C, hw.spad_ifmap // sx)
+    if qmax < 1:
+        raise NoMapping(f"a filter row spans {sx} ifmap values but the ifmap scratchpad holds "
+                        f"{hw.spad_ifmap} words")
+    if hw.spad_filter < s.S:
+        raise NoMapping(f"a filter row of {s.S} weights exceeds the filter scratchpad "
+                        f"({hw.spad_filter} words)")
+    rows: list[tuple] = []
+    n_vals = _distinct_minimal(s.N, s.N)
+    for e in sorted({-(-s.E // k) for k in range(1, s.E + 1)}, reverse=True):
+        cap = _sets_capacity(hw, h, e)
+        if cap < 1:
+            continue
+        strips, rows_total, tile_rows = strip_rows(s, e)
+        for q in range(1, qmax + 1):
+            pmax = min(s.M, hw.spad_psum, hw.spad_filter // (q * s.S))
+            if pmax < 1:
+                continue
+            c_blocks = -(-s.C // q)
+            p_vals = _distinct_minimal(s.M, pmax)[-8:]
+            for g in _distinct_minimal(s.G, min(s.G, cap)):
+                for r in _distinct_minimal(c_blocks, min(c_blocks, cap // g)):
+                    for p in p_vals:
+                        t = min(cap // (r * g), -(-s.M // p))
+                        if t < 1:
+                            continue
+                        rows.append((e, q, p, r, t, g, strips, rows_total, tile_rows))
+    if not rows:
+        raise NoMapping("no PE set fits the array and scratchpads")
+    base = np.array(rows, dtype=np.int64)
+    k = len(base)
+    nv = np.array(n_vals, dtype=np.int64)
+    # cross with n, ifmap residency and the two m choices
+    idx = np.repeat(np.arange(k), len(nv) * 4)
+    n = np.tile(np.repeat(nv, 4), k)
+    res = np.tile(np.array([0, 0, 1, 1], dtype=np.int64), k * len(nv))
+    mult = np.tile(np.array([0, 1, 0, 1], dtype=np.int64), k * len(nv))
+    e, q, p, r, t, g, strips, rows_total, tile_rows = (base[idx, j] for j in range(9))
+    ch = np.where(res == 1, s.C, q * r)
+    avail = hw.glb_words // g - DB * n * ch * tile_rows * s.W
+    m_max = np.maximum(avail, 0) // (n * e * s.F)
+    pt = p * t
+    m = np.minimum(s.M, np.where(mult == 1, (m_max // pt) * pt, m_max))
+    ok = (avail > 0) & (m >= np.minimum(s.M, pt)) & (m >= 1)
+    # residency is only worth a candidate where ifmap blocks would otherwise be refetched
+    ok &= (res == 0) | (m < s.M)
+    if not ok.any():
+        raise NoMapping(f"the global buffer ({hw.glb_bytes} bytes) cannot hold the psums of one "
+                        f"ofmap row ({s.F} words) plus one ifmap tile")
+    sel = np.flatnonzero(ok)
+    return {"e": e[sel], "h": np.full(len(sel), h, dtype=np.int64), "p": p[sel], "q": q[sel],
+            "r": r[sel], "t": t[sel], "g": g[sel], "n": n[sel], "m": m[sel], "res": res[sel],
+            "strips": strips[sel], "rows_total": rows_total[sel]}
+
+
+@lru_cache(maxsize=2048)
+def search(shape: ConvShape, hw: Hardware, sp: LayerSparsity) -> tuple[Mapping, dict]:
+    """Best mapping of ``shape`` and its scored metrics (scalars). Raises :class:`NoMapping`."""
+    cand = candidates(shape, hw)
+    scores = evaluate(shape, hw, sp, cand)
+    energy = scores["energy_total"]
+    rounded = np.round(energy / max(float(energy.min()), 1e-30), 9)
+    best = int(np.lexsort((np.arange(len(energy)), scores["cycles"], rounded))[0])
+    return mapping_at(cand, best), _pick(scores, best)
+
+
+def evaluate_mapping(shape: ConvShape, hw: Hardware, sp: LayerSparsity, mapping: Mapping) -> dict:
+    """Metrics of one given mapping (e.g. the chip's own Table IV mapping)."""
+    strips, rows_total, _ = strip_rows(shape, mapping.e)
+    c = {k: np.array([v], dtype=np.int64) for k, v in
+         {"e": mapping.e, "h": mapping.h, "p": mapping.p, "q": mapping.q, "r": mapping.r, "t": mapping.t,
+          "g": mapping.g, "n": mapping.n, "m": mapping.m, "res": int(mapping.ifmap_resident),
+          "strips": strips, "rows_total": rows_total}.items()}
+    return _pick(evaluate(shape, hw, sp, c), 0)
+
+
+def mapping_at(cand: dict[str, np.ndarray], i: int) -> Mapping:
+    return Mapping(m=int(cand["m"][i]), n=int(cand["n"][i]), e=int(cand["e"][i]), p=int(cand["p"][i]),
+                   q=int(cand["q"][i]), r=int(cand["r"][i]), t=int(cand["t"][i]), g=int(cand["g"][i]),
+                   h=int(cand["h"][i]), ifmap_resident=bool(cand["res"][i]), strips=int(cand["strips"][i]))
+
+
+def _pick(scores: dict, i: int) -> dict:
+    def at(v):  # noqa: ANN001, ANN202
+        return float(np.asarray(v).reshape(-1)[i]) if np.ndim(v) else float(v)
+
+    return {
+        "acc": {lvl: {typ: at(v) for typ, v in d.items()} for lvl, d in scores["acc"].items()},
+        "energy": {k: at(v) for k, v in scores["energy"].items()},
+        "energy_total": at(scores["energy_total"]),
+        "compute_cycles": at(scores["compute_cycles"]),
+        "dram_cycles": at(scores["dram_cycles"]),
+        "cycles": at(scores["cycles"]),
+        "passes": int(at(scores["passes"])),
+        "active_pes": int(at(scores["active_pes"])),
+        "macs": int(at(scores["macs"])),
+    }
+
+
+__all__ = ["Mapping", "NoMapping", "search", "candidates", "evaluate_mapping"]

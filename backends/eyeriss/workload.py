@@ -1,0 +1,305 @@
+"""Workload extraction: walk an FX graph and turn it into the operations a target maps.
+
+Convolutions (any stride, padding, dilation, groups) and linear layers become
+:class:`ConvShape` operations (a linear layer is a 1x1 convolution on a 1x1 ifmap);
+BatchNorm directly after one of them is folded into it (it only rescales weights and bias).
+Pooling, residual adds and concatenations are data movement. Activations, reshapes and
+dropout are fused/free. Anything else is reported as *unmapped* rather than dropped, so the
+energy total never silently omits work.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from prunec.errors import UserError
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """One (possibly grouped) convolution; C and M are per group, H/W include padding."""
+
+    N: int
+    G: int
+    C: int
+    M: int
+    Hin: int
+    Win: int
+    R: int
+    S: int
+    E: int
+    F: int
+    U: int = 1
+    V: int = 1
+    Dh: int = 1
+    Dw: int = 1
+    pad_h: int = 0
+    pad_w: int = 0
+
+    @property
+    def H(self) -> int:
+        return self.Hin + 2 * self.pad_h
+
+    @property
+    def W(self) -> int:
+        return self.Win + 2 * self.pad_w
+
+    @property
+    def macs(self) -> int:
+        return self.N * self.G * self.M * self.C * self.R * self.S * self.E * self.F
+
+    def to_dict(self) -> dict[str, int]:
+        return {"N": self.N, "G": self.G, "C": self.C, "M": self.M, "H": self.H, "W": self.W,
+                "Hin": self.Hin, "Win": self.Win, "R": self.R, "S": self.S, "E": self.E, "F": self.F,
+                "stride": [self.U, self.V], "dilation": [self.Dh, self.Dw],
+                "padding": [self.pad_h, self.pad_w]}
+
+
+@dataclass
+class Op:
+    """One node of the model, as the backend sees it."""
+
+    name: str
+    kind: str                      # conv | depthwise | linear | pool | add | concat | unmapped
+    role: str | None = None
+    shape: ConvShape | None = None
+    target: str = ""
+    folded: list[str] = field(default_factory=list)
+    in_elems: list[int] = field(default_factory=list)   # per input, whole batch
+    out_elems: int = 0
+    weight: torch.Tensor | None = None
+    weight_sparsity: float | None = None
+    next_layer: str | None = None  # the mapped layer that consumes this layer's (activated) ofmap
+
+
+_FREE_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Dropout, nn.Identity, nn.Flatten, nn.Unflatten)
+_POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+                 nn.MaxPool1d, nn.AvgPool1d)
+_FREE_FUNCS = {F.relu, torch.relu, torch.relu_, F.relu6, F.hardtanh, torch.flatten, F.dropout,
+               getattr, operator.getitem, torch.reshape, torch.squeeze, torch.unsqueeze,
+               torch.Tensor.size}
+_POOL_FUNCS = {F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d,
+               torch.mean, torch.max_pool2d, torch.adaptive_avg_pool1d, torch.amax}
+_ADD_FUNCS = {operator.add, operator.iadd, torch.add}
+_CAT_FUNCS = {torch.cat, torch.concat}
+_FREE_METHODS = {"view", "reshape", "flatten", "size", "contiguous", "relu", "relu_", "squeeze",
+                 "unsqueeze", "clamp_min", "dim"}
+_CONV_FUNCS = {F.conv2d, torch.conv2d, F.conv1d, torch.conv1d}
+_LINEAR_FUNCS = {F.linear}
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    if not isinstance(node, fx.Node):
+        return None
+    meta = node.meta.get("tensor_meta")
+    shape = getattr(meta, "shape", None)
+    return tuple(int(d) for d in shape) if shape is not None else None
+
+
+def _numel_per_sample(shape: tuple[int, ...]) -> int:
+    return math.prod(shape[1:]) if len(shape) > 1 else 1
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[-1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def conv_shape(batch: int, x: tuple[int, ...], y: tuple[int, ...], weight_shape: tuple[int, ...],
+               groups: int, stride: Any, padding: Any, dilation: Any) -> ConvShape:
+    """Shape of a Conv1d/Conv2d from its input/output/weight shapes (per-sample dims of x, y)."""
+    if len(x) == 3:  # Conv1d: a 1-row image
+        x, y = (x[0], x[1], 1, x[2]), (y[0], y[1], 1, y[2])
+        weight_shape = (*weight_shape[:2], 1, weight_shape[2])
+        stride, padding, dilation = (1, _pair(stride)[0]), (0, _pair(padding)[0]), (1, _pair(dilation)[0])
+    if isinstance(padding, str):  # "same"/"valid": recover from the shapes
+        (su, sv), (du, dv) = _pair(stride), _pair(dilation)
+        ph = max(0, ((y[2] - 1) * su + (weight_shape[2] - 1) * du + 1 - x[2]) // 2)
+        pw = max(0, ((y[3] - 1) * sv + (weight_shape[3] - 1) * dv + 1 - x[3]) // 2)
+        padding = (ph, pw)
+    (u, v), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    return ConvShape(N=batch, G=groups, C=x[1] // groups, M=y[1] // groups, Hin=x[2], Win=x[3],
+                     R=weight_shape[2], S=weight_shape[3], E=y[2], F=y[3], U=u, V=v, Dh=dh, Dw=dw,
+                     pad_h=ph, pad_w=pw)
+
+
+def linear_shape(batch: int, x: tuple[int, ...], out_features: int) -> ConvShape:
+    """A linear layer as a 1x1 convolution; leading dims beyond the batch become extra rows."""
+    rows = batch * (math.prod(x[1:-1]) if len(x) > 2 else 1)
+    return ConvShape(N=rows, G=1, C=x[-1], M=out_features, Hin=1, Win=1, R=1, S=1, E=1, F=1)
+
+
+class _Walker:
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.ops: list[Op] = []
+
+    def walk(self, gm: fx.GraphModule, prefix: str = "", role: str | None = None) -> None:
+        modules = dict(gm.named_modules())
+        by_node: dict[fx.Node, Op] = {}
+        for node in gm.graph.nodes:
+            if node.op in ("placeholder", "output", "get_attr"):
+                continue
+            node_role = node.meta.get("role", role)
+            name = prefix + node.name
+            op = self._classify(gm, modules, node, name, node_role, by_node)
+            if op is not None:
+                by_node[node] = op
+                self.ops.append(op)
+        self._link_consumers(gm, by_node)
+
+    # -- per node ------------------------------------------------------------------------------
+    def _classify(self, gm: fx.GraphModule, modules: dict[str, nn.Module], node: fx.Node, name: str,
+                  role: str | None, by_node: dict[fx.Node, Op]) -> Op | None:
+        out = _shape(node)
+        first = node.args[0] if node.args else None
+        x = _shape(first)
+        if node.op == "call_module":
+            mod = modules[node.target]
+            sub = getattr(mod, "routed_subgraph", None)
+            if isinstance(sub, fx.GraphModule):
+                return self._recurse(sub, node, name, role)
+            if isinstance(mod, (nn.Conv2d, nn.Conv1d)):
+                self._need(node, x, out)
+                shape = conv_shape(self.batch, x, out, tuple(mod.weight.shape), mod.groups, mod.stride,
+                                   mod.padding, mod.dilation)
+                return self._layer(node, name, role, shape, mod.weight, str(node.target), "conv")
+            if isinstance(mod, nn.Linear):
+                self._need(node, x, out)
+                return self._layer(node, name, role, linear_shape(self.batch, x, mod.out_features),
+                                   mod.weight, str(node.target), "linear")
+            if isinstance(mod, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                return self._fold_bn(node, name, role, by_node)
+            if isinstance(mod, _FREE_MODULES):
+                return None
+            if isinstance(mod, _POOL_MODULES):
+                return self._move(node, name, role, "pool", type(mod).__name__)
+            return self._unmapped(node, name, role, type(mod).__name__)
+        if node.op == "call_function":
+            fn = node.target
+            if fn in _CONV_FUNCS:
+                w = _shape(node.args[1] if len(node.args) > 1 else node.kwargs.get("weight"))
+                self._need(node, x, out)
+                if w is None:
+                    return self._unmapped(node, name, role, getattr(fn, "__name__", str(fn)))
+                names = ("bias", "stride", "padding", "dilation", "groups")
+                kw = dict(zip(names, node.args[2:], strict=False))
+                kw.update(node.kwargs)
+                shape = conv_shape(self.batch, x, out, w, int(kw.get("groups", 1)), kw.get("stride", 1),
+                                   kw.get("padding", 0), kw.get("dilation", 1))
+                return self._layer(node, name, role, shape, None, fn.__name__, "conv")
+            if fn in _LINEAR_FUNCS:
+                w = _shape(node.args[1] if len(node.args) > 1 else node.kwargs.get("weight"))
+                self._need(node, x, out)
+                if w is None:
+                    return self._unmapped(node, name, role, "linear")
+                return self._layer(node, name, role, linear_shape(self.batch, x, w[0]), None, "linear",
+                                   "linear")
+            if fn in _FREE_FUNCS:
+                return None
+            if fn in _POOL_FUNCS:
+                return self._move(node, name, role, "pool", getattr(fn, "__name__", str(fn)))
+            if fn in _ADD_FUNCS:
+                if sum(1 for a in node.args if isinstance(a, fx.Node) and _shape(a)) < 2:
+                    return None  # adding a constant: an elementwise op folded into the ofmap path
+                return self._move(node, name, role, "add", "add")
+            if fn in _CAT_FUNCS:
+                return self._move(node, name, role, "concat", "cat")
+            return self._unmapped(node, name, role, getattr(fn, "__name__", str(fn)))
+        if node.op == "call_method":
+            if node.target in _FREE_METHODS:
+                return None
+            if node.target == "mean":
+                return self._move(node, name, role, "pool", "mean")
+            if node.target in ("add", "add_"):
+                return self._move(node, name, role, "add", "add")
+            return self._unmapped(node, name, role, f".{node.target}()")
+        return self._unmapped(node, name, role, str(node.target))
+
+    def _need(self, node: fx.Node, *shapes: Any) -> None:
+        if any(s is None for s in shapes):
+            raise UserError(f"node {node.name} has no shape: trace the model with example inputs "
+                            "(prunec.frontend.trace(model, x)) before lowering")
+
+    def _layer(self, node: fx.Node, name: str, role: str | None, shape: ConvShape,
+               weight: torch.Tensor | None, target: str, kind: str) -> Op:
+        if kind == "conv" and shape.G > 1 and shape.C == 1:
+            kind = "depthwise"
+        ws = node.meta.get("weight_sparsity")
+        return Op(name=name, kind=kind, role=role, shape=shape, target=target, weight=weight,
+                  weight_sparsity=float(ws) if ws is not None else None,
+                  out_elems=self.batch * _numel_per_sample(_shape(node) or (1,)))
+
+    def _fold_bn(self, node: fx.Node, name: str, role: str | None, by_node: dict[fx.Node, Op]) -> Op | None:
+        src = node.args[0]
+        prev = by_node.get(src) if isinstance(src, fx.Node) else None
+        if prev is not None and prev.kind in ("conv", "depthwise", "linear") and len(src.users) == 1:
+            prev.folded.append(name)
+            by_node[node] = prev  # the folded conv now stands for the BN's output
+            return None
+        return self._unmapped(node, name, role, "BatchNorm (not after a conv/linear)")
+
+    def _move(self, node: fx.Node, name: str, role: str | None, kind: str, target: str) -> Op:
+        ins = []
+        for a in node.args:
+            for item in (a if isinstance(a, (list, tuple)) else [a]):
+                s = _shape(item)
+                if s is not None:
+                    ins.append(self.batch * _numel_per_sample(s))
+        out = _shape(node)
+        return Op(name=name, kind=kind, role=role, target=target, in_elems=ins,
+                  out_elems=self.batch * _numel_per_sample(out) if out else 0)
+
+    def _unmapped(self, node: fx.Node, name: str, role: str | None, target: str) -> Op:
+        return Op(name=name, kind="unmapped", role=role, target=f"{node.op}:{target}")
+
+    def _recurse(self, sub: fx.GraphModule, node: fx.Node, name: str, role: str | None) -> None:
+        """Lower the routed mild network in place; its layers get role 'mild'."""
+        from prunec.frontend import propagate_shapes
+
+        x = _shape(node.args[0]) if node.args else None
+        if x is None:
+            raise UserError(f"routed node {node.name} has no input shape: propagate shapes first")
+        needs = any(n.op != "placeholder" and n.op != "output" and "tensor_meta" not in n.meta
+                    for n in sub.graph.nodes)
+        if needs:
+            dtype = getattr(node.args[0].meta.get("tensor_meta"), "dtype", torch.float32)
+            propagate_shapes(sub, torch.zeros(x, dtype=dtype))
+        self.walk(sub, prefix=name + ".", role=role or "mild")
+        return None
+
+    def _link_consumers(self, gm: fx.GraphModule, by_node: dict[fx.Node, Op]) -> None:
+        """For each mapped layer, the mapped layer that reads its ofmap (through free ops/pools)."""
+        for node, op in by_node.items():
+            if op.kind not in ("conv", "depthwise", "linear") or op.next_layer is not None:
+                continue
+            frontier, seen = list(node.users), set()
+            while frontier:
+                user = frontier.pop(0)
+                if user in seen:
+                    continue
+                seen.add(user)
+                nxt = by_node.get(user)
+                if nxt is op:
+                    frontier.extend(user.users)
+                elif nxt is not None and nxt.kind in ("conv", "depthwise", "linear"):
+                    op.next_layer = nxt.name
+                    break
+                elif nxt is None or nxt.kind == "pool":
+                    frontier.extend(user.users)
+
+
+def extract_ops(gm: fx.GraphModule, batch: int) -> list[Op]:
+    """The operations of ``gm`` (shapes already propagated), scaled to ``batch`` samples."""
+    walker = _Walker(batch)
+    walker.walk(gm)
+    return walker.ops
+
+
+__all__ = ["ConvShape", "Op", "extract_ops", "conv_shape", "linear_shape"]

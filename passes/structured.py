@@ -1,0 +1,338 @@
+"""Structured pruning: remove whole output channels and physically shrink the layers.
+
+Three steps, each one job: :func:`.coupling.analyze` finds the units that must go
+together; :func:`select_units` picks the least important units (per group or globally);
+:func:`apply_removal` slices every affected weight with ``index_select``, rewrites literal
+channel counts in ``view``/``reshape``/``split`` calls, and records per-layer kept/removed
+indices in ``node.meta["pruning"]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import fx, nn
+from torch.fx.passes.infra.pass_base import PassResult
+
+from prunec.errors import UserError
+
+from . import register_pass
+from .coupling import ChannelState, CouplingReport, analyze
+from .importance import IMPORTANCES, unit_scores
+
+SCOPES = ("uniform", "global")
+
+# ----------------------------------------------------------------------------- validation
+
+
+def check_ratio(ratio: float) -> float:
+    """A pruning ratio must be a number in [0, 1)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise UserError(f"pruning ratio must be a number in [0, 1), got {ratio!r}")
+    return float(ratio)
+
+
+def check_choice(kind: str, value: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if value not in choices:
+        raise UserError(f"unknown pruning {kind} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+def resolve_ignore(gm: fx.GraphModule, patterns: Sequence[str] | str) -> set[str]:
+    """Layers (call_module targets) matched by fnmatch ``patterns`` on them or a parent name.
+
+    A pattern that matches nothing is a user error: it is almost always a typo.
+    """
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    targets = [str(n.target) for n in gm.graph.nodes if n.op == "call_module"]
+    matched: set[str] = set()
+    for pattern in patterns:
+        hits = {t for t in targets
+                if any(fnmatch.fnmatchcase(".".join(t.split(".")[:k]), pattern)
+                       for k in range(1, t.count(".") + 2))}
+        if not hits:
+            raise UserError(f"ignore pattern {pattern!r} matches no layer of the model "
+                            f"(layer names look like {targets[0] if targets else '...'!r})")
+        matched |= hits
+    return matched
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def _keep_count(n: int, removed: int, round_to: int) -> int:
+    keep = max(1, n - removed)
+    if round_to > 1:
+        keep = min(n, math.ceil(keep / round_to) * round_to)
+    return keep
+
+
+def select_units(
+    report: CouplingReport, scores: np.ndarray, ratio: float, scope: str = "uniform",
+    round_to: int = 1,
+) -> np.ndarray:
+    """Boolean mask over unit ids: the units to remove.
+
+    ``uniform`` removes ``floor(ratio * n)`` units of every prunable group; ``global`` ranks
+    all units by their score normalised by their group's mean score and removes the lowest
+    ``floor(ratio * N)``, always leaving each group at least one unit.
+    """
+    removed = np.zeros(report.n_atoms, dtype=bool)
+    groups = [g for g in report.groups if g.prunable and g.size > 1]
+    if ratio == 0 or not groups:
+        return removed
+    if scope == "uniform":
+        quota = [int(math.floor(ratio * g.size + 1e-9)) for g in groups]
+    else:
+        quota = _global_quota(groups, scores, ratio)
+    for group, count in zip(groups, quota):
+        keep = _keep_count(group.size, count, round_to)
+        order = np.argsort(scores[group.unit_ids], kind="stable")
+        removed[group.unit_ids[order[: group.size - keep]]] = True
+    _keep_every_layer_fed(report, removed, scores)
+    return removed
+
+
+def _keep_every_layer_fed(report: CouplingReport, removed: np.ndarray, scores: np.ndarray) -> None:
+    """A layer's input, output or a split part may hold only part of a group; never empty it.
+
+    Restoring a unit only adds channels, so one sweep leaves every such slice non-empty.
+    """
+    slices = [a for io in report.module_io.values() for a in io if a is not None]
+    slices += [p for parts in report.splits.values() for p in parts]
+    for labels in slices:
+        units = np.unique(report.unit_id[labels])
+        if removed[units].all():
+            removed[units[np.argmax(scores[units])]] = False
+
+
+def _global_quota(groups: list, scores: np.ndarray, ratio: float) -> list[int]:
+    normed, owner = [], []
+    for i, g in enumerate(groups):
+        s = scores[g.unit_ids]
+        mean = float(s.mean())
+        normed.append(s / mean if mean > 0 else s)
+        owner.append(np.full(g.size, i))
+    all_scores, all_owner = np.concatenate(normed), np.concatenate(owner)
+    budget = int(math.floor(ratio * all_scores.size + 1e-9))
+    quota = [0] * len(groups)
+    for i in all_owner[np.argsort(all_scores, kind="stable")].tolist():
+        if budget == 0:
+            break
+        if quota[i] < groups[i].size - 1:
+            quota[i] += 1
+            budget -= 1
+    return quota
+
+
+# ----------------------------------------------------------------------------- surgery
+
+
+def _idx(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.flatnonzero(mask))
+
+
+def _set(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    old = getattr(module, name)
+    if isinstance(old, nn.Parameter):
+        setattr(module, name, nn.Parameter(value.contiguous(), requires_grad=old.requires_grad))
+    else:
+        module.register_buffer(name, value.contiguous())
+
+
+def _shrink_conv(m: nn.Module, in_mask: np.ndarray | None, out_mask: np.ndarray | None) -> None:
+    weight, g = m.weight.detach(), m.groups
+    if out_mask is not None and not out_mask.all():
+        weight = weight.index_select(0, _idx(out_mask))
+        if m.bias is not None:
+            _set(m, "bias", m.bias.detach().index_select(0, _idx(out_mask)))
+        m.out_channels = int(out_mask.sum())
+    if in_mask is not None and not in_mask.all():
+        kept = int(in_mask.sum())
+        if g == m.in_channels:  # depthwise: groups follow the channels, filters already cut
+            m.groups = kept
+        elif g == 1:
+            weight = weight.index_select(1, _idx(in_mask))
+        else:  # grouped: the coupling made every group keep the same local indices
+            weight = weight.index_select(1, _idx(in_mask.reshape(g, -1)[0]))
+        m.in_channels = kept
+    _set(m, "weight", weight)
+
+
+def _shrink_linear(m: nn.Linear, in_mask: np.ndarray | None, out_mask: np.ndarray | None) -> None:
+    weight = m.weight.detach()
+    if out_mask is not None and not out_mask.all():
+        weight = weight.index_select(0, _idx(out_mask))
+        if m.bias is not None:
+            _set(m, "bias", m.bias.detach().index_select(0, _idx(out_mask)))
+        m.out_features = int(out_mask.sum())
+    if in_mask is not None and not in_mask.all():
+        weight = weight.index_select(1, _idx(in_mask))
+        m.in_features = int(in_mask.sum())
+    _set(m, "weight", weight)
+
+
+def _shrink_norm(m: nn.Module, mask: np.ndarray) -> None:
+    index = _idx(mask)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        value = getattr(m, name, None)
+        if isinstance(value, torch.Tensor):
+            _set(m, name, value.detach().index_select(0, index))
+    m.num_features = int(mask.sum())
+
+
+def _extents(state: ChannelState, keep: np.ndarray) -> list[int]:
+    """Kept size along each of ``state``'s axes (removal is rectangular by construction)."""
+    mask = keep[state.labels]
+    extents = []
+    for k in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != k)
+        extents.append(int(mask.any(axis=other).sum()) if other else int(mask.sum()))
+    return extents
+
+
+def _rewrite_sizes(node: fx.Node, state: ChannelState, keep: np.ndarray) -> None:
+    extents = dict(zip(state.axes, _extents(state, keep)))
+    args = list(node.args)
+    packed = len(args) == 2 and isinstance(args[1], (tuple, list))
+    sizes = list(args[1] if packed else args[1:])
+    sizes = [extents[i] if i in extents and isinstance(s, int) and s != -1 else s
+             for i, s in enumerate(sizes)]
+    node.args = (args[0], type(args[1])(sizes)) if packed else (args[0], *sizes)
+
+
+def _rewrite_split(node: fx.Node, parts: list[np.ndarray], keep: np.ndarray) -> None:
+    kept = [int(keep[p].sum()) for p in parts]
+    args = list(node.args)
+    key = 1 if len(args) > 1 else None
+    value = args[1] if key else node.kwargs.get("split_size_or_sections")
+    new = kept[0] if isinstance(value, int) else kept
+    if key:
+        args[1] = new
+        node.args = tuple(args)
+    else:
+        node.kwargs = {**node.kwargs, "split_size_or_sections": new}
+
+
+def apply_removal(gm: fx.GraphModule, report: CouplingReport, removed_units: np.ndarray) -> int:
+    """Shrink ``gm`` in place; returns the number of layers changed."""
+    keep = ~removed_units[report.unit_id]
+    changed = 0
+    for node in gm.graph.nodes:
+        if node.name in report.module_io:
+            in_labels, out_labels = report.module_io[node.name]
+            in_mask = keep[in_labels] if in_labels is not None else None
+            out_mask = keep[out_labels] if out_labels is not None else None
+            if (in_mask is None or in_mask.all()) and (out_mask is None or out_mask.all()):
+                continue
+            module = gm.get_submodule(str(node.target))
+            if isinstance(module, nn.Linear):
+                _shrink_linear(module, in_mask, out_mask)
+            elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                _shrink_conv(module, in_mask, out_mask)
+            else:
+                _shrink_norm(module, out_mask)
+            record = {}
+            if out_mask is not None:
+                record.update(kept=np.flatnonzero(out_mask).tolist(),
+                              removed=np.flatnonzero(~out_mask).tolist())
+            if in_mask is not None:
+                record.update(in_kept=np.flatnonzero(in_mask).tolist(),
+                              in_removed=np.flatnonzero(~in_mask).tolist())
+            node.meta["pruning"] = record
+            changed += 1
+        elif node.name in report.reshapes:
+            _rewrite_sizes(node, report.reshapes[node.name], keep)
+        elif node.name in report.splits:
+            _rewrite_split(node, report.splits[node.name], keep)
+    gm.recompile()
+    return changed
+
+
+# ----------------------------------------------------------------------------- the pass
+
+
+def placeholder_inputs(gm: fx.GraphModule) -> list[torch.Tensor]:
+    """Zero tensors shaped like the recorded inputs, to re-check a pruned graph."""
+    inputs = []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            meta = node.meta.get("tensor_meta")
+            if meta is None:
+                raise UserError("pruning needs shapes: trace the model with example inputs first")
+            inputs.append(torch.zeros(meta.shape, dtype=meta.dtype))
+    return inputs
+
+
+def output_shapes(gm: fx.GraphModule) -> list:
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    shapes: list = []
+    fx.node.map_arg(out.args, lambda n: shapes.append(
+        tuple(n.meta["tensor_meta"].shape) if hasattr(n.meta.get("tensor_meta"), "shape") else None))
+    return shapes
+
+
+def reshape_check(gm: fx.GraphModule, expected: list) -> None:
+    """Re-propagate shapes; the pruned graph must run and keep its output shapes."""
+    from prunec.frontend import propagate_shapes
+
+    gm.graph.lint()
+    propagate_shapes(gm, placeholder_inputs(gm))
+    got = output_shapes(gm)
+    if got != expected:
+        raise RuntimeError(f"structured pruning changed the output shape {expected} -> {got}")
+
+
+def prune_structured(
+    gm: fx.GraphModule, ratio: float, method: str = "l1", scope: str = "uniform",
+    ignore: Sequence[str] = (), round_to: int = 1, seed: int = 0, inplace: bool = False,
+) -> fx.GraphModule:
+    """Remove ``ratio`` of the channels of every prunable group (or globally) by importance.
+
+    Returns a shrunken copy of ``gm`` (``inplace=True`` edits ``gm``); ``gm`` must carry
+    ShapeProp shapes. The network output channels are never removed.
+    """
+    ratio = check_ratio(ratio)
+    check_choice("method", method, IMPORTANCES)
+    check_choice("scope", scope, SCOPES)
+    if not isinstance(round_to, int) or round_to < 1:
+        raise UserError(f"round_to must be a positive integer, got {round_to!r}")
+    placeholder_inputs(gm)
+    ignored = resolve_ignore(gm, ignore) if ignore else set()
+    if not inplace:
+        gm = copy.deepcopy(gm)
+    expected = output_shapes(gm)
+    report = analyze(gm, ignored)
+    gm.meta["coupling"] = report.summary()
+    if ratio == 0:
+        return gm
+    removed = select_units(report, unit_scores(method, gm, report, seed), ratio, scope, round_to)
+    if removed.any():
+        apply_removal(gm, report, removed)
+        reshape_check(gm, expected)
+    return gm
+
+
+@register_pass("prune_structured")
+def structured_pass(ratio: float = 0.5, **options: object):  # noqa: ANN201 - returns a pass
+    """Remove whole channels (options: ratio, method, scope, ignore, round_to, seed)."""
+    if isinstance(ratio, fx.GraphModule):
+        raise UserError("pass 'prune_structured' needs options, e.g. ratio=0.5")
+    check_ratio(ratio)
+
+    def run(gm: fx.GraphModule) -> PassResult:
+        return PassResult(prune_structured(gm, ratio, inplace=True, **options), ratio > 0)
+
+    run.__name__ = "prune_structured"
+    return run
+
+
+__all__ = ["prune_structured", "select_units", "apply_removal", "resolve_ignore", "check_ratio",
+           "SCOPES"]

@@ -1,0 +1,87 @@
+"""``prunec compile``: the whole pipeline, from a trained CNN to a dynamic model and its
+Eyeriss energy report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from prunec.cli.common import load_model
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compile", help="prune at two levels, add a selector, lower to Eyeriss, report",
+        description="Turn a trained CNN into a dynamic model (aggressive network + selector + mild "
+        "network for the inputs the selector rejects) and report its energy on the target. "
+        "Without --mild/--aggressive the two pruning levels are searched for.")
+    p.add_argument("model", metavar="MODEL", help="a .pt checkpoint, zoo:NAME or package.module:factory")
+    p.add_argument("--arch", help="architecture of a state-dict .pt file, e.g. zoo:resnet20")
+    p.add_argument("--trust-model", action="store_true", help="allow unpickling a whole nn.Module")
+    p.add_argument("--target", default="eyeriss", help="hardware target (`prunec targets` lists them)")
+    p.add_argument("--hw", help="hardware description YAML overriding the target's default")
+    p.add_argument("--data", help="fashion-mnist, cifar10 or synthetic (default: the checkpoint's data set)")
+    p.add_argument("--data-root", help="where the data set's files are (default: the standard place)")
+    p.add_argument("--input-shape", help="N,C,H,W (checked against the data set)")
+    p.add_argument("--mild", type=float, help="channel-pruning ratio of the mild network, e.g. 0.3")
+    p.add_argument("--aggressive", type=float, help="channel-pruning ratio of the aggressive network, e.g. 0.7")
+    p.add_argument("--method", default="l1", help="channel importance: l1, l2, bn_scale or random")
+    p.add_argument("--aggressive-method", help="importance for the aggressive level (default: --method)")
+    p.add_argument("--pruner", default="structured",
+                   help="structured, unstructured or module:callable (a pruner of your own)")
+    p.add_argument("--selector", default="learned", choices=("learned", "max-softmax", "margin", "entropy"))
+    p.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="PTS",
+                   help="accuracy the dynamic model may lose against the original on calibration data "
+                   "(points; default 1.0)")
+    p.add_argument("--mild-rate", type=float, metavar="R",
+                   help="instead of an accuracy budget, route this share of inputs to the mild network")
+    p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs per level (default 1)")
+    p.add_argument("--search-epochs", type=float, default=0.1,
+                   help="fine-tuning epochs per candidate in the level search (default 0.1)")
+    p.add_argument("--train-samples", type=int, help="fine-tune on a random subset of this many images")
+    p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate (default 0.02)")
+    p.add_argument("--batch", type=int, default=1, help="batch size the energy is modelled at (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (written atomically)")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from prunec.errors import UserError
+    from prunec.frontend import parse_input_shape
+    from prunec.outdir import check_writable
+    from prunec.pipeline import compile as compile_model
+    from prunec.report import print_summary
+
+    check_writable(args.output, args.force)
+    args.in_channels = args.num_classes = None
+    model, meta = load_model(args)
+    data = args.data or meta.get("dataset")
+    if not data:
+        raise UserError("name the data set with --data (fashion-mnist, cifar10 or synthetic)")
+    if args.input_shape:
+        from prunec.data import dataset_info
+
+        shape = parse_input_shape(args.input_shape)
+        info = dataset_info(data)
+        if tuple(shape[1:]) != info.input_shape[1:]:
+            raise UserError(f"--input-shape {args.input_shape} does not match {data} images "
+                            f"{info.input_shape[1:]}")
+    result = compile_model(
+        model, data, output=args.output, force=args.force, model_meta=meta,
+        data_root=args.data_root, mild=args.mild, aggressive=args.aggressive, method=args.method,
+        aggressive_method=args.aggressive_method, pruner=args.pruner, selector=args.selector,
+        max_accuracy_drop=None if args.mild_rate is not None else args.max_accuracy_drop,
+        mild_rate=args.mild_rate, epochs=args.epochs, search_epochs=args.search_epochs,
+        train_samples=args.train_samples, lr=args.lr, batch=args.batch, hw=args.hw, target=args.target,
+        seed=args.seed, progress=not args.quiet,
+        command="prunec " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    if not args.quiet:
+        print_summary(result.report, Console())
+        Console().print(f"wrote {args.output}/ (report.md, report.json, model/, model.onnx, ir.json, plots)")
+    return 0

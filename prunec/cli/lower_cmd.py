@@ -1,0 +1,71 @@
+"""``prunec lower``: map a model onto an accelerator and report per-layer energy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from prunec.cli.common import add_model_arguments, emit_json, load_and_trace
+from prunec.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("lower", help="lower a model onto a target (Eyeriss) and report energy",
+                              description="Map every layer onto the target (row-stationary on Eyeriss) "
+                              "and report accesses, energy and cycles per layer and in total.")
+    add_model_arguments(p)
+    p.add_argument("--target", default="eyeriss", help="lowering target (see `prunec targets`)")
+    p.add_argument("--batch", type=int, help="batch size N (default: N of --input-shape)")
+    p.add_argument("--hw", metavar="FILE", help="hardware description YAML (default: Eyeriss v1)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the IR JSON here (atomically)")
+    p.add_argument("--activation-sparsity", metavar="FILE.json",
+                   help="per-layer share of zeros in layer inputs, {layer name: share}")
+    p.add_argument("--routed-share", type=float, help="dynamic models: share of inputs routed to mild")
+    p.add_argument("--no-zero-gating", action="store_true", help="do not gate MACs on zero ifmaps")
+    p.add_argument("--no-rlc", action="store_true", help="no run-length compression of DRAM traffic")
+    p.add_argument("--weight-sparsity", action="store_true",
+                   help="use unstructured weight sparsity (gating + compressed filter stream)")
+    p.set_defaults(handler=run)
+
+
+def _read_sparsity(path: str | None) -> dict[str, float] | None:
+    if not path:
+        return None
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"activation sparsity file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise UserError(f"{path} is not a readable JSON file: {exc}") from None
+    data = data.get("activation_sparsity", data) if isinstance(data, dict) else data
+    if not isinstance(data, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in data.values()):
+        raise UserError(f"{path} must map layer names to zero shares between 0 and 1")
+    return {str(k): float(v) for k, v in data.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    from prunec.backends import get_target
+    from prunec.lowering import lower, render_ir
+
+    get_target(args.target)  # fail fast on an unknown target, before loading the model
+    if args.batch is not None and args.batch < 1:
+        raise UserError(f"--batch must be a positive integer, got {args.batch}")
+    if args.routed_share is not None and not 0 <= args.routed_share <= 1:
+        raise UserError(f"--routed-share must be between 0 and 1, got {args.routed_share}")
+    sparsity = _read_sparsity(args.activation_sparsity)
+    gm, x, _ = load_and_trace(args)
+    program = lower(gm, None, target=args.target, batch=args.batch or int(x.shape[0]), hw=args.hw,
+                    activation_sparsity=sparsity, routed_share=args.routed_share,
+                    zero_gating=not args.no_zero_gating, rlc=not args.no_rlc,
+                    weight_sparsity=args.weight_sparsity)
+    ir = program.to_dict()
+    if args.format == "json":
+        emit_json(ir, args.output)
+        return 0
+    if args.output:
+        emit_json(ir, args.output)
+    render_ir(ir)
+    return 0

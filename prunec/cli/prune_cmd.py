@@ -1,0 +1,107 @@
+"""``prunec prune``: prune a model once and save it as a prunec checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from prunec.cli.common import add_model_arguments, load_and_trace
+from prunec.errors import UserError
+
+#: Checkpoint keys the pruned checkpoint sets itself rather than carrying over.
+_OWN_KEYS = {"format", "arch", "arch_kwargs", "state_dict", "source", "module_configs",
+             "input_shape", "pruning"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prune", help="remove channels (structured) or weights (unstructured)",
+                       description="Prune MODEL once and write a checkpoint that `prunec load` "
+                       "and every other subcommand read back.")
+    add_model_arguments(p)
+    p.add_argument("--ratio", type=float, required=True, help="share to remove, in [0, 1)")
+    p.add_argument("--method", default="l1", help="importance: l1 (default), l2, bn_scale, random")
+    p.add_argument("--scope", default="uniform", help="uniform (per group, default) or global")
+    p.add_argument("--pruner", default="structured",
+                   help="structured (default), unstructured, or package.module:callable")
+    p.add_argument("--round-to", type=int, default=1, metavar="K",
+                   help="keep channel counts multiples of K")
+    p.add_argument("--ignore", nargs="+", default=[], metavar="PATTERN",
+                   help="fnmatch patterns of layer names to keep whole")
+    p.add_argument("--seed", type=int, default=0, help="seed for --method random")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="pruned checkpoint")
+    p.set_defaults(handler=run)
+
+
+def _macs(model: nn.Module, x: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _nonzero(model: nn.Module) -> int:
+    return sum(int(p.count_nonzero()) for p in model.parameters())
+
+
+def run(args: argparse.Namespace) -> int:
+    from prunec import zoo
+    from prunec.frontend import save_checkpoint
+    from prunec.pruning import module_configs, prune, rebuild_pruned
+
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir):
+        raise UserError(f"cannot write {args.output}: directory {out_dir} does not exist")
+    gm, x, meta = load_and_trace(args)
+    arch = meta.get("arch") or (args.model if args.model.startswith("zoo:") else None)
+    if not arch:
+        raise UserError(f"{args.model} is not a zoo architecture, so its pruned shapes cannot be "
+                        "saved as a checkpoint; use prunec.prune() from Python and save the module")
+    pruned = prune(gm, x, args.ratio, method=args.method, scope=args.scope, ignore=args.ignore,
+                   round_to=args.round_to, pruner=args.pruner, seed=args.seed)
+
+    kwargs = meta.get("arch_kwargs") or {}
+    first = next((m for m in gm.modules() if isinstance(m, nn.Conv2d)), None)
+    in_channels = int(kwargs.get("in_channels") or (first.in_channels if first else 3))
+    num_classes = int(kwargs.get("num_classes") or pruned(x).shape[-1])
+    reference = zoo.build(arch, in_channels, num_classes)
+    configs = module_configs(pruned, reference)
+    try:  # prove the checkpoint loads back before writing it
+        rebuild_pruned(reference, configs).load_state_dict(pruned.state_dict())
+    except (RuntimeError, UserError) as exc:
+        raise UserError(f"the pruned model no longer fits {arch}, cannot save it: "
+                        f"{str(exc).splitlines()[0]}") from None
+    extra: dict[str, Any] = {k: v for k, v in meta.items() if k not in _OWN_KEYS}
+    save_checkpoint(
+        pruned, args.output, arch, in_channels, num_classes, module_configs=configs,
+        input_shape=list(x.shape),
+        pruning={"ratio": float(args.ratio), "method": args.method, "scope": args.scope,
+                 "pruner": str(args.pruner), "round_to": int(args.round_to),
+                 "ignore": list(args.ignore), "seed": int(args.seed)},
+        **extra)
+    _print_summary(gm, pruned, x, args)
+    return 0
+
+
+def _print_summary(before: nn.Module, after: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> None:
+    table = Table(title=f"{args.pruner} pruning, ratio {args.ratio} ({args.method}, {args.scope})")
+    for col in ("", "before", "after", "change"):
+        table.add_column(col, justify="right" if col else "left")
+    rows = [("parameters", _params(before), _params(after)),
+            ("non-zero parameters", _nonzero(before), _nonzero(after)),
+            ("MACs", _macs(before, x), _macs(after, x))]
+    for label, a, b in rows:
+        table.add_row(label, f"{a:,}", f"{b:,}", f"{(b - a) / a:+.1%}" if a else "-")
+    console = Console()
+    console.print(table)
+    console.print(f"wrote {args.output}")

@@ -1,0 +1,175 @@
+"""Lowering: a model -> a hardware target's program (per-layer mapping, accesses, energy).
+
+The IR (``LoweredProgram.to_dict()``)::
+
+    {"schema_version": 1, "target": "eyeriss", "batch": N, "hardware": {...}, "options": {...},
+     "layers": [{"name", "kind", "role", "shape", "macs", "active_pes", "mapping",
+                 "accesses": {"dram", "glb", "array", "rf"},          # 16-bit words, all types
+                 "accesses_by_type": {"ifmap"|"filter"|"psum": {level: words}},
+                 "energy": {"mac", "rf", "array", "glb", "dram", "static", "total"},  # whole batch
+                 "energy_per_inference", "cycles", "latency_ms", "sparsity", ...}, ...],
+     "unmapped": [{"name", "node", "role"}],
+     "totals": {"macs", "energy", "energy_per_inference", "cycles", "latency_ms", ...}}
+
+Energy is in the hardware file's unit (normalized: one MAC = 1). ``totals.energy`` is for
+the whole batch, ``totals.energy_per_inference`` = energy / batch. A dynamic model (nodes
+with ``meta["role"]``) also gets ``totals.by_role`` and, given ``routed_share``,
+``totals.expected_energy_per_inference``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from prunec.backends.eyeriss.ir import LoweredProgram
+from prunec.errors import UserError
+
+_MAPPED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+def _as_tuple(x: torch.Tensor | Sequence[torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
+    if x is None:
+        return ()
+    return (x,) if isinstance(x, torch.Tensor) else tuple(x)
+
+
+def _has_shapes(gm: fx.GraphModule) -> bool:
+    return all("tensor_meta" in n.meta for n in gm.graph.nodes if n.op not in ("placeholder", "output"))
+
+
+def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequence[torch.Tensor] | None,
+          target: str = "eyeriss", batch: int = 1, hw: Any = None,
+          activation_sparsity: Mapping[str, float] | None = None, routed_share: float | None = None,
+          **options: Any) -> Any:
+    """Lower ``model`` onto ``target`` for ``batch`` inputs shaped like ``example_inputs``.
+
+    ``hw`` is a hardware YAML path (default: the target's shipped chip). ``activation_sparsity``
+    maps layer (node) names to the share of zeros in their inputs (see
+    :func:`measure_activation_sparsity`); without it no zeros are assumed. Target options
+    (Eyeriss: ``zero_gating=True``, ``rlc=True``, ``weight_sparsity=False``) pass through.
+    Returns the target's :class:`LoweredProgram`.
+    """
+    from prunec.backends import get_target
+    from prunec.frontend import propagate_shapes, trace
+
+    tgt = get_target(target)
+    inputs = _as_tuple(example_inputs)
+    if isinstance(model, fx.GraphModule):
+        gm = model
+        if inputs:
+            propagate_shapes(gm, inputs)
+        elif not _has_shapes(gm):
+            raise UserError("the graph has no shapes: pass example_inputs to lower()")
+    else:
+        if not inputs:
+            raise UserError("lowering an nn.Module needs example_inputs to trace it")
+        gm = trace(model, inputs)
+    if not isinstance(batch, int) or batch < 1:
+        raise UserError(f"batch must be a positive integer, got {batch!r}")
+    return tgt.lower(gm, batch=batch, hw=hw, activation_sparsity=activation_sparsity,
+                     routed_share=routed_share, **options)
+
+
+def measure_activation_sparsity(model: nn.Module | fx.GraphModule,
+                                images: torch.Tensor | Iterable[torch.Tensor],
+                                example_inputs: torch.Tensor | None = None) -> dict[str, float]:
+    """Share of exact zeros in each mapped layer's input, over calibration ``images``.
+
+    ``images`` is one batch tensor or an iterable of batches (e.g. a DataLoader yielding
+    tensors or (tensor, label) pairs). Names match the lowering's layer names, including
+    ``<routed node>.<node>`` for the layers of a dynamic model's routed mild network.
+    """
+    from prunec.frontend import trace
+
+    batches = [images] if isinstance(images, torch.Tensor) else images
+    gm: fx.GraphModule | None = model if isinstance(model, fx.GraphModule) else None
+    zeros: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    with torch.no_grad():
+        for item in batches:
+            x = item[0] if isinstance(item, (tuple, list)) else item
+            if gm is None:
+                gm = trace(model)
+            _SparsityProbe(gm, zeros, counts, "").run(x)
+    return {name: zeros[name] / counts[name] for name in zeros if counts[name]}
+
+
+class _SparsityProbe(fx.Interpreter):
+    """Runs the graph and tallies zeros in the first input of each conv/linear node."""
+
+    def __init__(self, gm: fx.GraphModule, zeros: dict, counts: dict, prefix: str) -> None:
+        super().__init__(gm)
+        self.zeros, self.counts, self.prefix = zeros, counts, prefix
+        self.mods = dict(gm.named_modules())
+
+    def run_node(self, n: fx.Node) -> Any:
+        if n.op in ("call_module", "call_function") and n.args:
+            mapped = (n.op == "call_module" and isinstance(self.mods.get(n.target), _MAPPED_MODULES)) or (
+                n.op == "call_function" and n.target in (torch.nn.functional.conv2d,
+                                                         torch.nn.functional.conv1d,
+                                                         torch.nn.functional.linear, torch.conv2d))
+            sub = getattr(self.mods.get(n.target), "routed_subgraph", None) if n.op == "call_module" else None
+            if mapped or isinstance(sub, fx.GraphModule):
+                x = self.env[n.args[0]] if isinstance(n.args[0], fx.Node) else None
+                if isinstance(x, torch.Tensor) and mapped:
+                    name = self.prefix + n.name
+                    self.zeros[name] = self.zeros.get(name, 0.0) + float((x == 0).sum())
+                    self.counts[name] = self.counts.get(name, 0.0) + x.numel()
+                elif isinstance(x, torch.Tensor):
+                    _SparsityProbe(sub, self.zeros, self.counts, f"{self.prefix}{n.name}.").run(x)
+        return super().run_node(n)
+
+
+def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
+    """Print a saved IR (``LoweredProgram.to_dict()``) as rich tables: layers, then totals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    try:
+        layers, totals = ir["layers"], ir["totals"]
+    except (KeyError, TypeError):
+        raise UserError("not a prunec lowered IR: it needs 'layers' and 'totals'") from None
+    unit = ir.get("hardware", {}).get("energy_unit", "normalized")
+    dynamic = any(rec.get("role") for rec in layers)
+    table = Table(title=f"{ir.get('target', '?')} lowering, batch {ir.get('batch', '?')} "
+                        f"(energy: {unit}, whole batch)")
+    cols = ["layer", *(["role"] if dynamic else []), "kind", "MACs", "PEs", "mapping m/n/e/p/q/r/t",
+            "DRAM", "GLB", "array", "RF", "energy", "cycles"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("layer", "role", "kind", "mapping m/n/e/p/q/r/t")
+                         else "right")
+    for rec in layers:
+        mp = rec.get("mapping")
+        mtxt = "/".join(str(mp[k]) for k in "mnepqrt") if mp else "-"
+        acc = rec["accesses"]
+        table.add_row(rec["name"], *([str(rec.get("role") or "-")] if dynamic else []), rec["kind"],
+                      f"{rec['macs']:,}", str(rec["active_pes"]), mtxt,
+                      *(f"{acc[k]:.3g}" for k in ("dram", "glb", "array", "rf")),
+                      f"{rec['energy']['total']:.4g}", f"{rec['cycles']:.4g}")
+    console.print(table)
+    tot = Table(title="totals", show_header=False)
+    tot.add_column("field")
+    tot.add_column("value", justify="right")
+    tot.add_row("MACs", f"{totals['macs']:,}")
+    tot.add_row("energy (batch)", f"{totals['energy']:.5g}")
+    tot.add_row("energy per inference", f"{totals.get('energy_per_inference', float('nan')):.5g}")
+    tot.add_row("cycles", f"{totals['cycles']:.5g}")
+    if "latency_ms" in totals:
+        tot.add_row("latency (ms)", f"{totals['latency_ms']:.4g}")
+    for role, v in totals.get("by_role", {}).items():
+        tot.add_row(f"energy per inference [{role}]", f"{v['energy_per_inference']:.5g}")
+    if "expected_energy_per_inference" in totals:
+        tot.add_row(f"expected energy per inference (routed {totals['routed_share']:.3g})",
+                    f"{totals['expected_energy_per_inference']:.5g}")
+    unmapped = ir.get("unmapped") or []
+    if unmapped:
+        tot.add_row("unmapped nodes", ", ".join(u["name"] for u in unmapped))
+    console.print(tot)
+
+
+__all__ = ["lower", "measure_activation_sparsity", "render_ir", "LoweredProgram"]

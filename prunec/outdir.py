@@ -1,0 +1,58 @@
+"""All-or-nothing output directories.
+
+A compile run writes into a hidden sibling directory and renames it into place only when
+everything succeeded, so an interrupted or failed run leaves no half-written output, and
+a previous good result is replaced only with ``force`` (and only once the new one is whole).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from prunec.errors import UserError
+
+
+def check_writable(path: str | os.PathLike, force: bool) -> Path:
+    """Fail early, before any work, if ``path`` cannot become the output directory."""
+    target = Path(path).resolve()
+    if target.exists() and not force:
+        raise UserError(f"output directory {path} already exists; pass --force to replace it")
+    if target.exists() and not target.is_dir():
+        raise UserError(f"output path {path} exists and is not a directory")
+    parent = target.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: parent directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: parent directory {parent} is not writable")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield a fresh staging directory that becomes ``path`` when the block succeeds."""
+    target = check_writable(path, force)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.rmdir(old)
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["atomic_directory", "check_writable"]

@@ -1,0 +1,438 @@
+"""The compile pipeline: trace, prune at two levels, fine-tune, insert and calibrate the
+selector, lower every part to the target, and report.
+
+``compile`` is the whole of ``prunec compile``. Each step is a small function here so a
+benchmark (benchmarks/reproduce.py) can drive the same steps and cache between them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import fx, nn
+
+from prunec import __version__
+from prunec.data import Split, load_split
+from prunec.errors import UserError
+
+#: Candidate channel-pruning ratios the level search tries (0 = the unpruned network).
+SEARCH_RATIOS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass
+class CompileConfig:
+    """Every knob of a compile run (defaults are what ``prunec compile`` uses)."""
+
+    data: str = "fashion-mnist"
+    data_root: str | None = None
+    mild: float | None = None
+    aggressive: float | None = None
+    method: str = "l1"
+    aggressive_method: str | None = None
+    pruner: str = "structured"
+    selector: str = "learned"
+    max_accuracy_drop: float | None = 1.0
+    mild_rate: float | None = None
+    epochs: float = 1.0
+    search_epochs: float = 0.1
+    search_ratios: Sequence[float] = SEARCH_RATIOS
+    train_samples: int | None = None
+    lr: float = 0.02
+    batch_size: int = 128
+    batch: int = 1
+    hw: str | None = None
+    target: str = "eyeriss"
+    seed: int = 0
+    sparsity_samples: int = 256
+    augment: bool = False
+    progress: bool = True
+    command: str = ""
+
+
+@dataclass
+class Level:
+    """One pruned network and what we know about it."""
+
+    ratio: float
+    model: fx.GraphModule
+    energy: float = float("nan")
+    calib_logits: torch.Tensor | None = None
+    test_accuracy: float | None = None
+    program: Any = None
+
+
+@dataclass
+class CompileResult:
+    compiled: Any  # prunec.artifact.CompiledModel
+    report: dict[str, Any]
+    programs: dict[str, Any] = field(default_factory=dict)
+    output: Path | None = None
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _log(console: Console, step: str, text: str) -> None:
+    console.print(f"[bold cyan]{step}[/] {text}")
+
+
+def prune_level(original: fx.GraphModule, x: torch.Tensor, ratio: float, cfg: CompileConfig,
+                method: str | None = None) -> fx.GraphModule:
+    from prunec.pruning import prune
+
+    if ratio == 0:
+        return prune(original, x, ratio=0.0)
+    return prune(original, x, ratio=ratio, method=method or cfg.method, pruner=cfg.pruner, seed=cfg.seed)
+
+
+def finetune_level(model: nn.Module, teacher: nn.Module, train: Split, epochs: float, cfg: CompileConfig,
+                   description: str, checkpoint_dir: str | None = None) -> nn.Module:
+    from prunec.training import finetune
+
+    if epochs > 0:
+        finetune(model, train, teacher=teacher, epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                 seed=cfg.seed, augment=cfg.augment, progress=cfg.progress, description=description,
+                 checkpoint_dir=checkpoint_dir)
+    return model.eval()
+
+
+def energy_of(model: nn.Module, x: torch.Tensor, cfg: CompileConfig, sparsity_images: torch.Tensor,
+              routed_share: float | None = None) -> Any:
+    """Lower ``model`` to the target with activation sparsity measured on calibration images."""
+    from prunec.lowering import lower, measure_activation_sparsity
+
+    sparsity = measure_activation_sparsity(model, sparsity_images)
+    return lower(model, x, target=cfg.target, batch=cfg.batch, hw=cfg.hw, activation_sparsity=sparsity,
+                 routed_share=routed_share)
+
+
+def per_inference(program: Any) -> float:
+    return float(program.to_dict()["totals"]["energy_per_inference"])
+
+
+def search_levels(original: fx.GraphModule, x: torch.Tensor, train: Split, calib: Split,
+                  original_calib_acc: float, original_energy: float, cfg: CompileConfig,
+                  console: Console) -> tuple[float, float, list[Level]]:
+    """Pick (mild, aggressive) ratios: short fine-tunes of every candidate, then the pair
+    whose max-softmax routing meets the accuracy constraint on calibration data with the
+    least expected energy. Returns the ratios and the candidates (for the trade-off plot).
+    """
+    from prunec.calibration import choose_threshold, sweep
+    from prunec.selectors import max_softmax_score
+    from prunec.training import predict
+
+    levels: list[Level] = []
+    for ratio in cfg.search_ratios:
+        model = prune_level(original, x, ratio, cfg)
+        finetune_level(model, original, train, cfg.search_epochs, cfg, f"search r={ratio:.2f}")
+        level = Level(ratio, model)
+        level.calib_logits = predict(model, calib)
+        level.program = energy_of(model, x, cfg, calib.x[: cfg.sparsity_samples])
+        level.energy = per_inference(level.program)
+        acc = 100 * float((level.calib_logits.argmax(1) == calib.y).float().mean())
+        _log(console, "search", f"ratio {ratio:.2f}: calibration accuracy {acc:.2f}%, "
+             f"energy {level.energy / original_energy:.1%} of the original")
+        levels.append(level)
+    orig_level = Level(0.0, original, original_energy, predict(original, calib))
+    best: tuple[float, float, float] | None = None
+    drop = cfg.max_accuracy_drop if cfg.max_accuracy_drop is not None else 1.0
+    for mild, aggr in itertools.permutations([orig_level, *levels], 2):
+        if mild.ratio >= aggr.ratio:
+            continue
+        scores = max_softmax_score(aggr.calib_logits)
+        points = sweep(scores, aggr.calib_logits.argmax(1) == calib.y, mild.calib_logits.argmax(1) == calib.y,
+                       original_calib_acc / 100, {"base": aggr.energy, "mild": mild.energy,
+                                                  "original": original_energy})
+        point = choose_threshold(points, max_accuracy_drop=drop)
+        if point.feasible and (best is None or point.expected_energy < best[2]):
+            best = (mild.ratio, aggr.ratio, point.expected_energy)
+    if best is None:
+        raise UserError(f"no pair of pruning levels keeps calibration accuracy within {drop} points of the "
+                        "original even with short fine-tunes; give --mild/--aggressive or a larger "
+                        "--max-accuracy-drop")
+    _log(console, "search", f"chose mild {best[0]:.2f}, aggressive {best[1]:.2f} "
+         f"(estimated {best[2] / original_energy:.1%} of the original's energy)")
+    return best[0], best[1], levels
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: str | None = None,
+            force: bool = False, model_meta: dict[str, Any] | None = None,
+            console: Console | None = None, **options: Any) -> CompileResult:
+    """Compile ``model`` into a dynamic mild/aggressive/selector model and report its energy.
+
+    ``options`` are :class:`CompileConfig` fields. With ``output`` every artefact is written
+    to that directory atomically (see :mod:`prunec.outdir`).
+    """
+    from prunec.outdir import atomic_directory, check_writable
+
+    cfg = CompileConfig(data=data if isinstance(data, str) else data.info.name, **options)
+    _validate(cfg)
+    if output is not None:
+        check_writable(output, force)  # fail before hours of work, not after
+    console = console or Console(stderr=True, quiet=not cfg.progress)
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    from prunec.frontend import trace
+    from prunec.training import evaluate, predict
+
+    train, calib, test = _splits(cfg)
+    info = test.info
+    x = test.x[:1].clone()
+    _check_model_fits(model, x, info.num_classes)
+    original = trace(model, x)
+
+    _log(console, "[1/6]", f"original on {info.name}: evaluating on {len(test):,} test images")
+    orig_test_acc = evaluate(original, test)
+    orig_calib_acc = 100 * float((predict(original, calib).argmax(1) == calib.y).float().mean())
+    sparsity_images = calib.x[: cfg.sparsity_samples]
+    orig_program = energy_of(original, x, cfg, sparsity_images)
+    orig_energy = per_inference(orig_program)
+    _log(console, "[1/6]", f"test accuracy {orig_test_acc:.2f}%, Eyeriss energy {orig_energy:.4g} per inference")
+
+    candidates: list[Level] = []
+    if cfg.mild is None or cfg.aggressive is None:
+        _log(console, "[2/6]", "searching pruning levels (short fine-tunes, scored by Eyeriss energy)")
+        cfg.mild, cfg.aggressive, candidates = search_levels(
+            original, x, train, calib, orig_calib_acc, orig_energy, cfg, console)
+    _log(console, "[3/6]", f"pruning and fine-tuning: mild {cfg.mild:.2f}, aggressive {cfg.aggressive:.2f} "
+         f"({cfg.epochs:g} epochs each, distilled from the original)")
+    mild = prune_level(original, x, cfg.mild, cfg)
+    finetune_level(mild, original, train, cfg.epochs if cfg.mild > 0 else 0, cfg, "fine-tune mild")
+    aggressive = prune_level(original, x, cfg.aggressive, cfg, cfg.aggressive_method)
+    finetune_level(aggressive, original, train, cfg.epochs, cfg, "fine-tune aggressive")
+    mild_program = energy_of(mild, x, cfg, sparsity_images)
+    aggr_program = energy_of(aggressive, x, cfg, sparsity_images)
+
+    _log(console, "[4/6]", f"selector '{cfg.selector}': training and calibrating on {len(calib):,} images")
+    from prunec.dynamic import compile_dynamic
+
+    costs = {"base": per_inference(aggr_program), "mild": per_inference(mild_program),
+             "original": orig_energy}
+    compiled = compile_dynamic(original, aggressive, mild, calib, selector=cfg.selector,
+                               max_accuracy_drop=cfg.max_accuracy_drop, mild_rate=cfg.mild_rate,
+                               costs=costs, preprocess=info.preprocess, seed=cfg.seed)
+    dyn = compiled.model
+    dyn_program = energy_of(dyn, x, cfg, sparsity_images)
+    by_role = dyn_program.energy_by_role()
+    costs["base"] = sum(v for k, v in by_role.items() if k != "mild")
+    costs["mild"] = by_role.get("mild", costs["mild"])
+    compiled.costs = costs
+
+    _log(console, "[5/6]", "evaluating every variant on the test split")
+    report = _evaluate_and_report(cfg, model_meta or {}, original, mild, aggressive, compiled, test, calib,
+                                  orig_test_acc, orig_program, mild_program, aggr_program, dyn_program,
+                                  candidates, x)
+    report["wall_seconds"] = round(time.perf_counter() - start, 1)
+    result = CompileResult(compiled, report, {"original": orig_program, "mild": mild_program,
+                                              "aggressive": aggr_program, "dynamic": dyn_program})
+    if output is not None:
+        _log(console, "[6/6]", f"writing {output}")
+        with atomic_directory(output, force) as staging:
+            write_outputs(result, staging)
+            report["wall_seconds"] = round(time.perf_counter() - start, 1)
+        result.output = Path(output)
+    return result
+
+
+def _validate(cfg: CompileConfig) -> None:
+    for name in ("mild", "aggressive"):
+        value = getattr(cfg, name)
+        if value is not None and not 0 <= value < 1:
+            raise UserError(f"--{name} must be a pruning ratio in [0, 1), got {value}")
+    if (cfg.mild is None) != (cfg.aggressive is None):
+        raise UserError("give both --mild and --aggressive, or neither (prunec then searches for them)")
+    if cfg.mild is not None and cfg.aggressive is not None and cfg.mild >= cfg.aggressive:
+        raise UserError(f"--mild ({cfg.mild}) must prune less than --aggressive ({cfg.aggressive})")
+    if cfg.selector not in ("learned", "max-softmax", "margin", "entropy"):
+        raise UserError(f"unknown selector {cfg.selector!r}; choose learned, max-softmax, margin or entropy")
+    if cfg.max_accuracy_drop is not None and cfg.max_accuracy_drop < 0:
+        raise UserError("--max-accuracy-drop must be non-negative")
+    if cfg.mild_rate is not None and not 0 <= cfg.mild_rate <= 1:
+        raise UserError("--mild-rate must be in [0, 1]")
+    if cfg.epochs < 0 or cfg.search_epochs <= 0:
+        raise UserError("--epochs must be >= 0 and --search-epochs > 0")
+    if cfg.batch < 1:
+        raise UserError("--batch must be at least 1")
+
+
+def _splits(cfg: CompileConfig) -> tuple[Split, Split, Split]:
+    train = load_split(cfg.data, "train", cfg.data_root)
+    if cfg.train_samples:
+        train = train.subset(cfg.train_samples, seed=cfg.seed)
+    return train, load_split(cfg.data, "calibration", cfg.data_root), load_split(cfg.data, "test", cfg.data_root)
+
+
+def _check_model_fits(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except Exception as exc:  # noqa: BLE001 - any failure here is a model/data mismatch
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"the model does not accept this data set's input {tuple(x.shape)}: {first}") from None
+    if out.dim() != 2 or out.shape[1] != num_classes:
+        raise UserError(f"the model has {out.shape[-1]} outputs but the data set has {num_classes} classes; "
+                        "train it for this data set (or pass the matching --data)")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return 100 * float((logits.argmax(1) == y).float().mean())
+
+
+def _levels_energy(program: Any) -> dict[str, float]:
+    totals = program.to_dict()["totals"]
+    per = totals.get("energy_by_level_per_inference") or totals.get("energy_by_level") or {}
+    return {k: float(per.get(k, 0.0)) for k in ("mac", "rf", "array", "glb", "dram")}
+
+
+def _layer_rows(program: Any, batch: int, with_role: bool) -> list[dict[str, Any]]:
+    rows = []
+    for layer in program.to_dict()["layers"]:
+        energy = {k: float(v) / batch for k, v in layer.get("energy", {}).items()}
+        row = {"name": layer["name"], "energy": energy}
+        if with_role:
+            row["role"] = layer.get("role")
+        rows.append(row)
+    return rows
+
+
+def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, calib, orig_test_acc,
+                         orig_program, mild_program, aggr_program, dyn_program, candidates, x):
+    from prunec.calibration import roc_auc, sweep
+    from prunec.summary import count_macs
+    from prunec.training import predict
+
+    dyn = compiled.model
+    e_orig, e_mild, e_aggr = (per_inference(p) for p in (orig_program, mild_program, aggr_program))
+    costs = compiled.costs
+    logits_a, scores = dyn.scores(test.x)
+    logits_m = predict(mild, test)
+    correct_a, correct_m = logits_a.argmax(1) == test.y, logits_m.argmax(1) == test.y
+    route = scores > dyn.threshold
+    final = torch.where(route[:, None], logits_m, logits_a)
+    dyn_acc = _acc(final, test.y)
+    share = float(route.float().mean())
+    e_dyn = costs["base"] + share * costs["mild"]
+    oracle_route = ~correct_a
+    oracle_acc = 100 * float((correct_a | correct_m).float().mean())
+    oracle_share = float(oracle_route.float().mean())
+    test_points = sweep(scores, correct_a, correct_m, orig_test_acc / 100, costs)
+    auc = roc_auc(scores.numpy(), (~correct_a).numpy()) if 0 < int((~correct_a).sum()) < len(test) else None
+
+    single = [{"ratio": 0.0, "accuracy": orig_test_acc, "energy": e_orig}]
+    for level in candidates:
+        single.append({"ratio": level.ratio, "accuracy": _acc(predict(level.model, test), test.y),
+                       "energy": level.energy, "fine_tune_epochs": cfg.search_epochs})
+    single += [{"ratio": cfg.mild, "accuracy": _acc(logits_m, test.y), "energy": e_mild,
+                "fine_tune_epochs": cfg.epochs},
+               {"ratio": cfg.aggressive, "accuracy": _acc(logits_a, test.y), "energy": e_aggr,
+                "fine_tune_epochs": cfg.epochs}]
+    single.sort(key=lambda r: r["ratio"])
+
+    def _pt(p: Any) -> dict[str, float]:
+        acc = p.accuracy * 100 if p.accuracy <= 1.0 else p.accuracy
+        return {"threshold": float(p.threshold), "mild_share": float(p.mild_share), "accuracy": float(acc),
+                "energy": float(p.expected_energy)}
+
+    macs = {name: count_macs(m, x) for name, m in (("original", original), ("mild", mild),
+                                                   ("aggressive", aggressive))}
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in (("original", original),
+                                                                           ("mild", mild),
+                                                                           ("aggressive", aggressive))}
+    reduction = 1 - e_dyn / e_orig
+    drop = orig_test_acc - dyn_acc
+    notes = []
+    if reduction < 0.70 or drop > 2.0:
+        notes.append(f"Target (>= 70 % energy reduction at <= 2.0 points accuracy loss) missed: "
+                     f"{reduction:.1%} reduction at {drop:.2f} points loss.")
+    if compiled.chosen is not None and not compiled.chosen.feasible:
+        notes.append("No threshold met the accuracy constraint on calibration data; every input goes to "
+                     "the mild network.")
+    if candidates:
+        notes.append(f"Single-level points from the level search had {cfg.search_epochs:g}-epoch fine-tunes; "
+                     f"the chosen mild and aggressive levels had {cfg.epochs:g}.")
+    by_role = dyn_program.energy_by_role()
+    report = {
+        "schema_version": 1, "prunec_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": cfg.command, "seed": cfg.seed,
+        "model": {"source": meta.get("source") or meta.get("arch") or "module", "arch": meta.get("arch"),
+                  "input_shape": list(x.shape), "num_classes": test.info.num_classes,
+                  "params": params["original"], "macs": macs["original"]},
+        "data": {"name": test.info.name, "calibration_size": len(calib), "test_size": len(test),
+                 "test_split_note": _split_note(test.info.name)},
+        "target": cfg.target, "batch": cfg.batch,
+        "levels": {"mild": {"ratio": cfg.mild, "method": cfg.method, "params": params["mild"],
+                            "macs": macs["mild"]},
+                   "aggressive": {"ratio": cfg.aggressive, "method": cfg.aggressive_method or cfg.method,
+                                  "params": params["aggressive"], "macs": macs["aggressive"]}},
+        "selector": {"kind": cfg.selector, "threshold": float(dyn.threshold), "taps": list(dyn.taps),
+                     "auc": auc, "max_accuracy_drop": cfg.max_accuracy_drop},
+        "accuracy": {"original": orig_test_acc, "mild": _acc(logits_m, test.y),
+                     "aggressive": _acc(logits_a, test.y), "dynamic": dyn_acc, "oracle": oracle_acc},
+        "mild_share": share,
+        "energy": {"original": e_orig, "mild": e_mild, "aggressive": e_aggr, "dynamic": e_dyn,
+                   "by_role": {r: float(by_role.get(r, 0.0)) for r in ("trunk", "head", "selector", "mild")},
+                   "by_level": {"original": _levels_energy(orig_program),
+                                "dynamic": _dynamic_levels(dyn_program, share)}},
+        "energy_reduction": reduction, "accuracy_drop": drop,
+        "sweep": [_pt(p) for p in compiled.sweep], "test_sweep": [_pt(p) for p in test_points],
+        "single_level": single,
+        "oracle": {"accuracy": oracle_acc, "energy": costs["base"] + oracle_share * costs["mild"],
+                   "mild_share": oracle_share},
+        "layers": {"original": _layer_rows(orig_program, cfg.batch, False),
+                   "dynamic": _layer_rows(dyn_program, cfg.batch, True)},
+        "files": {"model_dir": "model", "onnx": "model.onnx", "ir": "ir.json"},
+        "notes": notes, "wall_seconds": 0.0,
+    }
+    return report
+
+
+def _dynamic_levels(program: Any, share: float) -> dict[str, float]:
+    """Per-memory-level energy per inference of the dynamic model, mild weighted by its share."""
+    out = dict.fromkeys(("mac", "rf", "array", "glb", "dram"), 0.0)
+    batch = program.to_dict()["batch"]
+    for layer in program.to_dict()["layers"]:
+        weight = share if layer.get("role") == "mild" else 1.0
+        for k in out:
+            out[k] += weight * float(layer.get("energy", {}).get(k, 0.0)) / batch
+    return out
+
+
+def _split_note(name: str) -> str:
+    return {"cifar10": "CIFAR-10, 5k held-out split of the training set (images 45,000-49,999)",
+            "fashion-mnist": "Fashion-MNIST official 10k test set"}.get(name, name)
+
+
+def write_outputs(result: CompileResult, directory: Path) -> None:
+    """Everything a compile run leaves: model/, model.onnx, ir.json, report.{json,md}, plots."""
+    import json
+
+    from prunec.artifact import save_compiled
+    from prunec.export import export_onnx_if
+    from prunec.report import render_all, save_report
+
+    save_compiled(result.compiled, directory / "model")
+    export_onnx_if(result.compiled, directory / "model.onnx")
+    (directory / "ir.json").write_text(json.dumps(result.programs["dynamic"].to_dict(), indent=1) + "\n")
+    save_report(result.report, directory)
+    render_all(directory)
+
+
+__all__ = ["compile", "CompileConfig", "CompileResult", "search_levels", "write_outputs"]

@@ -1,0 +1,74 @@
+"""Threshold calibration: the vectorised sweep against brute force, the choice rules, AUC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from prunec.calibration import choose_threshold, count_macs, roc_auc, sweep
+
+COSTS = {"base": 10.0, "mild": 50.0, "original": 80.0}
+
+
+def _data(n: int = 300, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.random(n), 2)  # plenty of ties
+    agg = rng.random(n) > scores  # high score: aggressive more often wrong
+    mild = rng.random(n) > 0.1
+    return scores, agg, mild
+
+
+def test_sweep_matches_brute_force_routing() -> None:
+    scores, agg, mild = _data()
+    points = sweep(scores, agg, mild, 0.9, COSTS)
+    assert len(points) == len(np.unique(scores)) + 1
+    for p in points:
+        route = scores > p.threshold
+        acc = np.where(route, mild, agg).mean()
+        assert p.mild_share == pytest.approx(route.mean())
+        assert p.accuracy == pytest.approx(acc)
+        assert p.expected_energy == pytest.approx(10.0 + 50.0 * route.mean())
+        assert p.accuracy_drop == pytest.approx((0.9 - acc) * 100)
+        assert p.energy_reduction == pytest.approx(1 - p.expected_energy / 80.0)
+    assert points[0].mild_share == 0 and points[-1].mild_share == 1
+
+
+def test_choose_threshold_least_energy_within_drop() -> None:
+    scores, agg, mild = _data()
+    points = sweep(scores, agg, mild, mild.mean(), COSTS)
+    chosen = choose_threshold(points, max_accuracy_drop=2.0)
+    assert chosen.feasible and chosen.accuracy_drop <= 2.0 + 1e-9
+    cheaper = [p for p in points if p.expected_energy < chosen.expected_energy]
+    assert all(p.accuracy_drop > 2.0 for p in cheaper)
+
+
+def test_choose_threshold_infeasible_routes_everything() -> None:
+    scores, agg, mild = _data()
+    points = sweep(scores, agg, mild, 1.0, COSTS)  # an original nobody can match
+    chosen = choose_threshold(points, max_accuracy_drop=0.0)
+    assert not chosen.feasible and chosen.mild_share == 1.0
+
+
+def test_choose_threshold_mild_rate() -> None:
+    scores, agg, mild = _data()
+    points = sweep(scores, agg, mild, 0.9, COSTS)
+    chosen = choose_threshold(points, mild_rate=0.3)
+    assert chosen.mild_share <= 0.3
+    assert not any(chosen.mild_share < p.mild_share <= 0.3 for p in points)
+    with pytest.raises(ValueError):
+        choose_threshold(points)
+
+
+def test_roc_auc_matches_pair_count() -> None:
+    scores, agg, _ = _data(120, seed=3)
+    wrong = ~agg
+    pos, neg = scores[wrong], scores[~wrong]
+    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert roc_auc(scores, wrong) == pytest.approx(pairs)
+    assert np.isnan(roc_auc(scores, np.zeros_like(wrong)))
+
+
+def test_count_macs_of_a_linear_layer() -> None:
+    assert count_macs(nn.Linear(8, 3), torch.zeros(1, 8)) == 24

@@ -1,0 +1,187 @@
+"""Hypothesis-built small graphs mixing the coupling patterns: pruning never breaks them.
+
+Each generated model is pruned at a random ratio/method/scope; the result must run, keep
+its output shape and equal the original with exactly the removed channels zeroed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from prunec.pruning import prune, zeroed_reference
+
+HW = 8
+
+
+def cbr(cin: int, cout: int, k: int = 3, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups), nn.BatchNorm2d(cout),
+                         nn.ReLU())
+
+
+class Residual(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(cbr(c, c), nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return F.relu(x + self.body(x))
+
+
+class SEConv(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv2d(c, 2, 1), nn.Conv2d(2, c, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
+
+
+class SELinear(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c, self.fc1, self.fc2 = c, nn.Linear(c, 3), nn.Linear(3, c)
+
+    def forward(self, x):
+        s = self.fc2(F.relu(self.fc1(x.mean((2, 3)))))
+        return x * s.sigmoid().view(-1, self.c, 1, 1)
+
+
+class Inception(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.a, self.b = cbr(c, 2, 1), cbr(c, 4, 3)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], dim=1)
+
+
+class Dense(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = cbr(c, 2)
+
+    def forward(self, x):
+        return torch.cat([x, self.conv(x)], 1)
+
+
+class Chunk(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c // 2, c // 2, 3, padding=1)
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        return torch.cat([self.conv(a), b * 2], dim=1)
+
+
+class Split(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.sizes = [2, c - 2]
+        self.a, self.b = nn.Conv2d(2, 2, 1), nn.Conv2d(c - 2, 4, 1)
+
+    def forward(self, x):
+        a, b = torch.split(x, self.sizes, dim=1)
+        return torch.cat([self.a(a), self.b(b)], 1)
+
+
+class Shuffle(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        y = x.view(-1, 2, self.c // 2, HW, HW).transpose(1, 2)
+        return y.reshape(-1, self.c, HW, HW)
+
+
+class ChannelsLast(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.ln, self.fc1, self.fc2 = nn.LayerNorm(c), nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
+
+    def forward(self, x):
+        y = self.fc2(F.gelu(self.fc1(self.ln(x.permute(0, 2, 3, 1)))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class Unknown(nn.Module):
+    def forward(self, x):
+        return torch.cumsum(x, dim=1)  # mixes channels: its groups must be kept whole
+
+
+# name -> (constructor, output channels given input channels)
+BLOCKS = {
+    "conv": (lambda c: cbr(c, 6), lambda c: 6),
+    "residual": (Residual, lambda c: c),
+    "se_conv": (SEConv, lambda c: c),
+    "se_linear": (SELinear, lambda c: c),
+    "inception": (Inception, lambda c: 6),
+    "dense": (Dense, lambda c: c + 2),
+    "depthwise": (lambda c: cbr(c, c, 3, groups=c), lambda c: c),
+    "depthwise_x2": (lambda c: cbr(c, 2 * c, 3, groups=c), lambda c: 2 * c),
+    "grouped": (lambda c: cbr(c, 4, 3, groups=2), lambda c: 4),
+    "chunk": (Chunk, lambda c: c),
+    "split": (Split, lambda c: 6),
+    "shuffle": (Shuffle, lambda c: c),
+    "channels_last": (ChannelsLast, lambda c: c),
+    "pool_dropout": (lambda c: nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Dropout(0.1)), lambda c: c),
+    "unknown": (lambda c: Unknown(), lambda c: c),
+}
+
+
+class Net(nn.Module):
+    def __init__(self, kinds: list[str], width: int, head: str) -> None:
+        super().__init__()
+        self.stem = cbr(3, width)
+        layers, c = [], width
+        for kind in kinds:
+            make, out = BLOCKS[kind]
+            layers.append(make(c))
+            c = out(c)
+        self.blocks = nn.Sequential(*layers)
+        self.head_kind = head
+        self.head = nn.Linear(c * 4, 5) if head == "flatten" else nn.Conv2d(c, 5, 1)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        if self.head_kind == "flatten":
+            return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 2), 1))
+        return self.head(x).mean((2, 3))
+
+
+def randomize(model: nn.Module, seed: int) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return model.eval()
+
+
+@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from(sorted(BLOCKS)), min_size=1, max_size=4),
+       width=st.sampled_from([4, 6, 8]), head=st.sampled_from(["flatten", "conv"]),
+       ratio=st.sampled_from([0.0, 0.3, 0.5, 0.7, 0.9]),
+       method=st.sampled_from(["l1", "l2", "bn_scale", "random"]),
+       scope=st.sampled_from(["uniform", "global"]), round_to=st.sampled_from([1, 2]),
+       seed=st.integers(0, 1000))
+def test_generated_graphs_prune_exactly(kinds, width, head, ratio, method, scope, round_to, seed):
+    model = randomize(Net(kinds, width, head), seed)
+    x = torch.randn(2, 3, HW, HW, generator=torch.Generator().manual_seed(seed))
+    pruned = prune(model, x, ratio, method=method, scope=scope, round_to=round_to, seed=seed)
+    with torch.no_grad():
+        out = pruned(x)
+        assert out.shape == model(x).shape
+        ref = zeroed_reference(model, pruned).double()(x.double())
+        got = pruned.double()(x.double())
+    assert float((ref - got).abs().max()) <= 1e-5, kinds
+    if ratio == 0:
+        assert torch.equal(out, model(x))

@@ -1,0 +1,88 @@
+"""The dynamic runtime: differential test against the standalone networks on real images,
+and compile_dynamic end to end on the synthetic set."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunec.artifact import CompiledModel
+from prunec.data import load_split
+from prunec.dynamic import compile_dynamic
+from prunec.passes.insert_selector import insert_selector
+from tests.conftest import needs_fashion_mnist
+from tests.test_selector import resnet_pair, train_tiny
+
+
+@pytest.fixture(scope="module")
+def fashion_dynamic():
+    aggressive, mild = resnet_pair()
+    dyn = insert_selector(aggressive, mild, "max-softmax")
+    x = load_split("fashion-mnist", "test").subset(256, seed=0).x
+    _, scores = dyn.scores(x)
+    dyn.threshold = float(scores.median())  # a real mix both ways
+    return dyn, x
+
+
+@needs_fashion_mnist
+@pytest.mark.parametrize("batch", [1, 7, 256])
+def test_routed_samples_get_exactly_their_network_output(fashion_dynamic, batch: int) -> None:
+    dyn, x = fashion_dynamic
+    n = {1: 8, 7: 56}.get(batch, len(x))
+    routed_any = routed_none = False
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            xb = x[i:i + batch]
+            logits, route = dyn(xb, return_route=True)
+            _, score = dyn.scores(xb)
+            assert torch.equal(route, score > dyn.threshold)
+            keep = ~route
+            # aggressive answers: same batch computed -> bit-identical
+            assert torch.equal(logits[keep], dyn.aggressive(xb)[keep])
+            if route.any():
+                # mild ran on exactly the gathered sub-batch -> bit-identical to that
+                assert torch.equal(logits[route], dyn.mild(xb[route]))
+                # ...and matches the mild network on the whole batch up to kernel rounding
+                full = dyn.mild(xb)[route]
+                torch.testing.assert_close(logits[route], full, rtol=0, atol=1e-5)
+                assert torch.equal(logits[route].argmax(1), full.argmax(1))
+            routed_any |= bool(route.any())
+            routed_none |= bool(keep.any())
+            assert torch.equal(dyn(xb), logits)
+    assert routed_any and routed_none
+
+
+def test_compile_dynamic_end_to_end_on_synthetic() -> None:
+    torch.manual_seed(0)
+    aggressive = train_tiny(4, steps=6)
+    mild = train_tiny(8, steps=40, seed=1)
+    original = train_tiny(16, steps=60, seed=2)
+    calibration = load_split("synthetic", "calibration")
+    compiled = compile_dynamic(original, aggressive, mild, calibration, selector="learned",
+                               max_accuracy_drop=2.0, epochs=10)
+    assert isinstance(compiled, CompiledModel)
+    assert compiled.model.threshold == compiled.chosen.threshold == compiled.threshold
+    assert compiled.mild is mild and compiled.aggressive is aggressive and compiled.original is original
+    assert compiled.sweep[0].mild_share == 0 and compiled.sweep[-1].mild_share == 1
+    assert compiled.chosen.feasible == (compiled.chosen.accuracy_drop <= 2.0 + 1e-9)
+    assert compiled.costs["mild"] > 0 and compiled.costs["original"] > compiled.costs["mild"]
+    pixels = torch.rand(3, 1, 16, 16)
+    x = compiled.preprocess(pixels)
+    torch.testing.assert_close(x, (pixels - 0.5) / 0.25)
+    with torch.no_grad():
+        logits, route = compiled.model(x, return_route=True)
+    assert logits.shape == (3, 4) and route.shape == (3,)
+    rate = compile_dynamic(original, aggressive, mild, calibration, selector="entropy", mild_rate=0.25)
+    assert rate.chosen.mild_share <= 0.25 and rate.selector_kind == "entropy"
+
+
+def test_batch_of_all_and_none_routed() -> None:
+    dyn = insert_selector(train_tiny(4, 2), train_tiny(8, 2, seed=1), "margin")
+    x = load_split("synthetic", "test").x[:5]
+    with torch.no_grad():
+        dyn.threshold = -1.0
+        logits, route = dyn(x, return_route=True)
+        assert route.all() and torch.equal(logits, dyn.mild(x))
+        dyn.threshold = 2.0
+        logits, route = dyn(x, return_route=True)
+        assert not route.any() and torch.equal(logits, dyn.aggressive(x))

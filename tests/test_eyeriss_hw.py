@@ -1,0 +1,57 @@
+"""Hardware YAML: the shipped chip loads; malformed or impossible files give one clear error."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from prunec.backends.eyeriss.hardware import DEFAULT_HW, load_hardware
+from prunec.errors import UserError
+
+
+def test_default_is_eyeriss_v1() -> None:
+    hw = load_hardware()
+    assert (hw.pe_rows, hw.pe_cols, hw.word_bits) == (12, 14, 16)
+    assert (hw.spad_ifmap, hw.spad_filter, hw.spad_psum) == (12, 224, 24)
+    assert hw.glb_bytes == 108 * 1024 and hw.clock_hz == 200e6
+    assert (hw.e_mac, hw.e_rf, hw.e_array, hw.e_glb, hw.e_dram) == (1, 1, 2, 6, 200)
+
+
+def _write(tmp_path, text: str) -> str:
+    p = tmp_path / "hw.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def _mutated(tmp_path, fn) -> str:
+    with open(DEFAULT_HW) as fh:
+        data = yaml.safe_load(fh)
+    fn(data)
+    return _write(tmp_path, yaml.safe_dump(data))
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda d: d["pe_array"].update(rows=0), "pe_array.rows"),
+    (lambda d: d["pe_array"].update(cols=2.5), "pe_array.cols"),
+    (lambda d: d["scratchpad_words"].pop("filter"), "scratchpad_words.filter"),
+    (lambda d: d.update(global_buffer_kb=-1), "global_buffer_kb"),
+    (lambda d: d.update(word_bits=12), "word_bits"),
+    (lambda d: d["energy"].update(dram=1), "energy.dram"),
+    (lambda d: d["energy"].update(glb="six"), "energy.glb"),
+    (lambda d: d.update(clock_mhz=0), "clock_mhz"),
+    (lambda d: d.update(pe_arry=1), "pe_arry"),
+])
+def test_bad_fields_named(tmp_path, mutate, field) -> None:
+    path = _mutated(tmp_path, mutate)
+    with pytest.raises(UserError) as exc:
+        load_hardware(path)
+    assert field in str(exc.value) and path in str(exc.value)
+
+
+def test_malformed_yaml(tmp_path) -> None:
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_hardware(_write(tmp_path, "pe_array: [1, 2\n  : :"))
+    with pytest.raises(UserError, match="mapping"):
+        load_hardware(_write(tmp_path, "- 1\n- 2\n"))
+    with pytest.raises(UserError, match="not found"):
+        load_hardware(str(tmp_path / "missing.yaml"))

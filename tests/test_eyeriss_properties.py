@@ -1,0 +1,75 @@
+"""Property tests of the row-stationary mapper over random conv / linear shapes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prunec.backends.eyeriss.cost import strip_rows
+from prunec.backends.eyeriss.hardware import load_hardware
+from prunec.backends.eyeriss.mapper import DB, search
+from prunec.backends.eyeriss.sparsity import LayerSparsity
+from prunec.backends.eyeriss.workload import ConvShape, linear_shape
+
+HW = load_hardware()
+DENSE = LayerSparsity(zero_gating=False, rlc=False)
+
+
+@st.composite
+def conv_shapes(draw) -> ConvShape:
+    if draw(st.booleans()) and draw(st.booleans()):
+        n, c, m = draw(st.integers(1, 4)), draw(st.integers(1, 600)), draw(st.integers(1, 300))
+        return linear_shape(n, (1, c), m)
+    r = draw(st.sampled_from([1, 3, 5, 7]))
+    u = draw(st.integers(1, 3))
+    d = draw(st.sampled_from([1, 1, 2]))
+    pad = draw(st.integers(0, r // 2 * d))
+    hin = draw(st.integers(max(1, (r - 1) * d + 1 - 2 * pad), 40))
+    e = ((hin + 2 * pad - (r - 1) * d - 1) // u) + 1
+    g = draw(st.sampled_from([1, 1, 2, 4]))
+    c = draw(st.integers(1, 48))
+    m = draw(st.integers(1, 64))
+    if draw(st.booleans()) and g > 1:
+        c, m = 1, 1  # depthwise
+        g = draw(st.integers(2, 64))
+    return ConvShape(N=draw(st.integers(1, 4)), G=g, C=c, M=m, Hin=hin, Win=hin, R=r, S=r, E=e, F=e,
+                     U=u, V=u, Dh=d, Dw=d, pad_h=pad, pad_w=pad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_shapes())
+def test_mapping_fits_and_counts_are_sound(s: ConvShape) -> None:
+    mp, m = search(s, HW, DENSE)
+    sx = s.S
+    assert mp.q * sx <= HW.spad_ifmap
+    assert mp.p * mp.q * s.S <= HW.spad_filter
+    assert mp.p <= HW.spad_psum
+    assert m["active_pes"] <= HW.num_pes
+    folds = -(-mp.e // HW.pe_cols)
+    assert mp.h * folds <= HW.pe_rows
+    _, _, tile_rows = strip_rows(s, mp.e)
+    ch = s.C if mp.ifmap_resident else mp.q * mp.r
+    assert mp.g * (mp.m * mp.n * mp.e * s.F + DB * mp.n * ch * tile_rows * s.W) <= HW.glb_words
+    assert m["macs"] == s.N * s.G * s.M * s.C * s.R * s.S * s.E * s.F
+    dram = m["acc"]["dram"]
+    assert dram["filter"] >= s.G * s.M * s.C * s.R * s.S
+    assert dram["ifmap"] >= s.N * s.G * s.C * s.Hin * s.Win
+    assert dram["psum"] >= s.N * s.G * s.M * s.E * s.F
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_shapes(), st.sampled_from(["C", "M"]), st.integers(1, 16))
+def test_energy_never_falls_with_more_channels(s: ConvShape, field: str, extra: int) -> None:
+    bigger = dataclasses.replace(s, **{field: getattr(s, field) + extra})
+    e0 = search(s, HW, DENSE)[1]["energy_total"]
+    e1 = search(bigger, HW, DENSE)[1]["energy_total"]
+    assert e1 >= e0 * (1 - 1e-9)
+
+
+def test_search_is_deterministic() -> None:
+    s = ConvShape(N=2, G=1, C=32, M=64, Hin=16, Win=16, R=3, S=3, E=16, F=16, pad_h=1, pad_w=1)
+    a = search.__wrapped__(s, HW, DENSE)
+    b = search.__wrapped__(s, HW, DENSE)
+    assert a[0] == b[0] and a[1]["energy_total"] == b[1]["energy_total"]

@@ -1,0 +1,153 @@
+"""`prunec lower` / `prunec targets` end to end, and the dynamic-model role contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import fx, nn
+
+import prunec
+from prunec.backends import available_targets, get_target
+from prunec.errors import UserError
+from prunec.frontend import trace
+from prunec.lowering import measure_activation_sparsity, render_ir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _prunec(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "prunec", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_lower_resnet20_json(tmp_path) -> None:
+    r = _prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    ir = json.loads(r.stdout)
+    assert ir["schema_version"] == 1 and ir["target"] == "eyeriss" and ir["batch"] == 1
+    convs = [x for x in ir["layers"] if x["kind"] in ("conv", "linear")]
+    assert len(convs) >= 20 and all(x.get("folded") for x in convs if x["kind"] == "conv")
+    for x in convs:
+        assert set(x["accesses"]) == {"dram", "glb", "array", "rf"}
+        assert set("mnepqrt") <= set(x["mapping"])
+        assert {"mac", "rf", "array", "glb", "dram", "total"} <= set(x["energy"])
+    t = ir["totals"]
+    assert t["macs"] == sum(x["macs"] for x in ir["layers"])
+    assert t["energy"] == pytest.approx(sum(x["energy"]["total"] for x in ir["layers"]))
+    assert t["energy_per_inference"] == pytest.approx(t["energy"])
+    assert ir["unmapped"] == []
+
+
+def test_bad_hw_file_one_line_exit_2(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pe_array: {rows: -3, cols: 14}\n")
+    r = _prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--hw", str(bad))
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and "bad.yaml" in r.stderr
+
+
+def test_unknown_target_exit_2() -> None:
+    r = _prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--target", "tpu")
+    assert r.returncode == 2 and "unknown target 'tpu'" in r.stderr and "eyeriss" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = _prunec("targets")
+    assert r.returncode == 0 and r.stdout.startswith("eyeriss")
+
+
+def test_registry() -> None:
+    assert "eyeriss" in available_targets()
+    assert get_target("eyeriss").name == "eyeriss"
+    with pytest.raises(UserError, match="known targets: eyeriss"):
+        get_target("nope")
+
+
+def test_layer_too_large_for_any_mapping() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, kernel_size=15))
+    with pytest.raises(UserError, match="too large for any row-stationary mapping"):
+        prunec.lower(model, torch.zeros(1, 3, 32, 32))
+
+
+def test_unmapped_reported() -> None:
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return torch.sigmoid(self.conv(x))
+
+    prog = prunec.lower(M(), torch.zeros(1, 3, 8, 8))
+    assert [u["name"] for u in prog.unmapped] == ["sigmoid"]
+
+
+class _Routed(nn.Module):
+    """Wrapper following the dynamic-model contract: the mild net is `routed_subgraph`."""
+
+    def __init__(self, mild: fx.GraphModule) -> None:
+        super().__init__()
+        self.routed_subgraph = mild
+
+    def forward(self, x):
+        return self.routed_subgraph(x)
+
+
+def _dynamic_model() -> fx.GraphModule:
+    mild = trace(nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                               nn.Flatten(), nn.Linear(16, 10)))
+
+    class Dyn(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.trunk = nn.Conv2d(3, 8, 3, padding=1)
+            self.head = nn.Linear(8, 10)
+            self.selector = nn.Linear(8, 1)
+            self.mild = _Routed(mild)
+
+        def forward(self, x):
+            f = torch.relu(self.trunk(x)).mean((2, 3))
+            return self.head(f) + self.selector(f) + self.mild(x)
+
+    tracer = fx.Tracer()
+    tracer.is_leaf_module = lambda m, q: q == "mild" or fx.Tracer.is_leaf_module(tracer, m, q)
+    root = Dyn()
+    gm = fx.GraphModule(root, tracer.trace(root))
+    roles = {"trunk": "trunk", "relu": "trunk", "mean": "trunk", "head": "head", "selector": "selector",
+             "mild": "mild", "add": "head", "add_1": "head"}
+    for n in gm.graph.nodes:
+        if n.name in roles:
+            n.meta["role"] = roles[n.name]
+    return gm
+
+
+def test_dynamic_roles_and_expected_energy() -> None:
+    gm = _dynamic_model()
+    x = torch.randn(2, 3, 16, 16)
+    prog = prunec.lower(gm, x, batch=2, routed_share=0.25)
+    roles = {r["name"]: r["role"] for r in prog.layers}
+    assert roles["trunk"] == "trunk" and roles["head"] == "head" and roles["selector"] == "selector"
+    assert roles["mild._0"] == "mild" and roles["mild._4"] == "mild"
+    by = prog.energy_by_role()
+    assert set(by) == {"trunk", "head", "selector", "mild"}
+    exp = by["trunk"] + by["head"] + by["selector"] + 0.25 * by["mild"]
+    assert prog.expected_energy(0.25) == pytest.approx(exp)
+    d = prog.to_dict()
+    assert d["totals"]["expected_energy_per_inference"] == pytest.approx(exp)
+    assert sum(by.values()) == pytest.approx(d["totals"]["energy_per_inference"])
+    sp = measure_activation_sparsity(gm, x)
+    assert "mild._4" in sp and "head" in sp and 0 <= sp["head"] <= 1
+    json.dumps(d)
+    render_ir(d)
+
+
+def test_sparsity_lowers_energy() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+    gm = trace(model, torch.zeros(1, 3, 16, 16))
+    dense = prunec.lower(gm, None).totals["energy"]
+    sparse = prunec.lower(gm, None, activation_sparsity={"_2": 0.6}).totals["energy"]
+    off = prunec.lower(gm, None, activation_sparsity={"_2": 0.6}, zero_gating=False, rlc=False)
+    assert sparse < dense and off.totals["energy"] == pytest.approx(dense)

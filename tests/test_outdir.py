@@ -1,0 +1,43 @@
+"""Output directories are all or nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from prunec.errors import UserError
+from prunec.outdir import atomic_directory
+
+
+def test_success_moves_into_place(tmp_path):
+    target = tmp_path / "out"
+    with atomic_directory(target) as staging:
+        (staging / "a.txt").write_text("new")
+        assert not target.exists()
+    assert (target / "a.txt").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_failure_leaves_nothing_and_keeps_previous(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "a.txt").write_text("old")
+    with pytest.raises(KeyboardInterrupt), atomic_directory(target, force=True) as staging:
+        (staging / "a.txt").write_text("half")
+        raise KeyboardInterrupt
+    assert (target / "a.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_existing_needs_force(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(UserError, match="--force"), atomic_directory(target):
+        pass
+    with atomic_directory(target, force=True) as staging:
+        (staging / "b").write_text("x")
+    assert (target / "b").exists()
+
+
+def test_unwritable_parent(tmp_path):
+    with pytest.raises(UserError, match="does not exist"), atomic_directory(tmp_path / "no" / "out"):
+        pass
