@@ -23,6 +23,7 @@ from torch import fx, nn
 from prunec import __version__
 from prunec.data import Split, load_split
 from prunec.errors import UserError
+from prunec.report import MEMORY_LEVELS
 
 #: Candidate channel-pruning ratios the level search tries (0 = the unpruned network).
 SEARCH_RATIOS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -298,7 +299,7 @@ def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
 def _levels_energy(program: Any) -> dict[str, float]:
     totals = program.to_dict()["totals"]
     per = totals.get("energy_by_level_per_inference") or totals.get("energy_by_level") or {}
-    return {k: float(per.get(k, 0.0)) for k in ("mac", "rf", "array", "glb", "dram")}
+    return {k: float(per.get(k, 0.0)) for k in MEMORY_LEVELS}
 
 
 def _layer_rows(program: Any, batch: int, with_role: bool) -> list[dict[str, Any]]:
@@ -406,7 +407,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
 
 def _dynamic_levels(program: Any, share: float) -> dict[str, float]:
     """Per-memory-level energy per inference of the dynamic model, mild weighted by its share."""
-    out = dict.fromkeys(("mac", "rf", "array", "glb", "dram"), 0.0)
+    out = dict.fromkeys(MEMORY_LEVELS, 0.0)
     batch = program.to_dict()["batch"]
     for layer in program.to_dict()["layers"]:
         weight = share if layer.get("role") == "mild" else 1.0

@@ -34,7 +34,7 @@ from prunec.report import (  # noqa: E402
 
 DPI = 150
 LEVEL_COLORS = {"mac": "#4c72b0", "rf": "#55a868", "array": "#8172b2", "glb": "#ccb974",
-                "dram": "#c44e52"}
+                "dram": "#c44e52", "static": "#999999"}
 ROLE_COLORS = {"trunk": "#222222", "head": "#8c564b", "selector": "#e377c2", "mild": "#17becf"}
 ROLE_HATCH = {"trunk": "", "head": "//", "selector": "xx", "mild": ".."}
 

@@ -58,9 +58,10 @@ TARGET_MAX_ACCURACY_DROP = 2.0
 PAPER_ENERGY_REDUCTION = 0.70
 PAPER_ACCURACY_DROP = 3.0
 
-MEMORY_LEVELS = ("mac", "rf", "array", "glb", "dram")
+MEMORY_LEVELS = ("mac", "rf", "array", "glb", "dram", "static")
 LEVEL_LABELS = {"mac": "MAC", "rf": "register file", "array": "inter-PE array",
-                "glb": "global buffer", "dram": "DRAM"}
+                "glb": "global buffer", "dram": "DRAM",
+                "static": "idle PE cycles (clock, leakage)"}
 ROLES = ("trunk", "head", "selector", "mild")
 VARIANTS = ("original", "mild", "aggressive", "dynamic", "oracle")
 

@@ -19,7 +19,7 @@ import pytest
 from prunec import report as R
 from prunec.errors import UserError
 
-LEVEL_WEIGHTS = {"mac": 1.0, "rf": 2.6, "array": 0.4, "glb": 0.9, "dram": 3.1}
+LEVEL_WEIGHTS = {"mac": 1.0, "rf": 2.6, "array": 0.4, "glb": 0.9, "dram": 3.1, "static": 0.3}
 REPO = Path(__file__).resolve().parents[1]
 
 
