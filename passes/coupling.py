@@ -421,7 +421,8 @@ class _Analyzer:
         if st is None:
             return None
         shape = _shape(node)
-        if shape is None or any(d >= len(shape) or shape[d] != n for d, n in zip(st.axes, st.labels.shape)):
+        sizes = zip(st.axes, st.labels.shape, strict=True)
+        if shape is None or any(d >= len(shape) or shape[d] != n for d, n in sizes):
             return self.unknown(node, "op changes the channel dimension")
         return st
 
@@ -464,7 +465,7 @@ class _Analyzer:
 
     def ids(self, st: ChannelState, shape: tuple[int, ...]) -> torch.Tensor:
         view = [1] * len(shape)
-        for axis, n in zip(st.axes, st.labels.shape):
+        for axis, n in zip(st.axes, st.labels.shape, strict=True):
             view[axis] = n
         return torch.from_numpy(st.labels).reshape(view).expand(shape)
 

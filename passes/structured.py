@@ -92,7 +92,7 @@ def select_units(
         quota = [int(math.floor(ratio * g.size + 1e-9)) for g in groups]
     else:
         quota = _global_quota(groups, scores, ratio)
-    for group, count in zip(groups, quota):
+    for group, count in zip(groups, quota, strict=True):
         keep = _keep_count(group.size, count, round_to)
         order = np.argsort(scores[group.unit_ids], kind="stable")
         removed[group.unit_ids[order[: group.size - keep]]] = True
@@ -199,7 +199,7 @@ def _extents(state: ChannelState, keep: np.ndarray) -> list[int]:
 
 
 def _rewrite_sizes(node: fx.Node, state: ChannelState, keep: np.ndarray) -> None:
-    extents = dict(zip(state.axes, _extents(state, keep)))
+    extents = dict(zip(state.axes, _extents(state, keep), strict=True))
     args = list(node.args)
     packed = len(args) == 2 and isinstance(args[1], (tuple, list))
     sizes = list(args[1] if packed else args[1:])

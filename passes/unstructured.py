@@ -62,7 +62,7 @@ def prune_unstructured(
                 cut[torch.argsort(s.flatten(), stable=True)[:k]] = True
                 masks.append(cut)
         with torch.no_grad():
-            for module, cut in zip(chosen, masks):
+            for module, cut in zip(chosen, masks, strict=True):
                 module.weight.view(-1)[cut] = 0
     for node, module in layers:
         node.meta["weight_sparsity"] = float((module.weight == 0).double().mean())

@@ -16,7 +16,11 @@ checked with ``onnx.checker`` before it is returned.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +34,17 @@ from prunec.artifact import CompiledModel, example_batch, exported_parts
 
 def _to_onnx(ep: torch.export.ExportedProgram, inputs: tuple[torch.Tensor, ...], input_names: list[str],
              output_names: list[str]) -> onnx.ModelProto:
-    program = torch.onnx.export(ep, inputs, dynamo=True, input_names=input_names,
-                                output_names=output_names, verbose=False, optimize=True)
+    # the exporter logs about optional torchvision ops and deprecations: noise for our users
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(ep, inputs, dynamo=True, input_names=input_names,
+                                        output_names=output_names, verbose=False, optimize=True)
+    finally:
+        quiet.setLevel(level)
     return program.model_proto
 
 

@@ -111,6 +111,7 @@ def energy_of(model: nn.Module, x: torch.Tensor, cfg: CompileConfig, sparsity_im
     """Lower ``model`` to the target with activation sparsity measured on calibration images."""
     from prunec.lowering import lower, measure_activation_sparsity
 
+    model = getattr(model, "graph_module", model)  # a DynamicModel lowers through its role-tagged graph
     sparsity = measure_activation_sparsity(model, sparsity_images)
     return lower(model, x, target=cfg.target, batch=cfg.batch, hw=cfg.hw, activation_sparsity=sparsity,
                  routed_share=routed_share)

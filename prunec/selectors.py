@@ -82,7 +82,8 @@ class ScoreSelector(nn.Module):
 
 def _pool(t: torch.Tensor) -> torch.Tensor:
     """Global average pooling of an NC... tap to (N, C); 2-D taps pass through."""
-    return t.flatten(2).mean(dim=2) if t.dim() > 2 else t
+    # (N, C, ...) -> (N, C); no Python branch on the rank, so the backend can trace it
+    return t.reshape(t.shape[0], t.shape[1], -1).mean(dim=2)
 
 
 class LearnedSelector(nn.Module):

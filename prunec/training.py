@@ -282,6 +282,8 @@ def _run(
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"])
+            if device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
             step = resumed_from = int(state["step"])
             history = [dict(h) for h in state.get("history", [])]
 
@@ -353,10 +355,12 @@ def _run(
                     _sync_buffers(model)
                 if checkpoint_dir is not None and rank == 0:
                     k = math.ceil(step / steps_per_epoch)
-                    _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "scheduler": scheduler.state_dict(), "step": step,
-                                  "rng": torch.get_rng_state(), "history": history,
-                                  "run": run_info}, os.path.join(checkpoint_dir, f"epoch_{k}.pt"))
+                    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "step": step,
+                               "rng": torch.get_rng_state(), "history": history, "run": run_info}
+                    if device.type == "cuda":
+                        payload["cuda_rng"] = torch.cuda.get_rng_state(device)
+                    _save_atomic(payload, os.path.join(checkpoint_dir, f"epoch_{k}.pt"))
                 if on_epoch is not None and rank == 0:
                     on_epoch(summary)
     finally:

@@ -166,7 +166,7 @@ def randomize(model: nn.Module, seed: int) -> nn.Module:
     return model.eval()
 
 
-@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kinds=st.lists(st.sampled_from(sorted(BLOCKS)), min_size=1, max_size=4),
        width=st.sampled_from([4, 6, 8]), head=st.sampled_from(["flatten", "conv"]),
        ratio=st.sampled_from([0.0, 0.3, 0.5, 0.7, 0.9]),

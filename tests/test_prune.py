@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import pytest
@@ -14,6 +15,7 @@ from prunec import zoo
 from prunec.errors import UserError
 from prunec.frontend import example_input, save_checkpoint, trace
 from prunec.passes import resolve_pass, run_passes
+from prunec.passes.structured import prune_structured
 from prunec.pruning import (
     PRUNERS,
     module_configs,
@@ -32,7 +34,7 @@ def macs(model: nn.Module, x: torch.Tensor) -> int:
     return counter.get_total_flops() // 2
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def zoo_model(name: str) -> tuple[nn.Module, torch.Tensor]:
     """A zoo model with non-trivial BatchNorm statistics, so zeroing is really tested."""
     model = zoo.build(name).eval()
@@ -55,30 +57,30 @@ ZOO = [pytest.param(n, marks=pytest.mark.slow) if n == "alexnet" else n for n in
 
 
 @pytest.mark.parametrize("name", ZOO)
-def test_ratio_zero_is_bit_identical(name):
+def test_zoo_contract(name):
+    """Ratio 0 is bit-identical; every ratio equals the zeroed reference; MACs fall."""
     model, x = zoo_model(name)
-    pruned = prune(model, x, 0.0)
-    with torch.no_grad():
-        assert torch.equal(pruned(x), model(x))
-    assert all(torch.equal(a, b) for a, b in zip(_params(pruned), _params(model)))
-
-
-@pytest.mark.parametrize("name", ZOO)
-def test_pruned_equals_zeroed_reference(name):
-    model, x = zoo_model(name)
+    if x.shape[-1] == 32:
+        x = x[..., :16, :16]  # the contract does not depend on image size; keep the test fast
     before = _params(model)
-    base_macs, last_macs = macs(model, x), None
+    gm = trace(model, x)
+    same = prune_structured(gm, 0.0)
+    with torch.no_grad():
+        assert torch.equal(same(x), model(x))
+    assert all(torch.equal(a, b) for a, b in zip(_params(same), before, strict=True))
+    last_macs = macs(model, x)
     for ratio in RATIOS:
-        pruned = prune(model, x, ratio)
+        pruned = prune_structured(gm, ratio)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            got = copy.deepcopy(pruned).double()(x.double())
+        pruned_macs = counter.get_total_flops() // 2
         with torch.no_grad():
             want = zeroed_reference(model, pruned).double()(x.double())
-            got = pruned.double()(x.double())
         assert got.shape == want.shape
         assert float((got - want).abs().max()) <= 1e-5, (name, ratio)
-        pruned_macs = macs(pruned.float(), x)
-        assert pruned_macs < (last_macs or base_macs)
+        assert pruned_macs < last_macs, (name, ratio)
         last_macs = pruned_macs
-    assert all(torch.equal(a, b) for a, b in zip(before, _params(model)))  # input untouched
+    assert all(torch.equal(a, b) for a, b in zip(before, _params(model), strict=True))  # input untouched
 
 
 def test_macs_fall_with_ratio_and_meta_is_recorded():
@@ -146,9 +148,9 @@ def halve_classifier_input(gm: fx.GraphModule, ratio: float) -> fx.GraphModule:
 
 def test_pluggable_pruners():
     model, x = zoo_model("resnet20")
-    for spec in (halve_classifier_input, "test_prune:halve_classifier_input"):
+    for spec in (halve_classifier_input, "tests.test_prune:halve_classifier_input"):
         pruned = prune(model, x, 0.5, pruner=spec)
-        assert float(pruned.fc.weight[:, 0].abs().sum()) == 0
+        assert float(pruned.fc.weight.detach()[:, 0].abs().sum()) == 0
     assert set(PRUNERS) >= {"structured", "unstructured"}
     with pytest.raises(UserError, match="unknown pruner"):
         resolve_pruner("nope")

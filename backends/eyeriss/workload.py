@@ -180,6 +180,11 @@ class _Walker:
                 return None
             if isinstance(mod, _POOL_MODULES):
                 return self._move(node, name, role, "pool", type(mod).__name__)
+            if not type(mod).__module__.startswith("torch.nn"):
+                traced = self._trace_custom(mod, node)
+                if traced is not None:  # a user-defined leaf (e.g. the selector): lower what it holds
+                    self.walk(traced, prefix=name + ".", role=role)
+                    return None
             return self._unmapped(node, name, role, type(mod).__name__)
         if node.op == "call_function":
             fn = node.target
@@ -259,6 +264,20 @@ class _Walker:
     def _unmapped(self, node: fx.Node, name: str, role: str | None, target: str) -> Op:
         return Op(name=name, kind="unmapped", role=role, target=f"{node.op}:{target}")
 
+    def _trace_custom(self, mod: nn.Module, node: fx.Node) -> fx.GraphModule | None:
+        """Trace a custom submodule that was kept as a leaf, with shapes from its call site."""
+        from prunec.frontend import propagate_shapes
+
+        shapes = [_shape(a) for a in node.args]
+        if not shapes or any(s is None for s in shapes) or node.kwargs:
+            return None
+        try:
+            sub = fx.symbolic_trace(_fixed_arity(mod, len(shapes)))
+            propagate_shapes(sub, [torch.zeros(s) for s in shapes])
+        except Exception:  # noqa: BLE001 - untraceable: reported as unmapped instead
+            return None
+        return sub
+
     def _recurse(self, sub: fx.GraphModule, node: fx.Node, name: str, role: str | None) -> None:
         """Lower the routed mild network in place; its layers get role 'mild'."""
         from prunec.frontend import propagate_shapes
@@ -293,6 +312,19 @@ class _Walker:
                     break
                 elif nxt is None or nxt.kind == "pool":
                     frontier.extend(user.users)
+
+
+def _fixed_arity(mod: nn.Module, n: int) -> nn.Module:
+    """Wrap ``mod`` in a module whose forward takes exactly ``n`` positional tensors.
+
+    torch.fx cannot trace a ``forward(self, *args)``; at a call site the arity is known.
+    """
+    names = ", ".join(f"x{i}" for i in range(n))
+    namespace: dict[str, Any] = {}
+    exec(f"def forward(self, {names}):\n    return self.inner({names})\n", namespace)  # noqa: S102
+    wrapper = type("FixedArity", (nn.Module,), {"forward": namespace["forward"]})()
+    wrapper.inner = mod
+    return wrapper
 
 
 def extract_ops(gm: fx.GraphModule, batch: int) -> list[Op]:

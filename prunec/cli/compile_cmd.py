@@ -59,14 +59,17 @@ def run(args: argparse.Namespace) -> int:
     from prunec.report import print_summary
 
     check_writable(args.output, args.force)
+    from prunec.data import dataset_info
+
     args.in_channels = args.num_classes = None
+    if args.model.startswith("zoo:") and args.data:  # a fresh zoo net, shaped for the data set
+        info = dataset_info(args.data)
+        args.in_channels, args.num_classes = info.in_channels, info.num_classes
     model, meta = load_model(args)
     data = args.data or meta.get("dataset")
     if not data:
         raise UserError("name the data set with --data (fashion-mnist, cifar10 or synthetic)")
     if args.input_shape:
-        from prunec.data import dataset_info
-
         shape = parse_input_shape(args.input_shape)
         info = dataset_info(data)
         if tuple(shape[1:]) != info.input_shape[1:]:

@@ -1,0 +1,65 @@
+"""``prunec prune`` end to end, through a subprocess like a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import prunec
+from prunec.cli import main
+from prunec.frontend import example_input
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "prunec", "prune", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_prune_saves_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "r.pt"
+    proc = run("zoo:resnet20", "--ratio", "0.5", "--method", "l2", "--ignore", "layer3.*",
+               "--round-to", "2", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "MACs" in proc.stdout
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["pruning"]["ratio"] == 0.5 and ckpt["module_configs"]
+    model = prunec.load(str(out))
+    assert model.conv1.out_channels == 8 and model.layer3[0].conv1.out_channels == 64
+    x = example_input((1, 3, 32, 32))
+    assert model(x).shape == (1, 10)
+    # a pruned checkpoint prunes again (here: unstructured on top)
+    again = tmp_path / "r2.pt"
+    proc = run(str(out), "--ratio", "0.5", "--pruner", "unstructured", "-o", str(again))
+    assert proc.returncode == 0, proc.stderr
+    assert prunec.load(str(again)).conv1.out_channels == 8
+
+
+def test_bad_ratio_is_one_line_exit_2(tmp_path):
+    out = tmp_path / "x.pt"
+    proc = run("zoo:resnet20", "--ratio", "1", "-o", str(out))
+    assert proc.returncode == 2 and "[0, 1)" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ratio", "-0.2"], "[0, 1)"),
+    (["--ratio", "0.5", "--method", "taylor"], "unknown pruning method 'taylor'"),
+    (["--ratio", "0.5", "--ignore", "nothing*"], "matches no layer"),
+    (["--ratio", "0.5", "--pruner", "nope"], "unknown pruner"),
+    (["--ratio", "0.5", "--scope", "local"], "unknown pruning scope"),
+])
+def test_bad_input_in_process(tmp_path, capsys, args, message):
+    out = tmp_path / "x.pt"
+    assert main(["prune", "zoo:resnet20", *args, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_non_zoo_model_cannot_be_saved(tmp_path):
+    proc = run("torchvision_free.nope:factory", "--ratio", "0.5", "-o", str(tmp_path / "x.pt"))
+    assert proc.returncode == 2
+    proc = run("tests.test_coupling_patterns:Unknown", "--ratio", "0.5", "-o", str(tmp_path / "x.pt"))
+    assert proc.returncode == 2 and "not a zoo architecture" in proc.stderr
