@@ -1,0 +1,142 @@
+"""``prunec compile`` end to end through the CLI, and every user error it can meet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import prunec
+from prunec import zoo
+from prunec.frontend import save_checkpoint
+from prunec.report import load_report, validate_report
+from tests.conftest import ROOT, assert_user_error, run_cli
+
+QUICK = ["--data", "synthetic", "--mild", "0.3", "--aggressive", "0.7", "--epochs", "0.2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained_synthetic(tmp_path_factory):
+    """A resnet20 checkpoint briefly trained on the synthetic set, with prunec metadata."""
+    from prunec.data import load_split
+    from prunec.training import finetune
+
+    torch.manual_seed(0)
+    model = zoo.build("resnet20", in_channels=1, num_classes=4)
+    finetune(model, load_split("synthetic", "train"), epochs=2, lr=0.05, progress=False, seed=0)
+    path = tmp_path_factory.mktemp("ckpt") / "r20_synth.pt"
+    save_checkpoint(model, str(path), "zoo:resnet20", 1, 4, dataset="synthetic", input_shape=[1, 1, 16, 16])
+    return path
+
+
+@pytest.fixture(scope="module")
+def compiled_dir(trained_synthetic, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compile") / "out"
+    result = run_cli("compile", str(trained_synthetic), *QUICK, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_writes_every_output(compiled_dir):
+    names = {p.name for p in compiled_dir.iterdir()}
+    assert {"report.json", "report.md", "energy_breakdown.png", "tradeoff.png", "model.onnx", "ir.json",
+            "model"} <= names
+    report = validate_report(json.loads((compiled_dir / "report.json").read_text()))
+    assert report["levels"]["mild"]["ratio"] == 0.3 and report["levels"]["aggressive"]["ratio"] == 0.7
+    assert report["levels"]["aggressive"]["macs"] < report["levels"]["mild"]["macs"] < report["model"]["macs"]
+    e = report["energy"]
+    assert e["aggressive"] < e["mild"] < e["original"]
+    assert e["by_role"]["selector"] > 0  # the learned selector's layers are lowered and paid for
+    expected = e["by_role"]["trunk"] + e["by_role"]["head"] + e["by_role"]["selector"] + \
+        report["mild_share"] * e["by_role"]["mild"]
+    assert e["dynamic"] == pytest.approx(expected, rel=1e-6)
+    assert "Target" in (compiled_dir / "report.md").read_text()
+    ir = json.loads((compiled_dir / "ir.json").read_text())
+    assert {layer["role"] for layer in ir["layers"]} == {"trunk", "head", "selector", "mild"}
+
+
+def test_compiled_model_loads_and_onnx_agrees(compiled_dir):
+    from prunec.data import load_split
+
+    compiled = prunec.load_compiled(compiled_dir / "model")
+    x = load_split("synthetic", "test").x[:16]
+    logits, route = compiled.model(x, return_route=True)
+    assert logits.shape == (16, 4) and route.dtype == torch.bool
+    session = ort.InferenceSession(str(compiled_dir / "model.onnx"))
+    name = session.get_inputs()[0].name
+    for i in range(4):
+        onnx_logits = session.run(None, {name: x[i:i + 1].numpy()})[0]
+        np.testing.assert_allclose(onnx_logits, logits[i:i + 1].detach().numpy(), atol=1e-4)
+
+
+def test_report_rerenders(compiled_dir):
+    (compiled_dir / "report.md").unlink()
+    result = run_cli("report", str(compiled_dir))
+    assert result.returncode == 0, result.stderr
+    assert (compiled_dir / "report.md").exists()
+    assert load_report(compiled_dir)["target"] == "eyeriss"
+
+
+def test_existing_output_needs_force(compiled_dir, trained_synthetic):
+    before = (compiled_dir / "report.json").read_text()
+    result = run_cli("compile", str(trained_synthetic), *QUICK, "-o", str(compiled_dir))
+    assert_user_error(result, "--force")
+    assert (compiled_dir / "report.json").read_text() == before
+
+
+def test_corrupted_checkpoint(tmp_path, trained_synthetic):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(trained_synthetic.read_bytes()[:5000])
+    assert_user_error(run_cli("compile", str(bad), *QUICK, "-o", str(tmp_path / "o")), "corrupted")
+    assert not (tmp_path / "o").exists()
+
+
+def test_wrong_number_of_classes(tmp_path):
+    path = tmp_path / "seven.pt"
+    save_checkpoint(zoo.build("resnet20", 1, 7), str(path), "zoo:resnet20", 1, 7)
+    result = run_cli("compile", str(path), *QUICK, "-o", str(tmp_path / "o"))
+    assert_user_error(result, "7 outputs", "4 classes")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_data_set(tmp_path, trained_synthetic):
+    result = run_cli("compile", str(trained_synthetic), "--data", "fashion-mnist", "--data-root", str(tmp_path),
+                     "--quiet", "--mild", "0.3", "--aggressive", "0.7", "-o", str(tmp_path / "o"))
+    assert_user_error(result, "apt-get install dataset-fashion-mnist")
+
+
+def test_output_not_writable(tmp_path, trained_synthetic):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_user_error(run_cli("compile", str(trained_synthetic), *QUICK, "-o", str(blocker / "out")),
+                      "cannot write")
+
+
+@pytest.mark.parametrize("flags,needle", [(["--mild", "0.7", "--aggressive", "0.3"], "must prune less"),
+                                          (["--mild", "1.5", "--aggressive", "0.7"], "[0, 1)"),
+                                          (["--mild", "0.3"], "both")])
+def test_bad_levels(tmp_path, trained_synthetic, flags, needle):
+    result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", *flags, "-o", str(tmp_path / "o"))
+    assert_user_error(result, needle)
+
+
+def test_ctrl_c_leaves_nothing(tmp_path, trained_synthetic):
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "prunec", "compile", str(trained_synthetic), *QUICK,
+                             "--epochs", "3", "-o", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []  # neither the output nor a staging directory
