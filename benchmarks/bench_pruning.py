@@ -14,10 +14,9 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 
 import torch
+from timing import median_seconds
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunec import zoo
@@ -29,17 +28,6 @@ from prunec.pruning import prune
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def timed(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs, after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def macs(model, x) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
@@ -48,7 +36,7 @@ def macs(model, x) -> int:
 
 def latency(model, x, repeats: int) -> float:
     with torch.no_grad():
-        return timed(lambda: model(x), repeats)
+        return median_seconds(lambda: model(x), repeats)
 
 
 def bench(name: str, ratio: float, repeats: int) -> dict:
@@ -60,9 +48,9 @@ def bench(name: str, ratio: float, repeats: int) -> dict:
     return {
         "model": name, "input_shape": list(x.shape), "ratio": ratio,
         "groups": len(report.groups), "prunable_groups": sum(g.prunable for g in report.groups),
-        "analyze_s": timed(lambda: analyze(gm), repeats),
-        "prune_pass_s": timed(lambda: prune_structured(gm, ratio), repeats),
-        "prune_api_s": timed(lambda: prune(model, x, ratio), repeats),
+        "analyze_s": median_seconds(lambda: analyze(gm), repeats),
+        "prune_pass_s": median_seconds(lambda: prune_structured(gm, ratio), repeats),
+        "prune_api_s": median_seconds(lambda: prune(model, x, ratio), repeats),
         "params_before": sum(p.numel() for p in model.parameters()),
         "params_after": sum(p.numel() for p in pruned.parameters()),
         "macs_before": macs(model, x), "macs_after": macs(pruned, x),

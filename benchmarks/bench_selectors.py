@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,8 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from timing import median_seconds  # noqa: E402
 
 from prunec import frontend  # noqa: E402
 from prunec.calibration import roc_auc, sweep  # noqa: E402
@@ -100,15 +100,6 @@ def share_for_accuracy(points: list[dict[str, float]], accuracy: float) -> float
     """Least share routed to mild reaching ``accuracy`` on the curve (None if never)."""
     shares = [p["mild_share"] for p in points if p["accuracy"] >= accuracy - 1e-12]
     return min(shares) if shares else None
-
-
-def median_seconds(fn: Any, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @torch.no_grad()

@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redo", action="store_true", help="recompute rows already finished")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    args.baseline_epochs = {"fashion-mnist": 6, "cifar10": 30}
+    args.baseline_epochs = {"fashion-mnist": 6, "cifar10": 15}
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     done = _previous_rows()

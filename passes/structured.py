@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -336,18 +336,25 @@ def prune_structured(
     return gm
 
 
-@register_pass("prune_structured")
-def structured_pass(ratio: float = 0.5, **options: object):  # noqa: ANN201 - returns a pass
-    """Remove whole channels (options: ratio, method, scope, ignore, round_to, seed)."""
-    if isinstance(ratio, fx.GraphModule):
-        raise UserError("pass 'prune_structured' needs options, e.g. ratio=0.5")
-    check_ratio(ratio)
+def pruning_pass(name: str, prune_fn: Callable[..., fx.GraphModule]) -> Callable[..., Callable]:
+    """A registry factory: ``factory(ratio=..., **options)`` returns a pass running ``prune_fn``."""
 
-    def run(gm: fx.GraphModule) -> PassResult:
-        return PassResult(prune_structured(gm, ratio, inplace=True, **options), ratio > 0)
+    def factory(ratio: float = 0.5, **options: object) -> Callable[[fx.GraphModule], PassResult]:
+        if isinstance(ratio, fx.GraphModule):
+            raise UserError(f"pass '{name}' needs options, e.g. ratio=0.5")
+        check_ratio(ratio)
 
-    run.__name__ = "prune_structured"
-    return run
+        def run(gm: fx.GraphModule) -> PassResult:
+            return PassResult(prune_fn(gm, ratio, inplace=True, **options), ratio > 0)
+
+        run.__name__ = name
+        return run
+
+    return factory
+
+
+register_pass("prune_structured", "Remove whole channels (options: ratio, method, scope, ignore, round_to, seed).")(
+    pruning_pass("prune_structured", prune_structured))
 
 
 __all__ = ["prune_structured", "select_units", "apply_removal", "resolve_ignore", "check_ratio",

@@ -12,12 +12,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import fx, nn
-from torch.fx.passes.infra.pass_base import PassResult
-
-from prunec.errors import UserError
 
 from . import register_pass
-from .structured import SCOPES, check_choice, check_ratio, resolve_ignore
+from .structured import SCOPES, check_choice, check_ratio, pruning_pass, resolve_ignore
 
 METHODS = ("l1", "l2", "random")  # l1 and l2 rank single weights identically, by |w|
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -69,18 +66,8 @@ def prune_unstructured(
     return gm
 
 
-@register_pass("prune_unstructured")
-def unstructured_pass(ratio: float = 0.5, **options: object):  # noqa: ANN201 - returns a pass
-    """Zero the smallest weights (options: ratio, method, scope, ignore, seed)."""
-    if isinstance(ratio, fx.GraphModule):
-        raise UserError("pass 'prune_unstructured' needs options, e.g. ratio=0.5")
-    check_ratio(ratio)
-
-    def run(gm: fx.GraphModule) -> PassResult:
-        return PassResult(prune_unstructured(gm, ratio, inplace=True, **options), ratio > 0)
-
-    run.__name__ = "prune_unstructured"
-    return run
+register_pass("prune_unstructured", "Zero the smallest weights (options: ratio, method, scope, ignore, seed).")(
+    pruning_pass("prune_unstructured", prune_unstructured))
 
 
 __all__ = ["prune_unstructured", "METHODS"]

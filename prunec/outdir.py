@@ -25,8 +25,10 @@ def check_writable(path: str | os.PathLike, force: bool) -> Path:
     if target.exists() and not target.is_dir():
         raise UserError(f"output path {path} exists and is not a directory")
     parent = target.parent
-    if not parent.is_dir():
-        raise UserError(f"cannot write {path}: parent directory {parent} does not exist")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: cannot create {parent} ({exc.strerror})") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"cannot write {path}: parent directory {parent} is not writable")
     return target

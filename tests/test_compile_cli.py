@@ -140,3 +140,20 @@ def test_ctrl_c_leaves_nothing(tmp_path, trained_synthetic):
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []  # neither the output nor a staging directory
+
+
+def test_level_search_in_process(trained_synthetic):
+    """Without --mild/--aggressive the levels come from the search ratios, and the report
+    records every candidate as a single-level point."""
+    from prunec.frontend import load_with_meta
+    from prunec.pipeline import compile as compile_model
+    from prunec.report import validate_report
+
+    model, meta = load_with_meta(str(trained_synthetic))
+    result = compile_model(model, "synthetic", model_meta=meta, search_ratios=(0.3, 0.6), search_epochs=0.2,
+                           epochs=0.2, selector="max-softmax", max_accuracy_drop=5.0, progress=False)
+    report = validate_report(result.report)
+    mild, aggressive = report["levels"]["mild"]["ratio"], report["levels"]["aggressive"]["ratio"]
+    assert mild in (0.0, 0.3) and aggressive in (0.3, 0.6) and mild < aggressive
+    assert sorted(p["ratio"] for p in report["single_level"]) == [0.0, 0.3, 0.6]
+    assert report["energy"]["aggressive"] < report["energy"]["original"]

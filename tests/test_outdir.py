@@ -38,6 +38,10 @@ def test_existing_needs_force(tmp_path):
     assert (target / "b").exists()
 
 
-def test_unwritable_parent(tmp_path):
-    with pytest.raises(UserError, match="does not exist"), atomic_directory(tmp_path / "no" / "out"):
+def test_missing_parents_are_created_but_a_file_in_the_way_is_an_error(tmp_path):
+    with atomic_directory(tmp_path / "a" / "b" / "out") as staging:
+        (staging / "x").write_text("x")
+    assert (tmp_path / "a" / "b" / "out" / "x").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cannot write"), atomic_directory(tmp_path / "file" / "out"):
         pass

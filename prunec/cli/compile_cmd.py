@@ -31,14 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", default="structured",
                    help="structured, unstructured or module:callable (a pruner of your own)")
     p.add_argument("--selector", default="learned", choices=("learned", "max-softmax", "margin", "entropy"))
-    p.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="PTS",
+    p.add_argument("--max-accuracy-drop", type=float, default=1.5, metavar="PTS",
                    help="accuracy the dynamic model may lose against the original on calibration data "
-                   "(points; default 1.0)")
+                   "(points; default 1.5)")
     p.add_argument("--mild-rate", type=float, metavar="R",
                    help="instead of an accuracy budget, route this share of inputs to the mild network")
     p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs per level (default 1)")
-    p.add_argument("--search-epochs", type=float, default=0.1,
-                   help="fine-tuning epochs per candidate in the level search (default 0.1)")
+    p.add_argument("--search-epochs", type=float, default=0.3,
+                   help="fine-tuning epochs per candidate in the level search (default 0.3)")
     p.add_argument("--train-samples", type=int, help="fine-tune on a random subset of this many images")
     p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate (default 0.02)")
     p.add_argument("--batch", type=int, default=1, help="batch size the energy is modelled at (default 1)")
