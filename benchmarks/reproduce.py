@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--mild", type=float, default=None, help="fixed mild ratio (default: searched)")
     parser.add_argument("--aggressive", type=float, default=None, help="fixed aggressive ratio")
-    parser.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs per level")
+    parser.add_argument("--epochs", type=float, default=1.5, help="fine-tuning epochs per level")
     parser.add_argument("--max-accuracy-drop", type=float, default=1.0)
     parser.add_argument("--single-ratios", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8])
     parser.add_argument("--seed", type=int, default=0)
