@@ -16,6 +16,9 @@ from pathlib import Path
 
 from prunec.errors import UserError
 
+#: The file whose presence marks a directory as prunec output that ``--force`` may replace.
+MARKER = "report.json"
+
 
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
     """Fail early, before any work, if ``path`` cannot become the output directory."""
@@ -24,6 +27,12 @@ def check_writable(path: str | os.PathLike, force: bool) -> Path:
         raise UserError(f"output directory {path} already exists; pass --force to replace it")
     if target.exists() and not target.is_dir():
         raise UserError(f"output path {path} exists and is not a directory")
+    if target.exists() and force:
+        if target == Path.cwd().resolve() or target in Path.cwd().resolve().parents:
+            raise UserError(f"refusing to replace {path}: it is (or holds) the working directory")
+        if any(target.iterdir()) and not (target / MARKER).exists():
+            raise UserError(f"refusing to replace {path}: it is not empty and holds no {MARKER} "
+                            "(not a prunec output directory)")
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -42,8 +51,14 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
     try:
         yield staging
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -287,6 +287,10 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     costs["base"] = sum(v for k, v in by_role.items() if k != "mild")
     costs["mild"] = by_role.get("mild", costs["mild"])
     compiled.costs = costs
+    # the sweep was costed before the selector was lowered: add its energy (shares and accuracies stand)
+    compiled.sweep = [_recost(p, costs) for p in compiled.sweep]
+    if compiled.chosen is not None:
+        compiled.chosen = _recost(compiled.chosen, costs)
 
     _log(console, "[5/6]", "evaluating every variant on the test split")
     report = _evaluate_and_report(cfg, model_meta or {}, original, mild, aggressive, compiled, test, calib,
@@ -299,9 +303,15 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
         _log(console, "[6/6]", f"writing {output}")
         with atomic_directory(output, force) as staging:
             write_outputs(result, staging)
-            report["wall_seconds"] = round(time.perf_counter() - start, 1)
         result.output = Path(output)
     return result
+
+
+def _recost(point: Any, costs: dict[str, float]) -> Any:
+    import dataclasses
+
+    energy = costs["base"] + point.mild_share * costs["mild"]
+    return dataclasses.replace(point, expected_energy=energy, energy_reduction=1 - energy / costs["original"])
 
 
 def _validate(cfg: CompileConfig) -> None:
@@ -323,6 +333,20 @@ def _validate(cfg: CompileConfig) -> None:
         raise UserError("--epochs must be >= 0 and --search-epochs > 0")
     if cfg.batch < 1:
         raise UserError("--batch must be at least 1")
+    if cfg.train_samples is not None and cfg.train_samples < 1:
+        raise UserError("--train-samples must be a positive number of images")
+    if not cfg.lr > 0:
+        raise UserError("--lr must be positive")
+    if cfg.aggressive_method is not None and cfg.mild is None:
+        raise UserError("--aggressive-method needs explicit --mild/--aggressive levels (the search uses --method)")
+    if cfg.max_accuracy_drop is not None and cfg.mild_rate is not None:
+        raise UserError("give --max-accuracy-drop or --mild-rate, not both")
+    from prunec.pruning import resolve_pruner
+
+    resolve_pruner(cfg.pruner)
+    from prunec.backends import get_target
+
+    get_target(cfg.target)
 
 
 def _splits(cfg: CompileConfig) -> tuple[Split, Split, Split]:
@@ -339,7 +363,9 @@ def _check_model_fits(model: nn.Module, x: torch.Tensor, num_classes: int) -> No
     except Exception as exc:  # noqa: BLE001 - any failure here is a model/data mismatch
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"the model does not accept this data set's input {tuple(x.shape)}: {first}") from None
-    if out.dim() != 2 or out.shape[1] != num_classes:
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise UserError("the model must return one (batch, classes) tensor of logits")
+    if out.shape[1] != num_classes:
         raise UserError(f"the model has {out.shape[-1]} outputs but the data set has {num_classes} classes; "
                         "train it for this data set (or pass the matching --data)")
 
@@ -352,9 +378,9 @@ def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def _levels_energy(program: Any) -> dict[str, float]:
-    totals = program.to_dict()["totals"]
-    per = totals.get("energy_by_level_per_inference") or totals.get("energy_by_level") or {}
-    return {k: float(per.get(k, 0.0)) for k in MEMORY_LEVELS}
+    ir = program.to_dict()
+    per_batch = ir["totals"]["energy_by_level"]
+    return {k: float(per_batch.get(k, 0.0)) / ir["batch"] for k in MEMORY_LEVELS}
 
 
 def _layer_rows(program: Any, batch: int, with_role: bool) -> list[dict[str, Any]]:
@@ -370,7 +396,7 @@ def _layer_rows(program: Any, batch: int, with_role: bool) -> list[dict[str, Any
 
 def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, calib, orig_test_acc,
                          orig_program, mild_program, aggr_program, dyn_program, candidates, x):
-    from prunec.calibration import roc_auc, sweep
+    from prunec.calibration import roc_auc
     from prunec.summary import count_macs
     from prunec.training import predict
 
@@ -388,7 +414,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
     oracle_route = ~correct_a
     oracle_acc = 100 * float((correct_a | correct_m).float().mean())
     oracle_share = float(oracle_route.float().mean())
-    test_points = sweep(scores, correct_a, correct_m, orig_test_acc / 100, costs)
+    test_points = [_at_threshold(p.threshold, scores, correct_a, correct_m, costs) for p in compiled.sweep]
     auc = roc_auc(scores.numpy(), (~correct_a).numpy()) if 0 < int((~correct_a).sum()) < len(test) else None
 
     single = [{"ratio": 0.0, "accuracy": orig_test_acc, "energy": e_orig}]
@@ -397,10 +423,9 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                        "energy": level.energy, "fine_tune_epochs": cfg.search_epochs})
     single.sort(key=lambda r: r["ratio"])
 
-    def _pt(p: Any) -> dict[str, float]:
-        acc = p.accuracy * 100 if p.accuracy <= 1.0 else p.accuracy
-        return {"threshold": float(p.threshold), "mild_share": float(p.mild_share), "accuracy": float(acc),
-                "energy": float(p.expected_energy)}
+    def _pt(p: Any) -> dict[str, float]:  # SweepPoint accuracies are fractions
+        return {"threshold": float(p.threshold), "mild_share": float(p.mild_share),
+                "accuracy": 100 * float(p.accuracy), "energy": float(p.expected_energy)}
 
     macs = {name: count_macs(m, x) for name, m in (("original", original), ("mild", mild),
                                                    ("aggressive", aggressive))}
@@ -444,7 +469,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                    "by_level": {"original": _levels_energy(orig_program),
                                 "dynamic": _dynamic_levels(dyn_program, share)}},
         "energy_reduction": reduction, "accuracy_drop": drop,
-        "sweep": [_pt(p) for p in compiled.sweep], "test_sweep": [_pt(p) for p in test_points],
+        "sweep": [_pt(p) for p in compiled.sweep], "test_sweep": test_points,
         "single_level": single,
         "oracle": {"accuracy": oracle_acc, "energy": costs["base"] + oracle_share * costs["mild"],
                    "mild_share": oracle_share},
@@ -454,6 +479,16 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
         "notes": notes, "wall_seconds": 0.0,
     }
     return report
+
+
+def _at_threshold(threshold: float, scores: torch.Tensor, correct_a: torch.Tensor, correct_m: torch.Tensor,
+                  costs: dict[str, float]) -> dict[str, float]:
+    """A calibration threshold applied to the test split: what a deployed model would do."""
+    route = scores > threshold
+    share = float(route.float().mean())
+    return {"threshold": float(threshold), "mild_share": share,
+            "accuracy": 100 * float(torch.where(route, correct_m, correct_a).float().mean()),
+            "energy": costs["base"] + share * costs["mild"]}
 
 
 def _dynamic_levels(program: Any, share: float) -> dict[str, float]:

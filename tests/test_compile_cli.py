@@ -107,8 +107,13 @@ def test_wrong_number_of_classes(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_missing_data_set(tmp_path, trained_synthetic):
-    result = run_cli("compile", str(trained_synthetic), "--data", "fashion-mnist", "--data-root", str(tmp_path),
+def test_data_set_other_than_the_checkpoints(tmp_path, trained_synthetic):
+    result = run_cli("compile", str(trained_synthetic), "--data", "fashion-mnist", "-o", str(tmp_path / "o"))
+    assert_user_error(result, "trained on synthetic")
+
+
+def test_missing_data_set(tmp_path):
+    result = run_cli("compile", "zoo:resnet20", "--data", "fashion-mnist", "--data-root", str(tmp_path),
                      "--quiet", "--mild", "0.3", "--aggressive", "0.7", "-o", str(tmp_path / "o"))
     assert_user_error(result, "apt-get install dataset-fashion-mnist")
 

@@ -21,6 +21,7 @@ def test_failure_leaves_nothing_and_keeps_previous(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
     (target / "a.txt").write_text("old")
+    (target / "report.json").write_text("{}")
     with pytest.raises(KeyboardInterrupt), atomic_directory(target, force=True) as staging:
         (staging / "a.txt").write_text("half")
         raise KeyboardInterrupt
@@ -28,14 +29,28 @@ def test_failure_leaves_nothing_and_keeps_previous(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_force_never_replaces_foreign_directories(tmp_path, monkeypatch):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    with pytest.raises(UserError, match="not a prunec output"), atomic_directory(foreign, force=True):
+        pass
+    monkeypatch.chdir(foreign)
+    with pytest.raises(UserError, match="working directory"), atomic_directory(".", force=True):
+        pass
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
 def test_existing_needs_force(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
+    (target / "report.json").write_text("{}")
     with pytest.raises(UserError, match="--force"), atomic_directory(target):
         pass
     with atomic_directory(target, force=True) as staging:
         (staging / "b").write_text("x")
     assert (target / "b").exists()
+    assert oct(target.stat().st_mode & 0o777) != oct(0o700)
 
 
 def test_missing_parents_are_created_but_a_file_in_the_way_is_an_error(tmp_path):

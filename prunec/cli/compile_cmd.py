@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", default="structured",
                    help="structured, unstructured or module:callable (a pruner of your own)")
     p.add_argument("--selector", default="learned", choices=("learned", "max-softmax", "margin", "entropy"))
-    p.add_argument("--max-accuracy-drop", type=float, default=1.5, metavar="PTS",
+    p.add_argument("--max-accuracy-drop", type=float, default=None, metavar="PTS",
                    help="accuracy the dynamic model may lose against the original on calibration data "
                    "(points; default 1.5)")
     p.add_argument("--mild-rate", type=float, metavar="R",
@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         args.in_channels, args.num_classes = info.in_channels, info.num_classes
     model, meta = load_model(args)
     data = args.data or meta.get("dataset")
+    if args.data and meta.get("dataset") and args.data != meta["dataset"]:
+        raise UserError(f"{args.model} was trained on {meta['dataset']}, not {args.data}; "
+                        f"compile it with --data {meta['dataset']}")
     if not data:
         raise UserError("name the data set with --data (fashion-mnist, cifar10 or synthetic)")
     if args.input_shape:
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         model, data, output=args.output, force=args.force, model_meta=meta,
         data_root=args.data_root, mild=args.mild, aggressive=args.aggressive, method=args.method,
         aggressive_method=args.aggressive_method, pruner=args.pruner, selector=args.selector,
-        max_accuracy_drop=None if args.mild_rate is not None else args.max_accuracy_drop,
+        max_accuracy_drop=(1.5 if args.mild_rate is None else None) if args.max_accuracy_drop is None
+        else args.max_accuracy_drop,
         mild_rate=args.mild_rate, epochs=args.epochs, search_epochs=args.search_epochs,
         train_samples=args.train_samples, lr=args.lr, batch=args.batch, hw=args.hw, target=args.target,
         seed=args.seed, progress=not args.quiet,
