@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint venv data clean
 
 FMNIST := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 data:
-	@test -d $(FMNIST) || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)
+	@test -d $(FMNIST) || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist)
 
 demo: $(STAMP) data
-	$(BIN)/prunec compile examples/resnet20_fashion.pt --target eyeriss --data fashion-mnist -o out/demo --force
+	$(BIN)/prunec compile examples/resnet20_fashion.pt --target eyeriss --data fashion-mnist --train-samples 20000 -o out/demo --force
 
 test: $(STAMP) data
 	$(BIN)/ruff check .
