@@ -21,7 +21,7 @@ data:
 	@test -d $(FMNIST) || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist)
 
 demo: $(STAMP) data
-	$(BIN)/prunec compile examples/resnet20_fashion.pt --target eyeriss --data fashion-mnist --train-samples 20000 -o out/demo --force
+	$(BIN)/prunec compile examples/resnet20_fashion.pt --target eyeriss --data fashion-mnist --train-samples 12000 -o out/demo --force
 
 test: $(STAMP) data
 	$(BIN)/ruff check .
