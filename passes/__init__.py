@@ -26,6 +26,7 @@ from torch.fx.passes.infra.pass_base import PassResult
 from torch.fx.passes.infra.pass_manager import PassManager
 
 from prunec.errors import UserError
+from prunec.plugins import import_object
 
 PassFn = Callable[[fx.GraphModule], PassResult | None]
 ENTRY_POINT_GROUP = "prunec.passes"
@@ -81,11 +82,7 @@ def resolve_pass(spec: str | PassFn, **options: Any) -> PassFn:
     if callable(spec):
         return spec
     if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise UserError(f"cannot import pass {spec!r}: {exc}") from None
+        obj = import_object(spec, "pass")
     else:
         registry = available_passes()
         if spec not in registry:

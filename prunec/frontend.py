@@ -14,7 +14,6 @@ A model argument is one of
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import os
 import pickle
@@ -29,6 +28,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from prunec import zoo
 from prunec.errors import UserError
+from prunec.plugins import import_object
 
 CHECKPOINT_FORMAT = "prunec-checkpoint"
 
@@ -69,13 +69,11 @@ def load_with_meta(
 
 
 def _load_factory(spec: str) -> nn.Module:
-    module_name, _, attr = spec.partition(":")
+    factory = import_object(spec, "model factory")
     try:
-        module = importlib.import_module(module_name)
-        factory = getattr(module, attr)
-    except (ImportError, AttributeError) as exc:
-        raise UserError(f"cannot import model factory {spec!r}: {exc}") from None
-    model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+        model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    except Exception as exc:  # noqa: BLE001 - the user's factory failed: say so in one line
+        raise UserError(f"model factory {spec!r} failed: {_first_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise UserError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -9,7 +9,6 @@ A pruned model's layer shapes differ from its zoo architecture, so a checkpoint 
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from prunec.errors import UserError
 from prunec.passes.importance import IMPORTANCES
 from prunec.passes.structured import check_choice, check_ratio, output_shapes, prune_structured
 from prunec.passes.unstructured import prune_unstructured
+from prunec.plugins import import_object
 
 Pruner = Callable[..., fx.GraphModule]
 
@@ -38,11 +38,7 @@ def resolve_pruner(spec: str | Pruner) -> Pruner:
     if spec in PRUNERS:
         return PRUNERS[spec]
     if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise UserError(f"cannot import pruner {spec!r}: {exc}") from None
+        fn = import_object(spec, "pruner")
         if not callable(fn):
             raise UserError(f"pruner {spec!r} is not callable")
         return fn

@@ -1,0 +1,17 @@
+"""Import what a user names as ``package.module:attribute`` (model factories, passes, pruners)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from prunec.errors import UserError
+
+
+def import_object(spec: str, what: str) -> Any:
+    """The object ``spec`` names; a bad spec is a :class:`UserError` saying which ``what`` failed."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"cannot import {what} {spec!r}: {exc}") from None
