@@ -56,6 +56,7 @@ class CompileConfig:
     sparsity_samples: int = 256
     augment: bool = False
     progress: bool = True
+    leaf_modules: Sequence[str] = ()
     command: str = ""
 
 
@@ -244,7 +245,7 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     info = test.info
     x = test.x[:1].clone()
     _check_model_fits(model, x, info.num_classes)
-    original = trace(model, x)
+    original = trace(model, x, leaf_modules=cfg.leaf_modules)
 
     _log(console, "[1/6]", f"original on {info.name}: evaluating on {len(test):,} test images")
     orig_test_acc = evaluate(original, test)

@@ -617,7 +617,9 @@ def _sweep_summary(d: dict[str, Any]) -> list[str]:
     e0 = d["energy"]["original"]
     thresholds = [p["threshold"] for p in d["sweep"]]
     out = [f"{len(d['sweep'])} thresholds from {min(thresholds):.4g} to {max(thresholds):.4g} on the "
-           f"calibration split ({d['data']['calibration_size']} images)"
+           f"calibration split ({d['data']['calibration_size']} images"
+           + ("; the learned selector trains on one half and is thresholded on the other"
+              if d["selector"]["kind"] == "learned" else "") + ")"
            + (", re-evaluated on the test split." if d.get("test_sweep") else ".")]
     hits = [p for p in sweep if in_target_region(d, p["accuracy"], p["energy"])]
     if hits:

@@ -7,7 +7,7 @@ import argparse
 import shlex
 import sys
 
-from prunec.cli.common import load_model
+from prunec.cli.common import add_model_arguments, load_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,14 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Turn a trained CNN into a dynamic model (aggressive network + selector + mild "
         "network for the inputs the selector rejects) and report its energy on the target. "
         "Without --mild/--aggressive the two pruning levels are searched for.")
-    p.add_argument("model", metavar="MODEL", help="a .pt checkpoint, zoo:NAME or package.module:factory")
-    p.add_argument("--arch", help="architecture of a state-dict .pt file, e.g. zoo:resnet20")
-    p.add_argument("--trust-model", action="store_true", help="allow unpickling a whole nn.Module")
+    add_model_arguments(p)
     p.add_argument("--target", default="eyeriss", help="hardware target (`prunec targets` lists them)")
     p.add_argument("--hw", help="hardware description YAML overriding the target's default")
     p.add_argument("--data", help="fashion-mnist, cifar10 or synthetic (default: the checkpoint's data set)")
     p.add_argument("--data-root", help="where the data set's files are (default: the standard place)")
-    p.add_argument("--input-shape", help="N,C,H,W (checked against the data set)")
     p.add_argument("--mild", type=float, help="channel-pruning ratio of the mild network, e.g. 0.3")
     p.add_argument("--aggressive", type=float, help="channel-pruning ratio of the aggressive network, e.g. 0.7")
     p.add_argument("--method", default="l1", help="channel importance: l1, l2, bn_scale or random")
@@ -61,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.output, args.force)
     from prunec.data import dataset_info
 
-    args.in_channels = args.num_classes = None
     if args.model.startswith("zoo:") and args.data:  # a fresh zoo net, shaped for the data set
         info = dataset_info(args.data)
-        args.in_channels, args.num_classes = info.in_channels, info.num_classes
+        args.in_channels = args.in_channels or info.in_channels
+        args.num_classes = args.num_classes or info.num_classes
     model, meta = load_model(args)
     data = args.data or meta.get("dataset")
     if args.data and meta.get("dataset") and args.data != meta["dataset"]:
@@ -86,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         else args.max_accuracy_drop,
         mild_rate=args.mild_rate, epochs=args.epochs, search_epochs=args.search_epochs,
         train_samples=args.train_samples, lr=args.lr, batch=args.batch, hw=args.hw, target=args.target,
-        seed=args.seed, progress=not args.quiet,
+        seed=args.seed, progress=not args.quiet, leaf_modules=tuple(args.leaf_module),
         command="prunec " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     if not args.quiet:
         print_summary(result.report, Console())
