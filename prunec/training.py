@@ -226,10 +226,13 @@ def finetune(
         run_device, rank, world = default_device(device), 0, 1
     home = _model_device(model)
     try:
-        return _run(model, train, teacher, epochs, lr, batch_size, momentum, weight_decay, kd_alpha,
-                    kd_temperature, seed, max_steps, checkpoint_dir, resume, augment,
-                    progress and rank == 0, description, run_device, rank, world, distributed,
-                    on_epoch)
+        result = _run(model, train, teacher, epochs, lr, batch_size, momentum, weight_decay, kd_alpha,
+                      kd_temperature, seed, max_steps, checkpoint_dir, resume, augment,
+                      progress and rank == 0, description, run_device, rank, world, distributed,
+                      on_epoch)
+        if distributed:
+            dist.barrier()  # no rank tears the group down while a peer still talks to it
+        return result
     finally:
         model.to(home).eval()
         if teacher is not None:

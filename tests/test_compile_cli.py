@@ -142,7 +142,8 @@ def test_ctrl_c_leaves_nothing(tmp_path, trained_synthetic):
     time.sleep(8)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    # 130, or killed by SIGINT: how a shell reports either is "interrupted" (exit 130)
+    assert proc.returncode in (130, -signal.SIGINT), stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []  # neither the output nor a staging directory
 
