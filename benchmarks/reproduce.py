@@ -138,12 +138,20 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
         "single_levels": singles,
         "selector_auc": report["selector"]["auc"],
         "wall_seconds": round(time.perf_counter() - start, 1),
+        "settings": _row_settings(args, data),
     }
     orig_e = row["variants"]["original"]["energy"]
     for variant in row["variants"].values():
         variant["relative_energy"] = variant["energy"] / orig_e
     _write_atomic(row_file, json.dumps(row, indent=1) + "\n")
     return row
+
+
+def _row_settings(args: argparse.Namespace, data: str) -> dict[str, Any]:
+    """What produced this row: rows from separate runs are merged into one table, so each keeps its own."""
+    return {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "seed": args.seed,
+            "threads": args.threads, "epochs": args.epochs, "max_accuracy_drop": args.max_accuracy_drop,
+            "baseline_epochs": args.baseline_epochs.get(data), "versions": _versions()}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -216,6 +224,10 @@ def render_markdown(payload: dict[str, Any]) -> str:
                   f"{dyn['energy'] / v['best_single_level']['energy']:.3f}x the energy. "
                   f"Selector ROC AUC {_fmt_auc(row['selector_auc'])}."
                   f" Row wall time {row['wall_seconds']:.0f} s.", ""]
+        if "settings" in row:
+            st = row["settings"]
+            lines += [f"Row produced by `{st['command']}` (seed {st['seed']}, {st['threads']} threads, "
+                      f"{st['epochs']} fine-tuning epochs per level, max drop {st['max_accuracy_drop']} pts).", ""]
     if payload.get("not_run"):
         lines += ["## Not run", ""]
         lines += [f"- {m['network']} on {m['dataset']}: {m['reason']}" for m in payload["not_run"]]
