@@ -17,21 +17,15 @@ import platform
 
 import torch
 from timing import median_seconds
-from torch.utils.flop_counter import FlopCounterMode
 
 from prunec import zoo
 from prunec.frontend import example_input, trace
 from prunec.passes.coupling import analyze
 from prunec.passes.structured import prune_structured
 from prunec.pruning import prune
+from prunec.summary import count_macs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def macs(model, x) -> int:
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() // 2
 
 
 def latency(model, x, repeats: int) -> float:
@@ -53,7 +47,7 @@ def bench(name: str, ratio: float, repeats: int) -> dict:
         "prune_api_s": median_seconds(lambda: prune(model, x, ratio), repeats),
         "params_before": sum(p.numel() for p in model.parameters()),
         "params_after": sum(p.numel() for p in pruned.parameters()),
-        "macs_before": macs(model, x), "macs_after": macs(pruned, x),
+        "macs_before": count_macs(model, x), "macs_after": count_macs(pruned, x),
         "latency_before_ms": 1e3 * latency(model, x, repeats * 6),
         "latency_after_ms": 1e3 * latency(pruned, x, repeats * 6),
     }

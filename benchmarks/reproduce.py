@@ -30,6 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runs import add_run_arguments, previous_rows, write_atomic  # noqa: E402
+
 from examples.train_baseline import main as train_baseline  # noqa: E402
 from prunec import __version__  # noqa: E402
 from prunec.data import load_split  # noqa: E402
@@ -37,7 +39,6 @@ from prunec.frontend import load_with_meta  # noqa: E402
 
 NETWORKS = ("resnet20", "resnet56", "vgg16_bn", "mobilenetv2")
 DATASETS = ("fashion-mnist", "cifar10")
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _baseline(net: str, data: str, args: argparse.Namespace, work: Path) -> Path:
@@ -143,7 +144,7 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
     orig_e = row["variants"]["original"]["energy"]
     for variant in row["variants"].values():
         variant["relative_energy"] = variant["energy"] / orig_e
-    _write_atomic(row_file, json.dumps(row, indent=1) + "\n")
+    write_atomic(row_file, json.dumps(row, indent=1) + "\n")
     return row
 
 
@@ -152,12 +153,6 @@ def _row_settings(args: argparse.Namespace, data: str) -> dict[str, Any]:
     return {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "seed": args.seed,
             "threads": args.threads, "epochs": args.epochs, "max_accuracy_drop": args.max_accuracy_drop,
             "baseline_epochs": args.baseline_epochs.get(data), "versions": _versions()}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _config(cfg: dict[str, Any]) -> Any:
@@ -177,9 +172,9 @@ def write_results(rows: list[dict[str, Any]], missing: list[dict[str, str]], arg
     payload = {"rows": rows, "not_run": missing, "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
                "seed": args.seed, "versions": _versions(), "wall_seconds": round(wall, 1),
                "targets": {"energy_reduction": 0.70, "max_accuracy_drop": 2.0}}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    _write_atomic(RESULTS / "reproduce.json", json.dumps(payload, indent=1) + "\n")
-    _write_atomic(RESULTS / "reproduce.md", render_markdown(payload))
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.results / "reproduce.json", json.dumps(payload, indent=1) + "\n")
+    write_atomic(args.results / "reproduce.md", render_markdown(payload))
 
 
 def render_markdown(payload: dict[str, Any]) -> str:
@@ -239,40 +234,36 @@ def _fmt_auc(auc: float | None) -> str:
     return "n/a" if auc is None else f"{auc:.3f}"
 
 
-def _previous_rows() -> dict[tuple[str, str], dict[str, Any]]:
-    """Rows committed by earlier runs (other sessions), kept unless recomputed."""
-    path = RESULTS / "reproduce.json"
-    if not path.exists():
-        return {}
-    return {(r["network"], r["dataset"]): r for r in json.loads(path.read_text()).get("rows", [])}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=(*DATASETS, "synthetic"),
+                        help="synthetic: a smoke run of the script, not part of the table")
     parser.add_argument("--mild", type=float, default=None, help="fixed mild ratio (default: searched)")
     parser.add_argument("--aggressive", type=float, default=None, help="fixed aggressive ratio")
     parser.add_argument("--epochs", type=float, default=1.5, help="fine-tuning epochs per level")
     parser.add_argument("--max-accuracy-drop", type=float, default=1.0)
     parser.add_argument("--single-ratios", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
-    parser.add_argument("--redo", action="store_true", help="recompute rows already finished")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--baseline-epochs", type=float,
+                        help="training epochs of the baselines (default: 6 on Fashion-MNIST, 15 on CIFAR-10)")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    args.baseline_epochs = {"fashion-mnist": 6, "cifar10": 15}
+    epochs = args.baseline_epochs
+    args.baseline_epochs = {"fashion-mnist": 6, "cifar10": 15, "synthetic": 2}
+    if epochs is not None:
+        args.baseline_epochs = dict.fromkeys(args.baseline_epochs, epochs)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    done = _previous_rows()
+    done = previous_rows(args.results / "reproduce.json")
     for data in args.datasets:
         for net in args.networks:
             if (net, data) in done and not args.redo:
                 continue
             row = run_row(net, data, args)
-            done = {**_previous_rows(), **done, (net, data): row}  # rows another run finished meanwhile
-            rows = [done[k] for k in sorted(done, key=lambda k: (DATASETS.index(k[1]), NETWORKS.index(k[0])))]
+            # rows another run finished meanwhile are kept
+            done = {**previous_rows(args.results / "reproduce.json"), **done, (net, data): row}
+            order = (*DATASETS, "synthetic")
+            rows = [done[k] for k in sorted(done, key=lambda k: (order.index(k[1]), NETWORKS.index(k[0])))]
             missing = [{"network": n, "dataset": d, "reason": "not run yet: baseline training and fine-tuning "
                         "on 2 CPU cores did not fit the sessions so far; the script resumes from its checkpoints"}
                        for d in DATASETS for n in NETWORKS if (n, d) not in done]

@@ -57,7 +57,13 @@ class CompileConfig:
     augment: bool = False
     progress: bool = True
     leaf_modules: Sequence[str] = ()
+    weight_gating: bool | None = None  # None: on when the pruner zeroes weights (unstructured)
     command: str = ""
+
+    @property
+    def gates_weights(self) -> bool:
+        """Whether the energy model credits zero weights (Eyeriss v1 itself gates only zero activations)."""
+        return self.pruner == "unstructured" if self.weight_gating is None else self.weight_gating
 
 
 @dataclass
@@ -101,9 +107,10 @@ def finetune_level(model: nn.Module, teacher: nn.Module, train: Split, epochs: f
     from prunec.training import finetune
 
     if epochs > 0:
+        # weights a pruner zeroed stay zero (a no-op for channel pruning: trained nets hold no exact zeros)
         finetune(model, train, teacher=teacher, epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                  seed=cfg.seed, augment=cfg.augment, progress=cfg.progress, description=description,
-                 checkpoint_dir=checkpoint_dir)
+                 checkpoint_dir=checkpoint_dir, keep_zeros=True)
     return model.eval()
 
 
@@ -114,8 +121,9 @@ def energy_of(model: nn.Module, x: torch.Tensor, cfg: CompileConfig, sparsity_im
 
     model = getattr(model, "graph_module", model)  # a DynamicModel lowers through its role-tagged graph
     sparsity = measure_activation_sparsity(model, sparsity_images)
+    options = {"weight_sparsity": True} if cfg.gates_weights else {}
     return lower(model, x, target=cfg.target, batch=cfg.batch, hw=cfg.hw, activation_sparsity=sparsity,
-                 routed_share=routed_share)
+                 routed_share=routed_share, **options)
 
 
 def per_inference(program: Any) -> float:
@@ -442,6 +450,9 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
     if compiled.chosen is not None and not compiled.chosen.feasible:
         notes.append("No threshold met the accuracy constraint on calibration data; every input goes to "
                      "the mild network.")
+    if cfg.gates_weights:
+        notes.append("Zero weights are credited (gated MACs and a run-length compressed filter stream): an "
+                     "Eyeriss v2-style assumption; the Eyeriss v1 chip gates only zero activations.")
     if candidates:
         notes.append(f"Single-level points from the level search had {cfg.search_epochs:g}-epoch fine-tunes; "
                      f"the chosen mild and aggressive levels had {cfg.epochs:g}.")

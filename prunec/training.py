@@ -191,6 +191,7 @@ def finetune(
     description: str = "fine-tune",
     device: str | torch.device | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    keep_zeros: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on ``train``; returns a :class:`TrainResult`.
 
@@ -200,7 +201,9 @@ def finetune(
     count. The cosine schedule spans the steps actually run. With ``checkpoint_dir`` the
     state after every epoch goes to ``epoch_{k}.pt`` (model, optimizer, scheduler, step),
     and ``resume`` restarts from the latest one. ``on_epoch`` receives each epoch's summary
-    (on rank 0). The model is returned in eval mode on the device it came on.
+    (on rank 0). With ``keep_zeros`` the conv/linear weights that are exactly zero at the
+    start stay zero (an unstructured pruning mask survives fine-tuning). The model is
+    returned in eval mode on the device it came on.
     """
     if len(train) == 0:
         raise UserError("the training split is empty")
@@ -229,7 +232,7 @@ def finetune(
         result = _run(model, train, teacher, epochs, lr, batch_size, momentum, weight_decay, kd_alpha,
                       kd_temperature, seed, max_steps, checkpoint_dir, resume, augment,
                       progress and rank == 0, description, run_device, rank, world, distributed,
-                      on_epoch)
+                      on_epoch, keep_zeros)
         if distributed:
             dist.barrier()  # no rank tears the group down while a peer still talks to it
         return result
@@ -246,7 +249,7 @@ def _run(
     batch_size: int, momentum: float, weight_decay: float, kd_alpha: float, kd_temperature: float,
     seed: int, max_steps: int | None, checkpoint_dir: str | None, resume: bool, augment: bool,
     show: bool, description: str, device: torch.device, rank: int, world: int,
-    distributed: bool, on_epoch: Callable[[dict[str, float]], None] | None,
+    distributed: bool, on_epoch: Callable[[dict[str, float]], None] | None, keep_zeros: bool = False,
 ) -> TrainResult:
     started = time.perf_counter()
     torch.manual_seed(seed)  # dropout and anything else drawing from the global generator
@@ -267,6 +270,7 @@ def _run(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise UserError("the model has no trainable parameters")
+    masks = zero_weight_masks(model) if keep_zeros else []
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
@@ -332,6 +336,10 @@ def _run(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if masks:
+                with torch.no_grad():
+                    for weight, keep in masks:
+                        weight.mul_(keep)
             scheduler.step()
             step += 1
             with torch.no_grad():
@@ -375,6 +383,13 @@ def _run(
                        epochs=step / steps_per_epoch, loss=last["loss"], accuracy=last["accuracy"],
                        seconds=time.perf_counter() - started, history=history,
                        resumed_from_step=resumed_from, rank=rank, world_size=world)
+
+
+def zero_weight_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight, nonzero mask) for every conv/linear weight holding exact zeros."""
+    layers = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    weights = [m.weight for m in model.modules() if isinstance(m, layers) and m.weight is not None]
+    return [(w, (w != 0).to(w.dtype)) for w in weights if bool((w == 0).any())]
 
 
 def _sync_buffers(model: nn.Module) -> None:

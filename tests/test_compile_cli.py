@@ -163,3 +163,22 @@ def test_level_search_in_process(trained_synthetic):
     assert mild in (0.0, 0.3) and aggressive in (0.3, 0.6) and mild < aggressive
     assert sorted(p["ratio"] for p in report["single_level"]) == [0.0, 0.3, 0.6]
     assert report["energy"]["aggressive"] < report["energy"]["original"]
+
+
+def test_unstructured_levels_keep_their_zeros_and_are_credited(trained_synthetic):
+    """With the unstructured pruner the zeroed weights survive fine-tuning, and the energy model
+    (weight gating on by default for it, and said so in the notes) credits them."""
+    from prunec.frontend import load_with_meta
+    from prunec.pipeline import compile as compile_model
+
+    model, meta = load_with_meta(str(trained_synthetic))
+    result = compile_model(model, "synthetic", model_meta=meta, mild=0.3, aggressive=0.7, epochs=0.2,
+                           pruner="unstructured", selector="max-softmax", max_accuracy_drop=5.0, progress=False)
+    report = validate_report(result.report)
+    for level, ratio in ((result.compiled.mild, 0.3), (result.compiled.aggressive, 0.7)):
+        convs = [m for m in level.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert all(abs(float((c.weight == 0).double().mean()) - ratio) < 0.02 for c in convs)
+    e = report["energy"]
+    assert e["aggressive"] < e["mild"] < e["original"]
+    assert any("Eyeriss v2-style" in n for n in report["notes"])
+    assert report["levels"]["aggressive"]["macs"] == report["model"]["macs"]  # shapes unchanged

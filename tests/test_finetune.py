@@ -289,3 +289,18 @@ def test_cli_missing_data_set_is_one_line(tmp_path):
     assert_user_error(run_cli("finetune", "zoo:resnet20", "--data", "synthetic", "--epochs", "0",
                               "-o", str(out)), "epochs must be positive")
     assert not out.exists()
+
+
+def test_keep_zeros_holds_an_unstructured_mask(train):
+    """keep_zeros: the weights zeroed by unstructured pruning stay zero through fine-tuning (and
+    without it they revive, so the check can fail)."""
+    from prunec.pruning import prune
+
+    x = train.x[:1]
+    for keep in (True, False):
+        model = prune(tiny_net(), x, 0.5, pruner="unstructured")
+        zeros = {name: p == 0 for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1}
+        finetune(model, train, epochs=1, max_steps=5, lr=0.1, progress=False, keep_zeros=keep)
+        kept = all(bool((p[zeros[name]] == 0).all()) for name, p in model.named_parameters() if name in zeros)
+        assert kept is keep
+        assert all(bool((p[~zeros[name]] != 0).all()) for name, p in model.named_parameters() if name in zeros)

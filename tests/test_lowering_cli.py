@@ -151,3 +151,22 @@ def test_sparsity_lowers_energy() -> None:
     sparse = prunec.lower(gm, None, activation_sparsity={"_2": 0.6}).totals["energy"]
     off = prunec.lower(gm, None, activation_sparsity={"_2": 0.6}, zero_gating=False, rlc=False)
     assert sparse < dense and off.totals["energy"] == pytest.approx(dense)
+
+
+def test_weight_gating_scales_mac_energy_by_the_weights_zero_share() -> None:
+    """With weight_sparsity the MACs of zero weights are gated: each layer's MAC energy is the dense
+    one times its measured share of nonzero weights; without it zeros are not credited."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1))
+    x = torch.zeros(1, 3, 16, 16)
+    pruned = prunec.prune(model, x, 0.6, pruner="unstructured")
+    dense = prunec.lower(pruned, x).to_dict()["layers"]
+    gated = prunec.lower(pruned, x, weight_sparsity=True).to_dict()["layers"]
+    original = prunec.lower(model, x, weight_sparsity=True).to_dict()["layers"]
+    for d, g, o, conv in zip(dense, gated, original, (model[0], model[2]), strict=True):
+        keep = float((pruned.get_submodule(d["node"]).weight != 0).double().mean())
+        assert 0.35 <= keep <= 0.45
+        assert g["energy"]["mac"] == pytest.approx(d["energy"]["mac"] * keep, rel=1e-9)
+        assert g["accesses_by_type"]["filter"]["dram"] < d["accesses_by_type"]["filter"]["dram"]
+        assert o["energy"]["total"] == pytest.approx(d["energy"]["total"])  # dense weights: nothing to credit
+        assert conv.weight.ne(0).all()

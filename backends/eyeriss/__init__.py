@@ -63,8 +63,10 @@ class EyerissTarget:
                weight_sparsity: bool) -> dict[str, Any]:
         ws = 0.0
         if weight_sparsity:
-            ws = op.weight_sparsity if op.weight_sparsity is not None else (
-                zero_share(op.weight.detach()) if isinstance(op.weight, torch.Tensor) else 0.0)
+            # the weights themselves are the truth (fine-tuning may have revived pruned ones);
+            # the pruner's record only stands in where the graph holds no weight tensor
+            ws = zero_share(op.weight.detach()) if isinstance(op.weight, torch.Tensor) else (
+                op.weight_sparsity or 0.0)
         sp = LayerSparsity(ifmap=float(act.get(op.name, 0.0)),
                            ofmap=float(act.get(op.next_layer, 0.0)) if op.next_layer else 0.0,
                            weight=ws, zero_gating=gating, rlc=rlc, weight_gating=weight_sparsity)

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--aggressive-method", help="importance for the aggressive level (default: --method)")
     p.add_argument("--pruner", default="structured",
                    help="structured, unstructured or module:callable (a pruner of your own)")
+    p.add_argument("--weight-gating", action=argparse.BooleanOptionalAction, default=None,
+                   help="credit zero weights in the energy model (default: on with --pruner unstructured; "
+                   "an Eyeriss v2-style assumption, the v1 chip gates only zero activations)")
     p.add_argument("--selector", default="learned", choices=("learned", "max-softmax", "margin", "entropy"))
     p.add_argument("--max-accuracy-drop", type=float, default=None, metavar="PTS",
                    help="accuracy the dynamic model may lose against the original on calibration data "
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         mild_rate=args.mild_rate, epochs=args.epochs, search_epochs=args.search_epochs,
         train_samples=args.train_samples, lr=args.lr, batch=args.batch, hw=args.hw, target=args.target,
         seed=args.seed, progress=not args.quiet, leaf_modules=tuple(args.leaf_module),
+        weight_gating=args.weight_gating,
         command="prunec " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     if not args.quiet:
         print_summary(result.report, Console())

@@ -1,0 +1,62 @@
+"""The long benchmark scripts run end to end on the synthetic set with tiny budgets, so a
+change that breaks them fails here, not hours into a run on real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_bench_levels_writes_resumable_rows(tmp_path):
+    args = ["--networks", "resnet20", "--data", "synthetic", "--baseline-epochs", "0.5", "--epochs", "0.2",
+            "--repeats", "1", "--threads", "1", "--quiet", "--work", str(tmp_path / "work"),
+            "--results", str(tmp_path / "results")]
+    first = _run("bench_levels.py", *args)
+    assert first.returncode == 0, first.stderr
+    payload = json.loads((tmp_path / "results" / "bench_levels.json").read_text())
+    (row,) = payload["rows"]
+    v = row["variants"]
+    assert row["network"] == "resnet20" and row["dataset"] == "synthetic"
+    assert v["aggressive"]["macs"] < v["mild"]["macs"] < v["original"]["macs"]
+    assert v["aggressive"]["params"] < v["mild"]["params"] < v["original"]["params"]
+    assert v["aggressive"]["relative_energy"] < v["mild"]["relative_energy"] < 1.0 == v["original"]["relative_energy"]
+    assert all(0 <= d["accuracy"] <= 100 for d in v.values())
+    assert 0 < row["prune_two_levels_seconds"] < 60
+    assert "--data synthetic" in row["settings"]["command"]
+    assert "## resnet20 on synthetic" in (tmp_path / "results" / "bench_levels.md").read_text()
+    # a second run finds the finished row in --work and recomputes nothing
+    again = _run("bench_levels.py", *args)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "results" / "bench_levels.json").read_text()) == payload
+
+
+def test_reproduce_row_has_every_variant(tmp_path):
+    args = ["--networks", "resnet20", "--datasets", "synthetic", "--baseline-epochs", "1", "--mild", "0.3",
+            "--aggressive", "0.7", "--epochs", "0.2", "--single-ratios", "0.5", "--max-accuracy-drop", "5",
+            "--threads", "1", "--quiet", "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
+    proc = _run("reproduce.py", *args)
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads((tmp_path / "results" / "reproduce.json").read_text())
+    (row,) = payload["rows"]
+    v = row["variants"]
+    assert set(v) == {"original", "mild", "aggressive", "best_single_level", "dynamic_learned",
+                      "dynamic_max_softmax", "oracle"}
+    assert [s["ratio"] for s in row["single_levels"]] == [0.0, 0.3, 0.5, 0.7]
+    best = v["best_single_level"]
+    assert best in row["single_levels"]
+    assert best["accuracy"] >= v["dynamic_learned"]["accuracy"] - 1e-9 or best["ratio"] == 0.0
+    assert v["aggressive"]["energy"] < v["dynamic_learned"]["energy"] < v["original"]["energy"] + v["mild"]["energy"]
+    assert 0.0 <= v["dynamic_learned"]["mild_share"] <= 1.0
+    assert row["settings"]["baseline_epochs"] == 1.0 and payload["seed"] == 0
+    md = (tmp_path / "results" / "reproduce.md").read_text()
+    assert "## resnet20 on synthetic" in md and "Row produced by" in md
