@@ -13,8 +13,10 @@ so parametrised passes (``prune_structured`` with a ratio) share the same regist
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -77,10 +79,40 @@ def available_passes() -> dict[str, RegisteredPass]:
     return dict(sorted(_REGISTRY.items()))
 
 
+# key=value, the value a quoted string, a bracketed list or anything up to the next blank
+_OPTION = re.compile(r"""\s*([A-Za-z_]\w*)=("[^"]*"|'[^']*'|\[[^\]]*\]|\([^)]*\)|[^\s\[\]()"']+)(?=\s|$)""")
+
+
+def parse_pass_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``name{key=value key=value}`` (MLIR's pass-option syntax) into the name and its
+    options. Values are Python literals (``0.5``, ``['fc']``) or else plain strings (``l2``)."""
+    match = re.fullmatch(r"\s*([^{}\s]+)\s*(?:\{(.*)\})?\s*", spec, flags=re.DOTALL)
+    if match is None:
+        raise UserError(f"cannot read pass {spec!r}: write NAME or NAME{{key=value ...}}")
+    name, body = match.group(1), match.group(2) or ""
+    options: dict[str, Any] = {}
+    rest = body
+    while rest.strip():
+        item = _OPTION.match(rest)
+        if item is None:
+            raise UserError(f"pass {name!r}: cannot read option {rest.split()[0]!r}: write key=value")
+        key, text = item.group(1), item.group(2)
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text
+        rest = rest[item.end():]
+    return name, options
+
+
 def resolve_pass(spec: str | PassFn, **options: Any) -> PassFn:
-    """Turn a name, ``module:callable`` or callable into a runnable pass."""
+    """Turn a name, ``module:callable``, either with ``{key=value ...}`` options, or a callable
+    into a runnable pass."""
     if callable(spec):
         return spec
+    if "{" in spec:
+        spec, parsed = parse_pass_spec(spec)
+        options = {**parsed, **options}
     if ":" in spec:
         obj = import_object(spec, "pass")
     else:
@@ -91,6 +123,13 @@ def resolve_pass(spec: str | PassFn, **options: Any) -> PassFn:
         if obj is None:
             raise UserError(f"pass {spec!r} {registry[spec].doc}")
     if options or inspect.isclass(obj):
+        try:
+            inspect.signature(obj).bind(**options)
+        except TypeError as exc:
+            raise UserError(f"pass {spec!r} does not take the options {', '.join(map(repr, options))}: {exc}"
+                            ) from None
+        except ValueError:  # no signature to check against (a builtin): let the call tell
+            pass
         obj = obj(**options)
     if not callable(obj):
         raise UserError(f"pass {spec!r} is not callable")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import inspect
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -339,10 +340,17 @@ def prune_structured(
 def pruning_pass(name: str, prune_fn: Callable[..., fx.GraphModule]) -> Callable[..., Callable]:
     """A registry factory: ``factory(ratio=..., **options)`` returns a pass running ``prune_fn``."""
 
+    known = [p for p in inspect.signature(prune_fn).parameters.values()
+             if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("gm", "ratio", "inplace")]
+
     def factory(ratio: float = 0.5, **options: object) -> Callable[[fx.GraphModule], PassResult]:
         if isinstance(ratio, fx.GraphModule):
             raise UserError(f"pass '{name}' needs options, e.g. ratio=0.5")
         check_ratio(ratio)
+        unknown = sorted(set(options) - {p.name for p in known})
+        if unknown:
+            raise UserError(f"pass '{name}' has no option {', '.join(map(repr, unknown))}; it takes ratio, "
+                            f"{', '.join(p.name for p in known)}")
 
         def run(gm: fx.GraphModule) -> PassResult:
             return PassResult(prune_fn(gm, ratio, inplace=True, **options), ratio > 0)

@@ -77,3 +77,48 @@ def test_unknown_pass_in_cli_is_one_line():
     from tests.conftest import assert_user_error
 
     assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", "nope"), "unknown pass")
+
+
+@pytest.mark.parametrize(("spec", "name", "options"), [
+    ("prune_structured", "prune_structured", {}),
+    ("prune_structured{}", "prune_structured", {}),
+    ("prune_structured{ratio=0.5 method=l2}", "prune_structured", {"ratio": 0.5, "method": "l2"}),
+    ("pkg.mod:make{ratio=0.25 ignore=['fc', 'layer1*'] round_to=8}", "pkg.mod:make",
+     {"ratio": 0.25, "ignore": ["fc", "layer1*"], "round_to": 8}),
+    ("p{name='a b' flag=True pair=(1, 2)}", "p", {"name": "a b", "flag": True, "pair": (1, 2)}),
+])
+def test_pass_spec_options(spec, name, options):
+    from prunec.passes import parse_pass_spec
+
+    assert parse_pass_spec(spec) == (name, options)
+
+
+@pytest.mark.parametrize("spec", ["p{ratio}", "p{ratio=0.5", "p{=1}", "p{a=[1, 2}"])
+def test_unreadable_pass_spec_is_a_user_error(spec):
+    from prunec.passes import parse_pass_spec
+
+    with pytest.raises(UserError):
+        parse_pass_spec(spec)
+
+
+def test_pass_options_from_the_cli_equal_the_api():
+    """`--pass 'prune_structured{ratio=0.5 method=l2}'` prunes exactly as prunec.prune does."""
+    result = run_cli("inspect", "zoo:resnet20", "--format", "json",
+                     "--pass", "prune_structured{ratio=0.5 method=l2 ignore=['layer1*']}")
+    assert result.returncode == 0, result.stderr
+    model = prunec.zoo.build("resnet20")
+    x = torch.zeros(1, 3, 32, 32)
+    pruned = prunec.prune(model, x, 0.5, method="l2", ignore=["layer1*"])
+    assert json.loads(result.stdout)["totals"]["params"] == sum(p.numel() for p in pruned.parameters())
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("prune_structured{ratio=0.5 methd=l2}", "no option 'methd'"),
+    ("prune_structured{ratio=1.5}", "ratio"),
+    ("prune_structured{ratio=0.5 method=nope}", "nope"),
+    ("examples.custom_pass:relu6_to_relu{strength=2}", "strength"),
+])
+def test_bad_pass_options_in_cli_are_one_line(spec, needle):
+    from tests.conftest import assert_user_error
+
+    assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", spec), needle)

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "JSON file (from `prunec lower -o`), pretty-print it instead.")
     add_model_arguments(p)
     p.add_argument("--pass", dest="passes", action="append", default=[], metavar="PASS",
-                   help="run this pass first (registered name or module:callable; repeatable)")
+                   help="run this pass first: a registered name or module:callable, with options as "
+                   "NAME{key=value ...}, e.g. 'prune_structured{ratio=0.5 method=l2}' (repeatable)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", help="write JSON here instead of stdout")
     p.set_defaults(handler=run)
