@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prunec.backends.eyeriss.cost import strip_rows
 from prunec.backends.eyeriss.hardware import load_hardware
-from prunec.backends.eyeriss.mapper import DB, search
+from prunec.backends.eyeriss.mapper import DB, PINNED_FIELDS, NoMapping, evaluate_mapping, pinned, search
 from prunec.backends.eyeriss.sparsity import LayerSparsity
 from prunec.backends.eyeriss.workload import ConvShape, linear_shape
 
@@ -73,3 +74,30 @@ def test_search_is_deterministic() -> None:
     a = search.__wrapped__(s, HW, DENSE)
     b = search.__wrapped__(s, HW, DENSE)
     assert a[0] == b[0] and a[1]["energy_total"] == b[1]["energy_total"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_shapes())
+def test_pinning_the_searched_mapping_reproduces_it(s: ConvShape) -> None:
+    """evaluate_mapping on the searched mapping gives the searched metrics; pinning its
+    (m, n, e, p, q, r, t, g) can only pick the same or a cheaper ifmap residency."""
+    mp, m = search(s, HW, DENSE)
+    assert evaluate_mapping(s, HW, DENSE, mp) == m
+    fields = {k: getattr(mp, k) for k in (*PINNED_FIELDS, "g")}
+    pin_mp, pin_m = pinned(s, HW, DENSE, fields)
+    assert pin_m["energy_total"] <= m["energy_total"] * (1 + 1e-12)
+    assert pin_m["active_pes"] == m["active_pes"] and pin_m["macs"] == m["macs"]
+    if pin_mp.ifmap_resident == mp.ifmap_resident:
+        assert pin_m == m
+
+
+def test_pinned_mapping_that_does_not_fit_says_why() -> None:
+    s = ConvShape(N=1, G=1, C=64, M=64, Hin=16, Win=16, R=3, S=3, E=16, F=16, pad_h=1, pad_w=1)
+    base = {"m": 16, "n": 1, "e": 8, "p": 4, "q": 2, "r": 1, "t": 1}
+    for change, needle in (({"q": 10}, "ifmap"), ({"p": 20, "q": 4}, "filter scratchpad"), ({"p": 30}, "psum"),
+                           ({"r": 4, "t": 4}, "array"),
+                           ({"n": 0}, "at least 1")):
+        with pytest.raises(NoMapping, match=needle):
+            pinned(s, HW, DENSE, {**base, **change})
+    with pytest.raises(NoMapping, match="missing t"):
+        pinned(s, HW, DENSE, {k: v for k, v in base.items() if k != "t"})

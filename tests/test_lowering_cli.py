@@ -170,3 +170,37 @@ def test_weight_gating_scales_mac_energy_by_the_weights_zero_share() -> None:
         assert g["accesses_by_type"]["filter"]["dram"] < d["accesses_by_type"]["filter"]["dram"]
         assert o["energy"]["total"] == pytest.approx(d["energy"]["total"])  # dense weights: nothing to credit
         assert conv.weight.ne(0).all()
+
+
+def test_mappings_file_pins_layers(tmp_path) -> None:
+    """`--mappings` pins the named layers (marked "pinned" in the IR) and leaves the others searched;
+    a searched layer's own mapping pinned back costs what the search said."""
+    base = _prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json")
+    searched = {x["name"]: x for x in json.loads(base.stdout)["layers"] if x.get("mapping")}
+    name, rec = next((n, x) for n, x in searched.items() if x["kind"] == "conv")
+    pin = {name: {k: rec["mapping"][k] for k in "mnepqrt"}}
+    other = next(n for n, x in searched.items() if x["kind"] == "conv" and n != name)
+    pin[other] = {"m": 1, "n": 1, "e": 2, "p": 1, "q": 1, "r": 1, "t": 1}
+    (tmp_path / "pins.json").write_text(json.dumps(pin))
+    r = _prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json",
+                "--mappings", str(tmp_path / "pins.json"))
+    assert r.returncode == 0, r.stderr
+    ir = {x["name"]: x for x in json.loads(r.stdout)["layers"]}
+    assert ir[name]["mapping"]["pinned"] and ir[other]["mapping"]["pinned"]
+    assert ir[name]["energy"]["total"] <= rec["energy"]["total"] * (1 + 1e-9)
+    assert ir[other]["energy"]["total"] > searched[other]["energy"]["total"]  # a poor mapping costs more
+    assert ir[other]["mapping"]["e"] == 2
+    assert not any((x.get("mapping") or {}).get("pinned") for n, x in ir.items() if n not in pin)
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ('{"nope": {"m": 1, "n": 1, "e": 1, "p": 1, "q": 1, "r": 1, "t": 1}}', "nope"),
+    ('{"conv1": {"m": 1}}', "missing"),
+    ('{"conv1": {"m": 1.5}}', "integer"),
+    ("[1, 2", "not a readable JSON"),
+])
+def test_bad_mappings_file_one_line_exit_2(tmp_path, content, needle) -> None:
+    (tmp_path / "m.json").write_text(content)
+    r = _prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--mappings", str(tmp_path / "m.json"))
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -18,7 +18,7 @@ from prunec.errors import UserError
 from .cost import data_movement
 from .hardware import Hardware, load_hardware
 from .ir import LoweredProgram
-from .mapper import NoMapping, search
+from .mapper import NoMapping, pinned, search
 from .sparsity import LayerSparsity, zero_share
 from .workload import Op, extract_ops
 
@@ -34,18 +34,25 @@ class EyerissTarget:
     def lower(self, gm: fx.GraphModule, *, batch: int = 1, hw: str | Hardware | None = None,
               activation_sparsity: MappingABC[str, float] | None = None,
               routed_share: float | None = None, zero_gating: bool = True, rlc: bool = True,
-              weight_sparsity: bool = False, **options: Any) -> LoweredProgram:
-        """Lower a shaped GraphModule. See :func:`prunec.lowering.lower` for the options."""
+              weight_sparsity: bool = False, mappings: MappingABC[str, MappingABC[str, int]] | None = None,
+              **options: Any) -> LoweredProgram:
+        """Lower a shaped GraphModule. See :func:`prunec.lowering.lower` for the options;
+        ``mappings`` pins layers (by name) to given (m, n, e, p, q, r, t) instead of searching."""
         if options:
             raise UserError(f"unknown option(s) for target eyeriss: {', '.join(sorted(options))}")
         if batch < 1:
             raise UserError(f"batch must be a positive integer, got {batch}")
         hardware = hw if isinstance(hw, Hardware) else load_hardware(hw)
         act = dict(activation_sparsity or {})
+        pins = {k: dict(v) for k, v in (mappings or {}).items()}
         layers, unmapped = [], []
-        for op in extract_ops(gm, batch):
+        ops = extract_ops(gm, batch)
+        unknown = sorted(set(pins) - {op.name for op in ops if op.kind in _MAPPED})
+        if unknown:
+            raise UserError(f"mappings name layers that are not mapped convolutions/linears: {', '.join(unknown)}")
+        for op in ops:
             if op.kind in _MAPPED:
-                layers.append(self._layer(op, hardware, act, zero_gating, rlc, weight_sparsity))
+                layers.append(self._layer(op, hardware, act, zero_gating, rlc, weight_sparsity, pins.get(op.name)))
             elif op.kind in ("pool", "add", "concat"):
                 layers.append(self._movement(op, hardware))
             else:
@@ -55,12 +62,13 @@ class EyerissTarget:
         return LoweredProgram(
             target=self.name, batch=batch, hardware=hardware.to_dict(), layers=layers, unmapped=unmapped,
             options={"zero_gating": zero_gating, "rlc": rlc, "weight_sparsity": weight_sparsity,
+                     "pinned_mappings": sorted(pins),
                      "activation_sparsity": "given" if act else "none (0 % zeros assumed)"},
             routed_share=routed_share)
 
     # -- records -----------------------------------------------------------------------------
     def _layer(self, op: Op, hw: Hardware, act: dict[str, float], gating: bool, rlc: bool,
-               weight_sparsity: bool) -> dict[str, Any]:
+               weight_sparsity: bool, pin: dict[str, int] | None = None) -> dict[str, Any]:
         ws = 0.0
         if weight_sparsity:
             # the weights themselves are the truth (fine-tuning may have revived pruned ones);
@@ -71,6 +79,15 @@ class EyerissTarget:
                            ofmap=float(act.get(op.next_layer, 0.0)) if op.next_layer else 0.0,
                            weight=ws, zero_gating=gating, rlc=rlc, weight_gating=weight_sparsity)
         s = op.shape
+        if pin is not None:
+            try:
+                mapping, m = pinned(s, hw, sp, pin)
+            except NoMapping as exc:
+                raise UserError(f"the mapping given for layer {op.name} does not fit {hw.name}: {exc}") from None
+            rec = self._record(op, hw, m, mapping.to_dict(), {"ifmap": sp.ifmap, "ofmap": sp.ofmap,
+                                                               "weight": sp.weight})
+            rec["mapping"]["pinned"] = True
+            return rec
         try:
             mapping, m = search(s, hw, sp)
         except NoMapping as exc:

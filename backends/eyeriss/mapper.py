@@ -154,6 +154,50 @@ def evaluate_mapping(shape: ConvShape, hw: Hardware, sp: LayerSparsity, mapping:
     return _pick(evaluate(shape, hw, sp, c), 0)
 
 
+PINNED_FIELDS = ("m", "n", "e", "p", "q", "r", "t")
+
+
+def pinned(shape: ConvShape, hw: Hardware, sp: LayerSparsity, fields: dict[str, int]) -> tuple[Mapping, dict]:
+    """Metrics of a mapping given as (m, n, e, p, q, r, t) -- e.g. the chip's own Table IV one --
+    instead of searched. ``g`` (groups at once) defaults to 1; ifmap residency is whichever of
+    the two fits and costs less. The scratchpads, the array and the GLB must hold it
+    (:class:`NoMapping` says which does not), under the same constraints as the search.
+    """
+    missing = [f for f in PINNED_FIELDS if f not in fields]
+    if missing:
+        raise NoMapping(f"a pinned mapping needs {', '.join(PINNED_FIELDS)}; missing {', '.join(missing)}")
+    f = {k: int(v) for k, v in fields.items()}
+    g = f.get("g", 1)
+    s = shape
+    h = s.R if s.R <= hw.pe_rows else -(-s.R // -(-s.R // hw.pe_rows))
+    checks = [(f["q"] * s.S <= hw.spad_ifmap, f"q*S = {f['q'] * s.S} ifmap words > the scratchpad's "
+               f"{hw.spad_ifmap}"),
+              (f["p"] * f["q"] * s.S <= hw.spad_filter, f"p*q*S = {f['p'] * f['q'] * s.S} weights > the "
+               f"filter scratchpad's {hw.spad_filter}"),
+              (f["p"] <= hw.spad_psum, f"p = {f['p']} psums > the psum scratchpad's {hw.spad_psum}"),
+              (f["r"] * f["t"] * g <= _sets_capacity(hw, h, f["e"]),
+               f"r*t*g = {f['r'] * f['t'] * g} PE sets of {h}x{f['e']} do not fit the {hw.pe_rows}x{hw.pe_cols} array"),
+              (min(f.values()) >= 1, "every mapping parameter must be at least 1")]
+    for ok, why in checks:
+        if not ok:
+            raise NoMapping(why)
+    strips, _, tile_rows = strip_rows(s, f["e"])
+    best: tuple[Mapping, dict] | None = None
+    for resident in (False, True):
+        mp = Mapping(m=min(f["m"], s.M), n=min(f["n"], s.N), e=f["e"], p=min(f["p"], s.M), q=min(f["q"], s.C),
+                     r=f["r"], t=f["t"], g=g, h=h, ifmap_resident=resident, strips=strips)
+        channels = s.C if resident else mp.q * mp.r
+        if mp.g * (mp.m * mp.n * mp.e * s.F + DB * mp.n * channels * tile_rows * s.W) > hw.glb_words:
+            continue
+        metrics = evaluate_mapping(s, hw, sp, mp)
+        if best is None or metrics["energy_total"] < best[1]["energy_total"]:
+            best = (mp, metrics)
+    if best is None:
+        raise NoMapping(f"m*n*e*F = {f['m'] * f['n'] * f['e'] * s.F} psums plus the double-buffered ifmap tile "
+                        f"exceed the global buffer ({hw.glb_words} words)")
+    return best
+
+
 def mapping_at(cand: dict[str, np.ndarray], i: int) -> Mapping:
     return Mapping(m=int(cand["m"][i]), n=int(cand["n"][i]), e=int(cand["e"][i]), p=int(cand["p"][i]),
                    q=int(cand["q"][i]), r=int(cand["r"][i]), t=int(cand["t"][i]), g=int(cand["g"][i]),
@@ -177,4 +221,4 @@ def _pick(scores: dict, i: int) -> dict:
     }
 
 
-__all__ = ["Mapping", "NoMapping", "search", "candidates", "evaluate_mapping"]
+__all__ = ["Mapping", "NoMapping", "search", "candidates", "evaluate_mapping", "pinned", "PINNED_FIELDS"]

@@ -26,19 +26,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-rlc", action="store_true", help="no run-length compression of DRAM traffic")
     p.add_argument("--weight-sparsity", action="store_true",
                    help="use unstructured weight sparsity (gating + compressed filter stream)")
+    p.add_argument("--mappings", metavar="FILE.json",
+                   help="pin layers to given mappings instead of searching, {layer name: {m, n, e, p, q, r, t}} "
+                   "(e.g. the chip's published ones)")
     p.set_defaults(handler=run)
+
+
+def _read_json(path: str, what: str) -> object:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"{what} file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise UserError(f"{path} is not a readable JSON file: {exc}") from None
+
+
+def _read_mappings(path: str | None) -> dict[str, dict[str, int]] | None:
+    if not path:
+        return None
+    data = _read_json(path, "mappings")
+    if not isinstance(data, dict) or not all(
+            isinstance(v, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in v.values())
+            for v in data.values()):
+        raise UserError(f"{path} must map layer names to {{m, n, e, p, q, r, t}} integer mappings")
+    return data
 
 
 def _read_sparsity(path: str | None) -> dict[str, float] | None:
     if not path:
         return None
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise UserError(f"activation sparsity file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise UserError(f"{path} is not a readable JSON file: {exc}") from None
+    data = _read_json(path, "activation sparsity")
     data = data.get("activation_sparsity", data) if isinstance(data, dict) else data
     if not isinstance(data, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in data.values()):
@@ -56,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
     if args.routed_share is not None and not 0 <= args.routed_share <= 1:
         raise UserError(f"--routed-share must be between 0 and 1, got {args.routed_share}")
     sparsity = _read_sparsity(args.activation_sparsity)
+    mappings = _read_mappings(args.mappings)
     gm, x, _ = load_and_trace(args)
     program = lower(gm, None, target=args.target, batch=args.batch or int(x.shape[0]), hw=args.hw,
                     activation_sparsity=sparsity, routed_share=args.routed_share,
                     zero_gating=not args.no_zero_gating, rlc=not args.no_rlc,
-                    weight_sparsity=args.weight_sparsity)
+                    weight_sparsity=args.weight_sparsity, **({"mappings": mappings} if mappings else {}))
     ir = program.to_dict()
     if args.format == "json":
         emit_json(ir, args.output)
