@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="zoo:resnet20")
     parser.add_argument("--data", default="fashion-mnist",
-                        help="fashion-mnist, cifar10 or synthetic")
+                        help="fashion-mnist, cifar10, synthetic or PATH.npz of your own")
     parser.add_argument("--data-root", help="where the data set's files are")
     parser.add_argument("--epochs", type=float, default=4.0)
     parser.add_argument("--lr", type=float, default=0.1)

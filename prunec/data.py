@@ -5,6 +5,8 @@ Every split is returned as in-memory tensors: images already normalised with the
 set's mean/std (the model's input) and int64 labels. ``info.preprocess`` maps raw pixels
 in [0, 1] to that input, so a compiled model can say what it expects.
 
+Your own data: ``--data PATH.npz`` (see :func:`_user_npz` for the keys and layouts).
+
 Splits (../shared/data/README.md):
 
 * Fashion-MNIST: train = first 55,000 training images, calibration = last 5,000,
@@ -15,9 +17,11 @@ Splits (../shared/data/README.md):
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,10 +56,12 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: tuple[str, ...] = field(default=())
+    image_width: int | None = None  # None: square images
+    test_note: str = ""  # what the test split is, for reports
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
-        return (1, self.in_channels, self.image_size, self.image_size)
+        return (1, self.in_channels, self.image_size, self.image_width or self.image_size)
 
     @property
     def preprocess(self) -> Normalize:
@@ -102,9 +108,17 @@ SYNTHETIC = DatasetInfo("synthetic", 4, 1, 16, (0.5,), (0.25,))
 DATASETS = {d.name: d for d in (FASHION_MNIST, CIFAR10, SYNTHETIC)}
 
 
+def is_data_file(name: str) -> bool:
+    """Whether ``--data`` names a file of the user's own rather than a built-in data set."""
+    return str(name).endswith(".npz")
+
+
 def dataset_info(name: str) -> DatasetInfo:
+    if is_data_file(name):
+        return _user_npz(name)[0]
     if name not in DATASETS:
-        raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+        raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)} "
+                        "or a PATH.npz of your own")
     return DATASETS[name]
 
 
@@ -115,6 +129,13 @@ def load_split(name: str, split: str, root: str | os.PathLike | None = None) -> 
     """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    if is_data_file(name):
+        info, arrays = _user_npz(name)
+        pixels, labels = arrays[split]
+        x = torch.from_numpy(pixels).float()
+        if pixels.dtype == np.uint8:
+            x = x.div_(255.0)
+        return Split(info, split, info.preprocess(x).contiguous(), torch.from_numpy(labels))
     if name == "fashion-mnist":
         pixels, labels = _fashion_mnist(split, root)
     elif name == "cifar10":
@@ -208,6 +229,109 @@ def _read_cifar(base: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
+# --------------------------------------------------------------------------- your own (.npz)
+
+NPZ_SPLIT_KEYS = {"train": ("x_train", "y_train"), "calibration": ("x_calibration", "y_calibration"),
+                  "test": ("x_test", "y_test")}
+CALIBRATION_SHARE = 0.1
+
+
+def _user_npz(path: str | os.PathLike) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """A data set of your own in one ``.npz``; read once per file version.
+
+    Keys: ``x_train``, ``y_train``, ``x_test``, ``y_test`` and optionally ``x_calibration``,
+    ``y_calibration`` (else the last 10 % of the training images calibrate; the levels are
+    fine-tuned on the rest). Images are uint8 (0-255) or floats (0-1), shaped N x H x W,
+    N x H x W x C or N x C x H x W with C 1 or 3 (``layout`` = "NCHW"/"NHWC" settles an
+    ambiguous shape); labels are integers 0..K-1. Optional: ``num_classes``, ``classes``,
+    ``mean`` and ``std`` per channel on the 0-1 scale (default: measured on the training
+    images).
+    """
+    p = Path(path)
+    try:
+        stat = p.stat()
+    except OSError:
+        raise UserError(f"data file not found: {path}") from None
+    return _read_user_npz(str(p.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_user_npz(path: str, _mtime: int, _size: int
+                   ) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            raw = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path} is not a readable .npz file: {exc}") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in raw]
+    if missing:
+        raise UserError(f"{path} lacks the arrays {', '.join(missing)} (it has: {', '.join(sorted(raw)) or 'none'})")
+    layout = str(raw["layout"]) if "layout" in raw else None
+    if layout not in (None, "NCHW", "NHWC"):
+        raise UserError(f"{path}: layout must be NCHW or NHWC, not {layout!r}")
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split, (xk, yk) in NPZ_SPLIT_KEYS.items():
+        if xk in raw or yk in raw:
+            if xk not in raw or yk not in raw:
+                raise UserError(f"{path} has only one of {xk} and {yk}")
+            splits[split] = (_as_nchw(raw[xk], xk, layout, path), _as_labels(raw[yk], yk, path))
+            if len(splits[split][0]) != len(splits[split][1]):
+                raise UserError(f"{path}: {xk} has {len(splits[split][0])} images but {yk} "
+                                f"{len(splits[split][1])} labels")
+    if "calibration" not in splits:
+        x, y = splits["train"]
+        n_cal = max(1, int(round(len(y) * CALIBRATION_SHARE)))
+        if len(y) - n_cal < 1:
+            raise UserError(f"{path}: x_train is too small to set aside calibration images")
+        splits["train"], splits["calibration"] = (x[:-n_cal], y[:-n_cal]), (x[-n_cal:], y[-n_cal:])
+    shapes = {s: x.shape[1:] for s, (x, _) in splits.items()}
+    if len(set(shapes.values())) != 1:
+        raise UserError(f"{path}: the splits' images differ in shape: {shapes}")
+    for split, (_, y) in splits.items():
+        if len(y) == 0:
+            raise UserError(f"{path}: the {split} split is empty")
+    top = max(int(y.max()) for _, y in splits.values()) + 1
+    num_classes = int(raw["num_classes"]) if "num_classes" in raw else top
+    if num_classes < max(2, top):
+        raise UserError(f"{path}: labels go up to {top - 1}, so num_classes must be at least {max(2, top)}")
+    c, h, w = shapes["train"]
+    train_x = splits["train"][0]
+    scale = 255.0 if train_x.dtype == np.uint8 else 1.0
+    mean = tuple(float(v) for v in np.asarray(raw["mean"], dtype=np.float64).reshape(-1)) if "mean" in raw else \
+        tuple(float(train_x[:, i].mean() / scale) for i in range(c))
+    std = tuple(float(v) for v in np.asarray(raw["std"], dtype=np.float64).reshape(-1)) if "std" in raw else \
+        tuple(max(float(train_x[:, i].std() / scale), 1e-6) for i in range(c))
+    if len(mean) != c or len(std) != c or min(std) <= 0:
+        raise UserError(f"{path}: mean and std need one value per channel ({c}), std positive")
+    classes = tuple(str(v) for v in raw["classes"].reshape(-1)) if "classes" in raw else ()
+    name = Path(path).stem
+    info = DatasetInfo(name, num_classes, c, h, mean, std, classes, image_width=w if w != h else None,
+                       test_note=f"{name}: x_test/y_test of {path}")
+    return info, splits
+
+
+def _as_nchw(x: np.ndarray, key: str, layout: str | None, path: str) -> np.ndarray:
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise UserError(f"{path}: {key} must be uint8 (0-255) or float (0-1) images, not {x.dtype}")
+    if x.ndim == 3:
+        return np.ascontiguousarray(x[:, None])
+    if x.ndim != 4:
+        raise UserError(f"{path}: {key} must be N x H x W, N x H x W x C or N x C x H x W, not shape {x.shape}")
+    if layout is None:
+        channels_first, channels_last = x.shape[1] in (1, 3), x.shape[3] in (1, 3)
+        if channels_first == channels_last:
+            raise UserError(f"{path}: cannot tell the channels of {key} {x.shape}; add layout='NCHW' or 'NHWC'")
+        layout = "NCHW" if channels_first else "NHWC"
+    return np.ascontiguousarray(x if layout == "NCHW" else x.transpose(0, 3, 1, 2))
+
+
+def _as_labels(y: np.ndarray, key: str, path: str) -> np.ndarray:
+    y = np.asarray(y).reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and int(y.min()) < 0):
+        raise UserError(f"{path}: {key} must hold integer class labels 0..K-1")
+    return y.astype(np.int64)
+
+
 # --------------------------------------------------------------------------- synthetic
 
 
@@ -225,4 +349,5 @@ def _synthetic(split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.uint8)
 
 
-__all__ = ["DatasetInfo", "Split", "Normalize", "load_split", "dataset_info", "DATASETS", "SPLITS"]
+__all__ = ["DatasetInfo", "Split", "Normalize", "load_split", "dataset_info", "is_data_file", "DATASETS",
+           "SPLITS"]

@@ -51,3 +51,74 @@ def test_synthetic_is_deterministic_and_learnable_shape():
     a, b = load_split("synthetic", "train"), load_split("synthetic", "train")
     assert torch.equal(a.x, b.x) and a.info.num_classes == 4
     assert set(a.y.tolist()) == {0, 1, 2, 3}
+
+
+def _own_npz(path, layout="NHWC", calibration=True, **extra):
+    """A small RGB data set of 3 classes on 12 x 10 images, written the way a user would."""
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = rng.integers(0, 3, n)
+        x = rng.integers(0, 60, (n, 12, 10, 3)).astype(np.uint8)
+        for i, label in enumerate(y):
+            x[i, :, :, label] += 150  # the class is the bright channel
+        return (x if layout == "NHWC" else x.transpose(0, 3, 1, 2)), y
+
+    arrays = {}
+    for name, n in (("train", 90), ("test", 30)) + ((("calibration", 20),) if calibration else ()):
+        arrays[f"x_{name}"], arrays[f"y_{name}"] = split(n)
+    np.savez(path, **arrays, **extra)
+    return arrays
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_own_data_from_npz(tmp_path, layout):
+    from prunec.data import dataset_info
+
+    path = tmp_path / "flowers.npz"
+    arrays = _own_npz(path, layout)
+    info = dataset_info(str(path))
+    assert (info.name, info.num_classes, info.in_channels, info.input_shape) == ("flowers", 3, 3, (1, 3, 12, 10))
+    train = load_split(str(path), "train")
+    nchw = arrays["x_train"] if layout == "NCHW" else arrays["x_train"].transpose(0, 3, 1, 2)
+    raw = torch.from_numpy(nchw.astype(np.float32) / 255)
+    torch.testing.assert_close(train.x, info.preprocess(raw))
+    assert train.x.shape == (90, 3, 12, 10) and train.y.tolist() == arrays["y_train"].tolist()
+    # mean/std measured on the training images: the normalised training set is centred
+    assert train.x.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert len(load_split(str(path), "calibration")) == 20 and len(load_split(str(path), "test")) == 30
+
+
+def test_own_data_without_calibration_sets_aside_a_tenth(tmp_path):
+    path = tmp_path / "d.npz"
+    arrays = _own_npz(path, calibration=False, mean=np.array([0.5, 0.5, 0.5]), std=np.array([0.25, 0.25, 0.25]))
+    train, calib = load_split(str(path), "train"), load_split(str(path), "calibration")
+    assert (len(train), len(calib)) == (81, 9)
+    assert calib.y.tolist() == arrays["y_train"][-9:].tolist()
+    assert train.info.mean == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize(("arrays", "needle"), [
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(4, int)}, "lacks the arrays x_test, y_test"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(3, int),
+      "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.zeros(2, int)}, "3 labels"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(4, int),
+      "x_test": np.zeros((2, 9, 8), np.uint8), "y_test": np.zeros(2, int)}, "differ in shape"),
+    ({"x_train": np.zeros((20, 3, 8, 3), np.uint8), "y_train": np.zeros(20, int),
+      "x_test": np.zeros((2, 3, 8, 3), np.uint8), "y_test": np.zeros(2, int)}, "layout"),
+    ({"x_train": np.zeros((20, 8, 8), np.uint8), "y_train": np.full(20, 0.5),
+      "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.zeros(2, int)}, "integer class labels"),
+])
+def test_bad_own_data_is_one_clear_error(tmp_path, arrays, needle):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(UserError, match=needle):
+        load_split(str(path), "train")
+
+
+def test_own_data_file_missing_or_corrupt(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_split(str(tmp_path / "nope.npz"), "train")
+    (tmp_path / "c.npz").write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(UserError, match="not a readable .npz"):
+        load_split(str(tmp_path / "c.npz"), "train")

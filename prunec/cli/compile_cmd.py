@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--target", default="eyeriss", help="hardware target (`prunec targets` lists them)")
     p.add_argument("--hw", help="hardware description YAML overriding the target's default")
-    p.add_argument("--data", help="fashion-mnist, cifar10 or synthetic (default: the checkpoint's data set)")
+    p.add_argument("--data", help="fashion-mnist, cifar10, synthetic or PATH.npz of your own "
+                   "(default: the checkpoint's data set)")
     p.add_argument("--data-root", help="where the data set's files are (default: the standard place)")
     p.add_argument("--mild", type=float, help="channel-pruning ratio of the mild network, e.g. 0.3")
     p.add_argument("--aggressive", type=float, help="channel-pruning ratio of the aggressive network, e.g. 0.7")
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from prunec.report import print_summary
 
     check_writable(args.output, args.force)
-    from prunec.data import dataset_info
+    from prunec.data import DATASETS, dataset_info
 
     if args.model.startswith("zoo:") and args.data:  # a fresh zoo net, shaped for the data set
         info = dataset_info(args.data)
@@ -67,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
         args.num_classes = args.num_classes or info.num_classes
     model, meta = load_model(args)
     data = args.data or meta.get("dataset")
-    if args.data and meta.get("dataset") and args.data != meta["dataset"]:
+    if args.data and meta.get("dataset") and dataset_info(args.data).name != meta["dataset"]:
+        hint = meta["dataset"] if meta["dataset"] in DATASETS else f"the {meta['dataset']}.npz it was trained on"
         raise UserError(f"{args.model} was trained on {meta['dataset']}, not {args.data}; "
-                        f"compile it with --data {meta['dataset']}")
+                        f"compile it with --data {hint}")
     if not data:
-        raise UserError("name the data set with --data (fashion-mnist, cifar10 or synthetic)")
+        raise UserError("name the data set with --data (fashion-mnist, cifar10, synthetic or PATH.npz)")
     if args.input_shape:
         shape = parse_input_shape(args.input_shape)
         info = dataset_info(data)

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with --teacher the loss adds knowledge distillation from it. Runs data-parallel "
         "under torchrun.")
     add_model_arguments(p)
-    p.add_argument("--data", required=True, help="fashion-mnist, cifar10 or synthetic")
+    p.add_argument("--data", required=True, help="fashion-mnist, cifar10, synthetic or PATH.npz of your own")
     p.add_argument("--data-root", help="folder holding the data set's files")
     p.add_argument("--teacher", metavar="MODEL", help="model to distil from (e.g. the unpruned original)")
     p.add_argument("--teacher-arch", help="architecture of a state-dict --teacher file")
