@@ -14,6 +14,7 @@ so parametrised passes (``prune_structured`` with a ratio) share the same regist
 from __future__ import annotations
 
 import ast
+import copy
 import importlib
 import inspect
 import re
@@ -80,7 +81,7 @@ def available_passes() -> dict[str, RegisteredPass]:
 
 
 # key=value, the value a quoted string, a bracketed list or anything up to the next blank
-_OPTION = re.compile(r"""\s*([A-Za-z_]\w*)=("[^"]*"|'[^']*'|\[[^\]]*\]|\([^)]*\)|[^\s\[\]()"']+)(?=\s|$)""")
+_OPTION = re.compile(r"""\s*([A-Za-z_]\w*)=("[^"]*"|'[^']*'|\[[^\]]*\]|\([^)]*\)|[^\s\[\]()"',{}]+)(?=\s|$)""")
 
 
 def parse_pass_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -95,8 +96,11 @@ def parse_pass_spec(spec: str) -> tuple[str, dict[str, Any]]:
     while rest.strip():
         item = _OPTION.match(rest)
         if item is None:
-            raise UserError(f"pass {name!r}: cannot read option {rest.split()[0]!r}: write key=value")
+            raise UserError(f"pass {name!r}: cannot read option {rest.split()[0]!r}: write key=value, "
+                            "options separated by spaces")
         key, text = item.group(1), item.group(2)
+        if key in options:
+            raise UserError(f"pass {name!r}: option {key!r} given twice")
         try:
             options[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -143,7 +147,11 @@ def run_passes(
 ) -> fx.GraphModule:
     """Run ``passes`` with torch's ``PassManager``; after each: ``graph.lint()``, then a
     shape re-check (ShapeProp on the example inputs; the output shape must not change).
+
+    The passes work on a copy: a traced GraphModule shares its submodules with the model it
+    was traced from, and a pass that edits modules in place must not reach back into it.
     """
+    gm = copy.deepcopy(gm)
     from prunec.frontend import propagate_shapes
 
     fns = [_normalise(resolve_pass(p)) for p in passes]

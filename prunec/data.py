@@ -266,7 +266,7 @@ def _read_user_npz(path: str, _mtime: int, _size: int
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in raw]
     if missing:
         raise UserError(f"{path} lacks the arrays {', '.join(missing)} (it has: {', '.join(sorted(raw)) or 'none'})")
-    layout = str(raw["layout"]) if "layout" in raw else None
+    layout = _text(raw["layout"]) if "layout" in raw else None
     if layout not in (None, "NCHW", "NHWC"):
         raise UserError(f"{path}: layout must be NCHW or NHWC, not {layout!r}")
     splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -283,7 +283,10 @@ def _read_user_npz(path: str, _mtime: int, _size: int
         n_cal = max(1, int(round(len(y) * CALIBRATION_SHARE)))
         if len(y) - n_cal < 1:
             raise UserError(f"{path}: x_train is too small to set aside calibration images")
-        splits["train"], splits["calibration"] = (x[:-n_cal], y[:-n_cal]), (x[-n_cal:], y[-n_cal:])
+        # a seeded random tenth: files are often sorted by class, and the last tenth would be one class
+        order = np.random.default_rng(0).permutation(len(y))
+        cal, keep = np.sort(order[:n_cal]), np.sort(order[n_cal:])
+        splits["train"], splits["calibration"] = (x[keep], y[keep]), (x[cal], y[cal])
     shapes = {s: x.shape[1:] for s, (x, _) in splits.items()}
     if len(set(shapes.values())) != 1:
         raise UserError(f"{path}: the splits' images differ in shape: {shapes}")
@@ -291,28 +294,61 @@ def _read_user_npz(path: str, _mtime: int, _size: int
         if len(y) == 0:
             raise UserError(f"{path}: the {split} split is empty")
     top = max(int(y.max()) for _, y in splits.values()) + 1
-    num_classes = int(raw["num_classes"]) if "num_classes" in raw else top
+    num_classes = _number(raw["num_classes"], "num_classes", path) if "num_classes" in raw else top
     if num_classes < max(2, top):
         raise UserError(f"{path}: labels go up to {top - 1}, so num_classes must be at least {max(2, top)}")
+    seen = len(np.unique(np.concatenate([y for _, y in splits.values()])))
+    if num_classes > max(1000, 10 * seen):
+        raise UserError(f"{path}: {num_classes} classes for {seen} distinct labels; number the classes 0..K-1")
     c, h, w = shapes["train"]
     train_x = splits["train"][0]
     scale = 255.0 if train_x.dtype == np.uint8 else 1.0
-    mean = tuple(float(v) for v in np.asarray(raw["mean"], dtype=np.float64).reshape(-1)) if "mean" in raw else \
+    mean = _per_channel(raw["mean"], "mean", c, path) if "mean" in raw else \
         tuple(float(train_x[:, i].mean() / scale) for i in range(c))
-    std = tuple(float(v) for v in np.asarray(raw["std"], dtype=np.float64).reshape(-1)) if "std" in raw else \
+    std = _per_channel(raw["std"], "std", c, path) if "std" in raw else \
         tuple(max(float(train_x[:, i].std() / scale), 1e-6) for i in range(c))
-    if len(mean) != c or len(std) != c or min(std) <= 0:
-        raise UserError(f"{path}: mean and std need one value per channel ({c}), std positive")
-    classes = tuple(str(v) for v in raw["classes"].reshape(-1)) if "classes" in raw else ()
+    if min(std) <= 0:
+        raise UserError(f"{path}: std must be positive")
+    classes = tuple(_text(v) for v in raw["classes"].reshape(-1)) if "classes" in raw else ()
+    if classes and len(classes) != num_classes:
+        raise UserError(f"{path}: {len(classes)} class names for {num_classes} classes")
     name = Path(path).stem
     info = DatasetInfo(name, num_classes, c, h, mean, std, classes, image_width=w if w != h else None,
                        test_note=f"{name}: x_test/y_test of {path}")
     return info, splits
 
 
+def _text(value: np.ndarray | bytes | str) -> str:
+    value = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _number(value: np.ndarray, key: str, path: str) -> int:
+    try:
+        return int(np.asarray(value).item())
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: {key} must be one integer, not {value!r}") from None
+
+
+def _per_channel(value: np.ndarray, key: str, channels: int, path: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in np.asarray(value, dtype=np.float64).reshape(-1))
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: {key} must be numbers, one per channel") from None
+    if len(values) != channels or not all(np.isfinite(values)):
+        raise UserError(f"{path}: {key} needs {channels} finite value(s), one per channel; got {len(values)}")
+    return values
+
+
 def _as_nchw(x: np.ndarray, key: str, layout: str | None, path: str) -> np.ndarray:
     if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
         raise UserError(f"{path}: {key} must be uint8 (0-255) or float (0-1) images, not {x.dtype}")
+    if np.issubdtype(x.dtype, np.floating) and x.size:
+        if not np.isfinite(x).all():
+            raise UserError(f"{path}: {key} holds NaN or infinite values; images must be finite")
+        if float(x.min()) < -1e-3 or float(x.max()) > 1 + 1e-3:
+            raise UserError(f"{path}: float images in {key} must be scaled to 0-1 (found {float(x.min()):.3g} "
+                            f"to {float(x.max()):.3g}); or store uint8 0-255")
     if x.ndim == 3:
         return np.ascontiguousarray(x[:, None])
     if x.ndim != 4:

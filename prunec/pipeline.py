@@ -8,6 +8,7 @@ benchmark (benchmarks/reproduce.py) can drive the same steps and cache between t
 from __future__ import annotations
 
 import datetime
+import inspect
 import itertools
 import time
 from collections.abc import Sequence
@@ -121,9 +122,19 @@ def energy_of(model: nn.Module, x: torch.Tensor, cfg: CompileConfig, sparsity_im
 
     model = getattr(model, "graph_module", model)  # a DynamicModel lowers through its role-tagged graph
     sparsity = measure_activation_sparsity(model, sparsity_images)
-    options = {"weight_sparsity": True} if cfg.gates_weights else {}
+    options = {"weight_sparsity": True} if cfg.gates_weights and _target_takes(cfg, "weight_sparsity") else {}
     return lower(model, x, target=cfg.target, batch=cfg.batch, hw=cfg.hw, activation_sparsity=sparsity,
                  routed_share=routed_share, **options)
+
+
+def _target_takes(cfg: CompileConfig, option: str) -> bool:
+    """An option the user asked for goes through (the target refuses it clearly if it must);
+    one prunec turns on by default only reaches targets that name it."""
+    if cfg.weight_gating:
+        return True
+    from prunec.backends import get_target
+
+    return option in inspect.signature(get_target(cfg.target).lower).parameters
 
 
 def per_inference(program: Any) -> float:
@@ -450,7 +461,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
     if compiled.chosen is not None and not compiled.chosen.feasible:
         notes.append("No threshold met the accuracy constraint on calibration data; every input goes to "
                      "the mild network.")
-    if cfg.gates_weights:
+    if cfg.gates_weights and _target_takes(cfg, "weight_sparsity"):
         notes.append("Zero weights are credited (gated MACs and a run-length compressed filter stream): an "
                      "Eyeriss v2-style assumption; the Eyeriss v1 chip gates only zero activations.")
     if candidates:

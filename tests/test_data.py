@@ -94,8 +94,18 @@ def test_own_data_without_calibration_sets_aside_a_tenth(tmp_path):
     arrays = _own_npz(path, calibration=False, mean=np.array([0.5, 0.5, 0.5]), std=np.array([0.25, 0.25, 0.25]))
     train, calib = load_split(str(path), "train"), load_split(str(path), "calibration")
     assert (len(train), len(calib)) == (81, 9)
-    assert calib.y.tolist() == arrays["y_train"][-9:].tolist()
+    # a seeded random tenth (not the last one: files are often sorted by class), none lost, none twice
+    both = torch.cat([train.x, calib.x]).flatten(1)
+    pixels = torch.from_numpy(arrays["x_train"].transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    expected = train.info.preprocess(pixels).flatten(1)
+    assert sorted(map(tuple, both.tolist())) == sorted(map(tuple, expected.tolist()))
+    assert calib.y.tolist() != arrays["y_train"][-9:].tolist()
+    assert load_split(str(path), "calibration").y.tolist() == calib.y.tolist()
     assert train.info.mean == (0.5, 0.5, 0.5)
+
+
+_SMALL = {"x_train": np.zeros((20, 8, 8), np.uint8), "y_train": np.arange(20) % 2,
+          "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.zeros(2, int)}
 
 
 @pytest.mark.parametrize(("arrays", "needle"), [
@@ -108,6 +118,15 @@ def test_own_data_without_calibration_sets_aside_a_tenth(tmp_path):
       "x_test": np.zeros((2, 3, 8, 3), np.uint8), "y_test": np.zeros(2, int)}, "layout"),
     ({"x_train": np.zeros((20, 8, 8), np.uint8), "y_train": np.full(20, 0.5),
       "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.zeros(2, int)}, "integer class labels"),
+    ({**_SMALL, "num_classes": np.array("ten")}, "num_classes must be one integer"),
+    ({**_SMALL, "num_classes": np.array([3, 4])}, "num_classes must be one integer"),
+    ({**_SMALL, "mean": np.array(["a"])}, "mean must be numbers"),
+    ({**_SMALL, "std": np.array([0.1, 0.2])}, "std needs 1 finite"),
+    ({**_SMALL, "y_train": np.full(20, 2**40)}, "number the classes"),
+    ({**_SMALL, "classes": np.array(["a", "b", "c"])}, "3 class names for 2 classes"),
+    ({**_SMALL, "x_train": np.full((20, 8, 8), 200.0)}, "scaled to 0-1"),
+    ({**_SMALL, "x_train": np.full((20, 8, 8), np.nan)}, "finite"),
+    ({**_SMALL, "layout": np.array("NWHC")}, "layout must be"),
 ])
 def test_bad_own_data_is_one_clear_error(tmp_path, arrays, needle):
     path = tmp_path / "bad.npz"
@@ -122,3 +141,11 @@ def test_own_data_file_missing_or_corrupt(tmp_path):
     (tmp_path / "c.npz").write_bytes(b"PK\x03\x04 broken")
     with pytest.raises(UserError, match="not a readable .npz"):
         load_split(str(tmp_path / "c.npz"), "train")
+
+
+def test_own_data_layout_as_bytes(tmp_path):
+    path = tmp_path / "b.npz"
+    x = np.zeros((10, 3, 8, 3), np.uint8)  # ambiguous without the layout
+    np.savez(path, x_train=x, y_train=np.arange(10) % 2, x_test=x[:2], y_test=np.zeros(2, int),
+             layout=np.array(b"NHWC"))
+    assert load_split(str(path), "test").x.shape == (2, 3, 3, 8)

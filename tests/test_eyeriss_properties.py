@@ -94,9 +94,11 @@ def test_pinning_the_searched_mapping_reproduces_it(s: ConvShape) -> None:
 def test_pinned_mapping_that_does_not_fit_says_why() -> None:
     s = ConvShape(N=1, G=1, C=64, M=64, Hin=16, Win=16, R=3, S=3, E=16, F=16, pad_h=1, pad_w=1)
     base = {"m": 16, "n": 1, "e": 8, "p": 4, "q": 2, "r": 1, "t": 1}
-    for change, needle in (({"q": 10}, "ifmap"), ({"p": 20, "q": 4}, "filter scratchpad"), ({"p": 30}, "psum"),
-                           ({"r": 4, "t": 4}, "array"),
-                           ({"n": 0}, "at least 1")):
+    for change, needle in (({"q": 10}, "ifmap"), ({"p": 20, "q": 4, "m": 20}, "filter scratchpad"),
+                           ({"p": 30, "m": 30}, "psum"),
+                           ({"r": 4, "t": 4}, "array"), ({"n": 0}, "at least 1"), ({"e": 0}, "at least 1"),
+                           ({"g": 4}, "g = 4 > 1"), ({"e": 20}, "e = 20 > 16"), ({"q": 8, "r": 9}, "r = 9 > 8"),
+                           ({"p": 8, "t": 9}, "t = 9 > 8"), ({"m": 2}, "p\\*t"), ({"x": 1}, "unknown")):
         with pytest.raises(NoMapping, match=needle):
             pinned(s, HW, DENSE, {**base, **change})
     with pytest.raises(NoMapping, match="missing t"):

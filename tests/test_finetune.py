@@ -304,3 +304,19 @@ def test_keep_zeros_holds_an_unstructured_mask(train):
         kept = all(bool((p[zeros[name]] == 0).all()) for name, p in model.named_parameters() if name in zeros)
         assert kept is keep
         assert all(bool((p[~zeros[name]] != 0).all()) for name, p in model.named_parameters() if name in zeros)
+
+
+def test_finetune_cli_keeps_unstructured_zeros(tmp_path):
+    """prune --pruner unstructured -> finetune: the zeros survive (and with --no-keep-zeros they do not)."""
+    pruned = tmp_path / "u.pt"
+    r = run_cli("prune", "zoo:resnet20", "--in-channels", "1", "--num-classes", "4", "--input-shape", "1,1,16,16",
+                "--pruner", "unstructured", "--ratio", "0.6", "-o", str(pruned))
+    assert r.returncode == 0, r.stderr
+    for flag, low, high in (("--keep-zeros", 0.59, 0.61), ("--no-keep-zeros", 0.0, 0.01)):
+        out = tmp_path / f"f{flag}.pt"
+        r = run_cli("finetune", str(pruned), "--data", "synthetic", "--max-steps", "3", "--no-evaluate", flag,
+                    "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        model, _ = load_with_meta(str(out))
+        share = float((model.layer2[0].conv1.weight == 0).double().mean())
+        assert low <= share <= high, (flag, share)

@@ -93,7 +93,8 @@ def test_pass_spec_options(spec, name, options):
     assert parse_pass_spec(spec) == (name, options)
 
 
-@pytest.mark.parametrize("spec", ["p{ratio}", "p{ratio=0.5", "p{=1}", "p{a=[1, 2}"])
+@pytest.mark.parametrize("spec", ["p{ratio}", "p{ratio=0.5", "p{=1}", "p{a=[1, 2}", "p{ratio=0.5,method=l2}",
+                                  "p{ratio=0.5, method=l2}", "p{ratio=0.5}{x=1}", "p{a=1 a=2}"])
 def test_unreadable_pass_spec_is_a_user_error(spec):
     from prunec.passes import parse_pass_spec
 
@@ -106,10 +107,18 @@ def test_pass_options_from_the_cli_equal_the_api():
     result = run_cli("inspect", "zoo:resnet20", "--format", "json",
                      "--pass", "prune_structured{ratio=0.5 method=l2 ignore=['layer1*']}")
     assert result.returncode == 0, result.stderr
-    model = prunec.zoo.build("resnet20")
+    from prunec import zoo
+
+    model = zoo.build("resnet20")
     x = torch.zeros(1, 3, 32, 32)
     pruned = prunec.prune(model, x, 0.5, method="l2", ignore=["layer1*"])
     assert json.loads(result.stdout)["totals"]["params"] == sum(p.numel() for p in pruned.parameters())
+    # the options reach the pass itself: same weights as the API, and method matters
+    gm = run_passes(prunec.trace(model, x), ["prune_structured{ratio=0.5 method=random seed=3}"], x)
+    api = prunec.prune(model, x, 0.5, method="random", seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(gm.state_dict().values(), api.state_dict().values(), strict=True))
+    l1 = run_passes(prunec.trace(model, x), ["prune_structured{ratio=0.5}"], x)
+    assert not all(torch.equal(a, b) for a, b in zip(gm.state_dict().values(), l1.state_dict().values(), strict=True))
 
 
 @pytest.mark.parametrize(("spec", "needle"), [
@@ -122,3 +131,15 @@ def test_bad_pass_options_in_cli_are_one_line(spec, needle):
     from tests.conftest import assert_user_error
 
     assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", spec), needle)
+
+
+def test_run_passes_leaves_the_traced_model_alone():
+    """A traced graph shares its modules with the model; an in-place pass must not prune the model."""
+    from prunec import zoo
+
+    model = zoo.build("resnet20")
+    x = torch.zeros(1, 3, 32, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = run_passes(prunec.trace(model, x), ["prune_structured{ratio=0.5}"], x)
+    assert out.conv1.out_channels == 8 and model.conv1.out_channels == 16
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -166,9 +166,23 @@ def pinned(shape: ConvShape, hw: Hardware, sp: LayerSparsity, fields: dict[str, 
     missing = [f for f in PINNED_FIELDS if f not in fields]
     if missing:
         raise NoMapping(f"a pinned mapping needs {', '.join(PINNED_FIELDS)}; missing {', '.join(missing)}")
+    unknown = sorted(set(fields) - {*PINNED_FIELDS, "g"})
+    if unknown:
+        raise NoMapping(f"unknown mapping parameter(s) {', '.join(unknown)}; give {', '.join(PINNED_FIELDS)} (and g)")
     f = {k: int(v) for k, v in fields.items()}
-    g = f.get("g", 1)
+    f.setdefault("g", 1)
+    if min(f.values()) < 1:
+        raise NoMapping("every mapping parameter must be at least 1")
     s = shape
+    bounds = {"m": s.M, "n": s.N, "e": s.E, "p": s.M, "q": s.C, "g": s.G, "r": -(-s.C // f["q"]),
+              "t": -(-s.M // f["p"])}
+    over = [f"{k} = {f[k]} > {v}" for k, v in bounds.items() if f[k] > v]
+    if over:
+        raise NoMapping(f"beyond the layer ({s.G} groups of {s.C}->{s.M} channels, {s.E} ofmap rows, batch "
+                        f"{s.N}): {', '.join(over)}")
+    if f["m"] < min(s.M, f["p"] * f["t"]):
+        raise NoMapping(f"m = {f['m']} ofmap channels in the GLB < the p*t = {f['p'] * f['t']} the array computes")
+    g = f["g"]
     h = s.R if s.R <= hw.pe_rows else -(-s.R // -(-s.R // hw.pe_rows))
     checks = [(f["q"] * s.S <= hw.spad_ifmap, f"q*S = {f['q'] * s.S} ifmap words > the scratchpad's "
                f"{hw.spad_ifmap}"),
@@ -176,16 +190,15 @@ def pinned(shape: ConvShape, hw: Hardware, sp: LayerSparsity, fields: dict[str, 
                f"filter scratchpad's {hw.spad_filter}"),
               (f["p"] <= hw.spad_psum, f"p = {f['p']} psums > the psum scratchpad's {hw.spad_psum}"),
               (f["r"] * f["t"] * g <= _sets_capacity(hw, h, f["e"]),
-               f"r*t*g = {f['r'] * f['t'] * g} PE sets of {h}x{f['e']} do not fit the {hw.pe_rows}x{hw.pe_cols} array"),
-              (min(f.values()) >= 1, "every mapping parameter must be at least 1")]
+               f"r*t*g = {f['r'] * f['t'] * g} PE sets of {h}x{f['e']} do not fit the {hw.pe_rows}x{hw.pe_cols} array")]
     for ok, why in checks:
         if not ok:
             raise NoMapping(why)
     strips, _, tile_rows = strip_rows(s, f["e"])
     best: tuple[Mapping, dict] | None = None
     for resident in (False, True):
-        mp = Mapping(m=min(f["m"], s.M), n=min(f["n"], s.N), e=f["e"], p=min(f["p"], s.M), q=min(f["q"], s.C),
-                     r=f["r"], t=f["t"], g=g, h=h, ifmap_resident=resident, strips=strips)
+        mp = Mapping(m=f["m"], n=f["n"], e=f["e"], p=f["p"], q=f["q"], r=f["r"], t=f["t"], g=g, h=h,
+                     ifmap_resident=resident, strips=strips)
         channels = s.C if resident else mp.q * mp.r
         if mp.g * (mp.m * mp.n * mp.e * s.F + DB * mp.n * channels * tile_rows * s.W) > hw.glb_words:
             continue

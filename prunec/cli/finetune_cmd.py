@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-dir", help="write epoch_K.pt here after every epoch")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="restart from the latest checkpoint in --checkpoint-dir (default on)")
+    p.add_argument("--keep-zeros", action=argparse.BooleanOptionalAction, default=True,
+                   help="weights that are exactly zero at the start stay zero, so an unstructured pruning "
+                   "survives fine-tuning (default on; a trained dense model holds no exact zeros)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="fine-tuned checkpoint")
     p.set_defaults(handler=run)
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         kd_temperature=args.kd_temperature, seed=args.seed, max_steps=args.max_steps,
         checkpoint_dir=args.checkpoint_dir, resume=args.resume, augment=augment,
         progress=sys.stderr.isatty(), description="fine-tune" if teacher is not None else "train",
-        device=args.device)
+        device=args.device, keep_zeros=args.keep_zeros)
     if result.rank != 0:
         return 0
 
