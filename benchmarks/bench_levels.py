@@ -169,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = previous_rows(args.results / "bench_levels.json")
+    computed: dict[tuple[str, str], dict[str, Any]] = {}
     for net in args.networks:
-        row = run_row(net, args)
-        rows = {**previous_rows(args.results / "bench_levels.json"), **rows, (net, args.data): row}
-        write_results(rows, args.results)
+        computed[(net, args.data)] = run_row(net, args)
+        # rows another run finished meanwhile are kept; this run's own rows win
+        write_results({**previous_rows(args.results / "bench_levels.json"), **computed}, args.results)
         print(f"finished {net} on {args.data}", flush=True)
     return 0
 

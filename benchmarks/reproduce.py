@@ -38,6 +38,7 @@ from prunec.data import load_split  # noqa: E402
 from prunec.frontend import load_with_meta  # noqa: E402
 
 NETWORKS = ("resnet20", "resnet56", "vgg16_bn", "mobilenetv2")
+RESULTS = ROOT / "benchmarks" / "results"
 DATASETS = ("fashion-mnist", "cifar10")
 
 
@@ -46,12 +47,15 @@ def _baseline(net: str, data: str, args: argparse.Namespace, work: Path) -> Path
     bundled = ROOT / "examples" / "resnet20_fashion.pt"
     if net == "resnet20" and data == "fashion-mnist" and bundled.exists():
         return bundled
-    path = work / "baseline.pt"
+    epochs = args.baseline_epochs.get(data, 30)
+    path = work / f"baseline_{epochs:g}ep.pt"
+    legacy = work / "baseline.pt"  # earlier runs' name; used only when it was trained as long
+    if not path.exists() and legacy.exists() and load_with_meta(str(legacy))[1].get("epochs") == epochs:
+        return legacy
     if not path.exists():
-        epochs = args.baseline_epochs.get(data, 30)
         train_baseline(["--arch", f"zoo:{net}", "--data", data, "--epochs", str(epochs),
                         "--seed", str(args.seed), "--threads", str(args.threads),
-                        "--checkpoint-dir", str(work / "baseline_ckpt"), "-o", str(path)])
+                        "--checkpoint-dir", str(work / f"baseline_{epochs:g}ep_ckpt"), "-o", str(path)])
     return path
 
 
@@ -79,7 +83,8 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
     if row_file.exists() and not args.redo:
         return json.loads(row_file.read_text())
     start = time.perf_counter()
-    model, meta = load_with_meta(str(_baseline(net, data, args, work)))
+    baseline = _baseline(net, data, args, work)
+    model, meta = load_with_meta(str(baseline))
     cfg = dict(mild=args.mild, aggressive=args.aggressive, epochs=args.epochs, seed=args.seed,
                selector="learned", max_accuracy_drop=args.max_accuracy_drop, progress=not args.quiet,
                augment=data == "cifar10", command=" ".join(sys.argv))
@@ -139,7 +144,7 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
         "single_levels": singles,
         "selector_auc": report["selector"]["auc"],
         "wall_seconds": round(time.perf_counter() - start, 1),
-        "settings": _row_settings(args, data),
+        "settings": {**_row_settings(args), "baseline": _shown(baseline), "baseline_epochs": meta.get("epochs")},
     }
     orig_e = row["variants"]["original"]["energy"]
     for variant in row["variants"].values():
@@ -148,11 +153,15 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
-def _row_settings(args: argparse.Namespace, data: str) -> dict[str, Any]:
+def _row_settings(args: argparse.Namespace) -> dict[str, Any]:
     """What produced this row: rows from separate runs are merged into one table, so each keeps its own."""
     return {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "seed": args.seed,
             "threads": args.threads, "epochs": args.epochs, "max_accuracy_drop": args.max_accuracy_drop,
-            "baseline_epochs": args.baseline_epochs.get(data), "versions": _versions()}
+            "versions": _versions()}
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _config(cfg: dict[str, Any]) -> Any:
@@ -254,14 +263,16 @@ def main(argv: list[str] | None = None) -> int:
         args.baseline_epochs = dict.fromkeys(args.baseline_epochs, epochs)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    done = previous_rows(args.results / "reproduce.json")
+    if "synthetic" in args.datasets and args.results == RESULTS:
+        parser.error("a synthetic smoke run needs --results DIR (it is not part of the committed table)")
+    computed: dict[tuple[str, str], dict[str, Any]] = {}
     for data in args.datasets:
         for net in args.networks:
-            if (net, data) in done and not args.redo:
+            if (net, data) in previous_rows(args.results / "reproduce.json") and not args.redo:
                 continue
-            row = run_row(net, data, args)
-            # rows another run finished meanwhile are kept
-            done = {**previous_rows(args.results / "reproduce.json"), **done, (net, data): row}
+            computed[(net, data)] = run_row(net, data, args)
+            # rows another run finished meanwhile are kept; this run's own rows win
+            done = {**previous_rows(args.results / "reproduce.json"), **computed}
             order = (*DATASETS, "synthetic")
             rows = [done[k] for k in sorted(done, key=lambda k: (order.index(k[1]), NETWORKS.index(k[0])))]
             missing = [{"network": n, "dataset": d, "reason": "not run yet: baseline training and fine-tuning "
