@@ -232,6 +232,9 @@ def render_markdown(payload: dict[str, Any]) -> str:
             st = row["settings"]
             lines += [f"Row produced by `{st['command']}` (seed {st['seed']}, {st['threads']} threads, "
                       f"{st['epochs']} fine-tuning epochs per level, max drop {st['max_accuracy_drop']} pts).", ""]
+        else:
+            lines += ["Row from an earlier run that did not record its own command (see this file's git "
+                      "history).", ""]
     if payload.get("not_run"):
         lines += ["## Not run", ""]
         lines += [f"- {m['network']} on {m['dataset']}: {m['reason']}" for m in payload["not_run"]]
@@ -255,8 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-ratios", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8])
     parser.add_argument("--baseline-epochs", type=float,
                         help="training epochs of the baselines (default: 6 on Fashion-MNIST, 15 on CIFAR-10)")
+    parser.add_argument("--render", action="store_true", help="only re-render reproduce.md from reproduce.json")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
+    if args.render:
+        write_atomic(args.results / "reproduce.md", render_markdown(json.loads((args.results / "reproduce.json")
+                                                                               .read_text())))
+        return 0
     epochs = args.baseline_epochs
     args.baseline_epochs = {"fashion-mnist": 6, "cifar10": 15, "synthetic": 2}
     if epochs is not None:

@@ -60,3 +60,19 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert row["settings"]["baseline_epochs"] == 1.0 and payload["seed"] == 0
     md = (tmp_path / "results" / "reproduce.md").read_text()
     assert "## resnet20 on synthetic" in md and "Row produced by" in md
+
+
+def test_compare_runs_flags_what_moved(tmp_path):
+    def results(acc, energy):
+        row = {"network": "n", "dataset": "d", "variants": {"dynamic_learned": {"accuracy": acc, "energy": energy}}}
+        return {"rows": [row, {**row, "network": "other"}], "command": "x"}
+
+    a, same, moved = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    a.write_text(json.dumps(results(90.0, 100.0)))
+    same.write_text(json.dumps(results(90.2, 100.9)))
+    moved.write_text(json.dumps(results(90.0, 102.0)))
+    assert _run("compare_runs.py", str(a), str(same)).returncode == 0
+    proc = _run("compare_runs.py", str(a), str(moved), "--only", "n/d", "-o", str(tmp_path / "check.md"))
+    assert proc.returncode == 1 and "NOT reproduced" in (tmp_path / "check.md").read_text()
+    assert "other" not in proc.stdout
+    assert _run("compare_runs.py", str(a), str(tmp_path / "missing.json")).returncode == 2
