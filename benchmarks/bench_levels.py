@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import add_run_arguments, previous_rows, write_atomic  # noqa: E402
+from runs import add_run_arguments, baseline_lr, previous_rows, write_atomic  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 from examples.train_baseline import main as train_baseline  # noqa: E402
@@ -56,6 +56,7 @@ def _baseline(net: str, args: argparse.Namespace, work: Path) -> Path:
     if not path.exists():
         train_baseline(["--arch", f"zoo:{net}", "--data", args.data, "--epochs", str(args.baseline_epochs),
                         "--seed", str(args.seed), "--threads", str(args.threads),
+                        "--lr", str(baseline_lr(net, args.baseline_lr)),
                         "--checkpoint-dir", str(work / f"baseline_{args.baseline_epochs:g}ep_ckpt"),
                         "-o", str(path)])
     return path
@@ -92,7 +93,8 @@ def run_row(net: str, args: argparse.Namespace) -> dict[str, Any]:
     mild, aggressive = levels()
     variants = {"original": {**_variant(original, x, test, cfg, sparsity), "ratio": 0.0,
                              "baseline": str(baseline.relative_to(ROOT)) if baseline.is_relative_to(ROOT)
-                             else str(baseline), "baseline_epochs": meta.get("epochs")}}
+                             else str(baseline), "baseline_epochs": meta.get("epochs"),
+                             "baseline_lr": meta.get("lr")}}
     for name, ratio, level in (("mild", args.mild, mild), ("aggressive", args.aggressive, aggressive)):
         t0 = time.perf_counter()
         finetune_level(level, original, train, args.epochs, cfg, f"{net} {name} r={ratio:g}",
@@ -130,7 +132,8 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
         v, st = row["variants"], row["settings"]
         orig = v["original"]
         lines += [f"## {row['network']} on {row['dataset']}", "",
-                  f"Original: `{orig['baseline']}` ({orig['baseline_epochs']} training epochs). Levels "
+                  f"Original: `{orig['baseline']}` ({orig['baseline_epochs']} training epochs, lr "
+                  f"{orig.get('baseline_lr', '?')}). Levels "
                   f"fine-tuned {row['finetune_epochs']:g} epochs each. Both levels pruned in "
                   f"{row['prune_two_levels_seconds']:.3f} s. Row: `{st['command']}` (seed {st['seed']}, "
                   f"{st['threads']} threads), {row['wall_seconds']:.0f} s.", "",

@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import add_run_arguments, previous_rows, write_atomic  # noqa: E402
+from runs import add_run_arguments, baseline_lr, previous_rows, write_atomic  # noqa: E402
 
 from examples.train_baseline import main as train_baseline  # noqa: E402
 from prunec import __version__  # noqa: E402
@@ -55,6 +55,7 @@ def _baseline(net: str, data: str, args: argparse.Namespace, work: Path) -> Path
     if not path.exists():
         train_baseline(["--arch", f"zoo:{net}", "--data", data, "--epochs", str(epochs),
                         "--seed", str(args.seed), "--threads", str(args.threads),
+                        "--lr", str(baseline_lr(net, args.baseline_lr)),
                         "--checkpoint-dir", str(work / f"baseline_{epochs:g}ep_ckpt"), "-o", str(path)])
     return path
 
