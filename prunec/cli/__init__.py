@@ -31,19 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = "prunec: interrupted; no output was written or replaced"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
     except UserError as exc:
         print(f"prunec: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("prunec: interrupted; no output was written or replaced", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
 
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "INTERRUPTED"]
