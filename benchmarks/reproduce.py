@@ -158,6 +158,7 @@ def _row_settings(args: argparse.Namespace) -> dict[str, Any]:
     """What produced this row: rows from separate runs are merged into one table, so each keeps its own."""
     return {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "seed": args.seed,
             "threads": args.threads, "epochs": args.epochs, "max_accuracy_drop": args.max_accuracy_drop,
+            "levels": "searched" if args.mild is None else f"fixed {args.mild:g}/{args.aggressive:g}",
             "versions": _versions()}
 
 
@@ -231,8 +232,11 @@ def render_markdown(payload: dict[str, Any]) -> str:
                   f" Row wall time {row['wall_seconds']:.0f} s.", ""]
         if "settings" in row:
             st = row["settings"]
-            lines += [f"Row produced by `{st['command']}` (seed {st['seed']}, {st['threads']} threads, "
-                      f"{st['epochs']} fine-tuning epochs per level, max drop {st['max_accuracy_drop']} pts).", ""]
+            levels = st.get("levels") or ("searched" if "--mild" not in st["command"] else "fixed")
+            baseline = f"baseline trained {st['baseline_epochs']:g} epochs, " if st.get("baseline_epochs") else ""
+            lines += [f"Row produced by `{st['command']}` ({baseline}levels {levels}, seed {st['seed']}, "
+                      f"{st['threads']} threads, {st['epochs']:g} fine-tuning epochs per level, "
+                      f"max drop {st['max_accuracy_drop']:g} pts).", ""]
         else:
             lines += ["Row from an earlier run that did not record its own command (see this file's git "
                       "history).", ""]

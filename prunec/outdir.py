@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prunec.errors import UserError
+from prunec.interrupts import raise_if_interrupted
 
 #: The file whose presence marks a directory as prunec output that ``--force`` may replace.
 MARKER = "report.json"
@@ -56,6 +57,7 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
     try:
         yield staging
+        raise_if_interrupted()  # an interrupt swallowed on the way must not publish the result
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None

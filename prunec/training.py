@@ -36,6 +36,7 @@ from torch import nn
 
 from prunec.data import Split
 from prunec.errors import UserError
+from prunec.interrupts import raise_if_interrupted
 
 _CHECKPOINT_RE = re.compile(r"epoch_(\d+)\.pt$")
 
@@ -319,6 +320,7 @@ def _run(
     model.train()
     try:
         while step < total:
+            raise_if_interrupted()
             epoch, position = divmod(step, steps_per_epoch)
             if epoch != order_epoch:
                 order_epoch, order = epoch, epoch_order(epoch)
@@ -454,8 +456,10 @@ def predict(
     home, was_training = _model_device(model), model.training
     model.to(run_device).eval()
     try:
-        outs = [model(x[i:i + batch_size].to(run_device)).float().cpu()
-                for i in range(0, len(x), batch_size)]
+        outs = []
+        for i in range(0, len(x), batch_size):
+            raise_if_interrupted()
+            outs.append(model(x[i:i + batch_size].to(run_device)).float().cpu())
     finally:
         model.to(home).train(was_training)
     if not outs:

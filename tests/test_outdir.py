@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from prunec.errors import UserError
+from prunec.interrupts import catching_interrupts
 from prunec.outdir import atomic_directory
 
 
@@ -60,3 +63,28 @@ def test_missing_parents_are_created_but_a_file_in_the_way_is_an_error(tmp_path)
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="cannot write"), atomic_directory(tmp_path / "file" / "out"):
         pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_interrupt_swallowed_by_a_finaliser_publishes_nothing(tmp_path):
+    """A Ctrl-C that lands in a finaliser is printed as "Exception ignored" and swallowed by
+    Python; the output directory must still not be published (CI saw exactly this)."""
+    class Finaliser:
+        def __del__(self):
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # what a Ctrl-C here does
+
+    carried_on = False
+    with pytest.raises(KeyboardInterrupt), catching_interrupts():
+        with atomic_directory(tmp_path / "out") as staging:
+            (staging / "report.json").write_text("{}")
+            Finaliser()  # collected at once; its KeyboardInterrupt is ignored
+            carried_on = True
+    assert carried_on
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_without_interrupt_catching_nothing_changes(tmp_path):
+    with catching_interrupts(), atomic_directory(tmp_path / "out") as staging:
+        (staging / "report.json").write_text("{}")
+    assert (tmp_path / "out" / "report.json").exists()

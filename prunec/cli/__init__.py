@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from prunec import __version__
 from prunec.errors import UserError
+from prunec.interrupts import catching_interrupts
 
 #: Subcommand modules, in the order ``prunec --help`` lists them.
 COMMANDS = ["compile", "inspect", "prune", "finetune", "lower", "report", "passes", "targets"]
@@ -36,8 +37,9 @@ INTERRUPTED = "prunec: interrupted; no output was written or replaced"
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        return int(args.handler(args) or 0)
+        with catching_interrupts():
+            args = build_parser().parse_args(argv)
+            return int(args.handler(args) or 0)
     except UserError as exc:
         print(f"prunec: error: {exc}", file=sys.stderr)
         return 2

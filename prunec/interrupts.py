@@ -1,0 +1,54 @@
+"""A Ctrl-C that cannot be lost.
+
+Python raises ``KeyboardInterrupt`` wherever the main thread happens to be. When that is a
+finaliser or a weakref callback (common while torch frees tensors), the interpreter prints
+"Exception ignored" and carries on, so a long compile would finish and write its output as
+if nothing happened. While :func:`catching_interrupts` is active, SIGINT also sets a flag
+that long loops and the final rename of an output directory check with
+:func:`raise_if_interrupted`, so an interrupt that was swallowed still stops the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+_interrupted = False
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def catching_interrupts() -> Iterator[None]:
+    """Remember every SIGINT received inside the block (the main thread only can install it)."""
+    global _interrupted
+    _interrupted = False
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def interrupted() -> bool:
+    """Whether a SIGINT arrived inside the current :func:`catching_interrupts` block."""
+    return _interrupted
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` again if one arrived and was swallowed somewhere."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+__all__ = ["catching_interrupts", "interrupted", "raise_if_interrupted"]
