@@ -161,17 +161,28 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
+def _search_paths(name: str, root: str | os.PathLike | None, defaults: list[Path]) -> list[Path]:
+    """Where to look for data set ``name``: an explicit ``root`` only; else ``$PRUNEC_DATA``
+    (the folder itself or its ``name`` subfolder) and then the default places, so pointing
+    the variable at one data set does not hide the other."""
+    if root:
+        return [Path(root), Path(root) / name]
+    env = os.environ.get("PRUNEC_DATA")
+    return ([Path(env), Path(env) / name] if env else []) + defaults
+
+
 def _fashion_mnist(split: str, root: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
-    base = Path(root or os.environ.get("PRUNEC_DATA") or FASHION_MNIST_DIR)
-    if (base / "fashion-mnist").is_dir():
-        base = base / "fashion-mnist"
     prefix = "t10k" if split == "test" else "train"
-    images, labels = base / f"{prefix}-images-idx3-ubyte.gz", base / f"{prefix}-labels-idx1-ubyte.gz"
-    if not images.exists() or not labels.exists():
+    names = (f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz")
+    candidates = _search_paths("fashion-mnist", root, [FASHION_MNIST_DIR])
+    base = next((p for p in candidates if all((p / n).exists() for n in names)), None)
+    if base is None:
         raise UserError(
-            f"Fashion-MNIST not found in {base}; install it with `{FASHION_MNIST_INSTALL}` "
-            "or point --data-root / PRUNEC_DATA at the folder holding the idx .gz files"
+            f"Fashion-MNIST not found (looked in {', '.join(str(p) for p in candidates)}); install it "
+            f"with `{FASHION_MNIST_INSTALL}` or point --data-root / PRUNEC_DATA at the folder holding "
+            "the idx .gz files"
         )
+    images, labels = (base / n for n in names)
     try:
         x, y = _read_idx(images), _read_idx(labels)
     except (OSError, EOFError, ValueError) as exc:
@@ -195,9 +206,7 @@ def _default_cifar_paths() -> list[Path]:
 
 
 def _cifar10(split: str, root: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
-    candidates = [Path(root)] if root else (
-        [Path(os.environ["PRUNEC_DATA"])] if os.environ.get("PRUNEC_DATA") else _default_cifar_paths()
-    )
+    candidates = _search_paths("cifar10", root, _default_cifar_paths())
     for base in candidates:
         found = _read_cifar(base)
         if found is not None:

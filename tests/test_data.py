@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pytest
 import torch
@@ -36,6 +38,33 @@ def test_cifar10_splits_from_npz(tmp_path):
     # HWC -> CHW is right: channel 0 of image 45000 is the red plane
     raw = torch.from_numpy(x[45_000, :, :, 0]).float() / 255
     torch.testing.assert_close(test.x[0, 0], (raw - 0.4914) / 0.2470)
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_prunec_data_for_one_data_set_does_not_hide_the_other(tmp_path, monkeypatch):
+    """$PRUNEC_DATA pointing at CIFAR-10 (or at a folder of data sets) must not make
+    Fashion-MNIST unfindable in its default place."""
+    fashion = tmp_path / "fmnist"
+    fashion.mkdir()
+    _write_idx(fashion / "t10k-images-idx3-ubyte.gz", np.full((3, 28, 28), 7))
+    _write_idx(fashion / "t10k-labels-idx1-ubyte.gz", np.array([1, 2, 3]))
+    monkeypatch.setattr("prunec.data.FASHION_MNIST_DIR", fashion)
+    shared = tmp_path / "data"
+    (shared / "cifar10").mkdir(parents=True)
+    x = np.zeros((50_000, 32, 32, 3), dtype=np.uint8)
+    np.savez(shared / "cifar10" / "cifar10_train.npz", x_train=x, y_train=np.arange(50_000) % 10)
+    for env in (shared, shared / "cifar10"):
+        monkeypatch.setenv("PRUNEC_DATA", str(env))
+        assert len(load_split("cifar10", "test")) == 5_000
+        assert load_split("fashion-mnist", "test").y.tolist() == [1, 2, 3]
+    monkeypatch.setenv("PRUNEC_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(UserError, match="nowhere"):
+        load_split("cifar10", "test", root=tmp_path / "nowhere")
 
 
 def test_missing_data_sets_say_how_to_get_them(tmp_path):
