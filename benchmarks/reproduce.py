@@ -190,7 +190,8 @@ def write_results(rows: list[dict[str, Any]], missing: list[dict[str, str]], arg
 
 def render_markdown(payload: dict[str, Any]) -> str:
     lines = ["# Reproduction: dynamic two-level pruning on Eyeriss", "",
-             f"Command: `{payload['command']}`  ", f"Seed: {payload['seed']}  ",
+             f"Last run that wrote this file: `{payload['command']}` (each row names its own command)  ",
+             f"Seed: {payload['seed']}  ",
              f"Versions: {', '.join(f'{k} {v}' for k, v in payload['versions'].items())}  ",
              f"Wall time: {payload['wall_seconds']:.0f} s", "",
              "Accuracy in % on the test split (Fashion-MNIST: official 10k test set; CIFAR-10: 5k held-out "
@@ -198,11 +199,13 @@ def render_markdown(payload: dict[str, Any]) -> str:
              "inference (batch 1), and relative to the original. Target: >= 70 % energy reduction at "
              "<= 2.0 points accuracy loss (the paper: ~70 % at ~3 points on CIFAR-10).", "",
              "Budgets: the original is the baseline checkpoint. The level search fine-tunes every candidate "
-             "for 0.3 epochs; the chosen mild and aggressive levels then continue for `--epochs` more. The "
+             "for 0.3 epochs; the chosen mild and aggressive levels then continue for `--epochs` more (rows "
+             "with fixed levels skip the search and fine-tune each level `--epochs` from the start). The "
              "extra single levels get `--epochs` from scratch (slightly less), and the best single level is "
              "picked on the test split (which favours it); the dynamic model's threshold comes from the "
              "calibration split only. The learned selector trains on half of the calibration split and is "
              "thresholded on the other half; max-softmax is thresholded on all of it.", ""]
+    lines += summary_table(payload["rows"]) + [""]
     names = ["original", "mild", "aggressive", "best_single_level", "dynamic_learned", "dynamic_max_softmax",
              "oracle"]
     for row in payload["rows"]:
@@ -245,6 +248,25 @@ def render_markdown(payload: dict[str, Any]) -> str:
         lines += [f"- {m['network']} on {m['dataset']}: {m['reason']}" for m in payload["not_run"]]
         lines.append("")
     return "\n".join(lines)
+
+
+def summary_table(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per network and data set: the dynamic model (learned selector) against the target."""
+    lines = ["| network | data set | baseline epochs | levels (mild/aggr.) | original % | dynamic % | Δ acc (pts) "
+             "| energy reduction | vs best single level | target |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    for row in rows:
+        v, st = row["variants"], row.get("settings", {})
+        orig, dyn = v["original"], v["dynamic_learned"]
+        reduction, drop = 1 - dyn["energy"] / orig["energy"], orig["accuracy"] - dyn["accuracy"]
+        how = st.get("levels") or ("fixed" if "--mild" in st.get("command", "") else "searched")
+        levels = f"{v['mild']['ratio']:.2f}/{v['aggressive']['ratio']:.2f} ({how.split()[0]})"
+        epochs = f"{st['baseline_epochs']:g}" if st.get("baseline_epochs") else "—"
+        lines.append(f"| {row['network']} | {row['dataset']} | {epochs} | {levels} | {orig['accuracy']:.2f} | "
+                     f"{dyn['accuracy']:.2f} | {-drop:+.2f} | {reduction:.1%} | "
+                     f"{dyn['energy'] / v['best_single_level']['energy']:.2f}x | "
+                     f"{'met' if reduction >= 0.70 and drop <= 2.0 else 'missed'} |")
+    return lines
 
 
 def _fmt_auc(auc: float | None) -> str:

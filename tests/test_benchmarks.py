@@ -60,6 +60,10 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert row["settings"]["baseline_epochs"] == 1.0 and payload["seed"] == 0
     md = (tmp_path / "results" / "reproduce.md").read_text()
     assert "## resnet20 on synthetic" in md and "Row produced by" in md
+    assert row["settings"]["levels"] == "fixed 0.3/0.7"
+    reduction = 1 - v["dynamic_learned"]["energy"] / v["original"]["energy"]
+    summary = next(line for line in md.splitlines() if line.startswith("| resnet20 | synthetic |"))
+    assert "| 1 | 0.30/0.70 (fixed) |" in summary and f"| {reduction:.1%} |" in summary
 
 
 def test_compare_runs_flags_what_moved(tmp_path):
