@@ -3,10 +3,14 @@ change that breaks them fails here, not hours into a run on real data."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import ROOT
 
@@ -80,3 +84,36 @@ def test_compare_runs_flags_what_moved(tmp_path):
     assert proc.returncode == 1 and "NOT reproduced" in (tmp_path / "check.md").read_text()
     assert "other" not in proc.stdout
     assert _run("compare_runs.py", str(a), str(tmp_path / "missing.json")).returncode == 2
+
+
+@functools.cache
+def _reproduce_module():
+    import importlib.util
+
+    if str(ROOT / "benchmarks") not in sys.path:  # the script imports its sibling runs.py
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("reproduce_script", ROOT / "benchmarks" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_single_level_mix_interpolates_between_levels():
+    mix = _reproduce_module().single_level_mix
+    levels = [{"accuracy": 80.0, "energy": 10.0}, {"accuracy": 90.0, "energy": 50.0},
+              {"accuracy": 91.0, "energy": 100.0}]
+    assert mix(levels, 85.0) == 30.0  # half the inputs to each of the two nearest levels
+    assert mix(levels, 90.0) == 50.0 and mix(levels, 70.0) == 10.0
+    assert mix(levels, 92.0) is None
+
+
+@given(st.lists(st.tuples(st.floats(0, 100), st.floats(0, 1e6)), min_size=1, max_size=6),
+       st.floats(0, 100))
+def test_single_level_mix_never_worse_than_one_level(points, accuracy):
+    mix = _reproduce_module().single_level_mix
+    levels = [{"accuracy": a, "energy": e} for a, e in points]
+    reachable = [lv["energy"] for lv in levels if lv["accuracy"] >= accuracy]
+    result = mix(levels, accuracy)
+    assert (result is None) == (not reachable)
+    if reachable:
+        assert min(lv["energy"] for lv in levels) - 1e-6 <= result <= min(reachable) + 1e-6
