@@ -210,7 +210,7 @@ def render_markdown(payload: dict[str, Any]) -> str:
              "random share of the inputs to one level and the rest to another, which reaches any accuracy "
              "between them at the interpolated energy. A ratio below 1x means the dynamic model uses less "
              "energy at the same accuracy; only below the mix does its selector earn its keep.", ""]
-    lines += summary_table(payload["rows"]) + [""]
+    lines += summary_table(payload["rows"], payload.get("not_run", [])) + [""]
     names = ["original", "mild", "aggressive", "best_single_level", "dynamic_learned", "dynamic_max_softmax",
              "oracle"]
     for row in payload["rows"]:
@@ -276,7 +276,22 @@ def _vs_mix(row: dict[str, Any]) -> str:
     return "—" if mix is None else f"{dyn['energy'] / mix:.2f}x"
 
 
-def summary_table(rows: list[dict[str, Any]]) -> list[str]:
+README = ROOT / "README.md"
+#: The README's copy of the summary table sits between these lines; ``--render`` refreshes it.
+README_MARKERS = ("<!-- reproduce.py --render: summary -->", "<!-- end of summary -->")
+
+
+def readme_with_summary(readme: str, payload: dict[str, Any]) -> str:
+    """``readme`` with the summary table between :data:`README_MARKERS` replaced by the current one."""
+    begin, end = README_MARKERS
+    if begin not in readme or end not in readme:
+        raise SystemExit(f"README.md lacks the summary markers {begin!r} ... {end!r}")
+    head, rest = readme.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return "\n".join([head + begin, *summary_table(payload["rows"], payload.get("not_run", [])), end]) + tail
+
+
+def summary_table(rows: list[dict[str, Any]], not_run: list[dict[str, str]] = ()) -> list[str]:
     """One line per network and data set: the dynamic model (learned selector) against the target."""
     lines = ["| network | data set | baseline epochs | levels (mild/aggr.) | original % | dynamic % | Δ acc (pts) "
              "| energy reduction | vs best single level | vs mix of two single levels | target |",
@@ -292,6 +307,7 @@ def summary_table(rows: list[dict[str, Any]]) -> list[str]:
                      f"{dyn['accuracy']:.2f} | {-drop:+.2f} | {reduction:.1%} | "
                      f"{dyn['energy'] / v['best_single_level']['energy']:.2f}x | {_vs_mix(row)} | "
                      f"{'met' if reduction >= 0.70 and drop <= 2.0 else 'missed'} |")
+    lines += [f"| {m['network']} | {m['dataset']} |" + " — |" * 8 + " not run |" for m in not_run]
     return lines
 
 
@@ -311,12 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-ratios", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8])
     parser.add_argument("--baseline-epochs", type=float,
                         help="training epochs of the baselines (default: 6 on Fashion-MNIST, 15 on CIFAR-10)")
-    parser.add_argument("--render", action="store_true", help="only re-render reproduce.md from reproduce.json")
+    parser.add_argument("--render", action="store_true",
+                        help="only re-render reproduce.md and the README summary table from reproduce.json")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     if args.render:
-        write_atomic(args.results / "reproduce.md", render_markdown(json.loads((args.results / "reproduce.json")
-                                                                               .read_text())))
+        payload = json.loads((args.results / "reproduce.json").read_text())
+        write_atomic(args.results / "reproduce.md", render_markdown(payload))
+        if args.results == RESULTS:
+            write_atomic(README, readme_with_summary(README.read_text(), payload))
         return 0
     epochs = args.baseline_epochs
     args.baseline_epochs = {"fashion-mnist": 6, "cifar10": 15, "synthetic": 2}

@@ -117,3 +117,12 @@ def test_single_level_mix_never_worse_than_one_level(points, accuracy):
     assert (result is None) == (not reachable)
     if reachable:
         assert min(lv["energy"] for lv in levels) - 1e-6 <= result <= min(reachable) + 1e-6
+
+
+def test_readme_quotes_the_committed_summary():
+    """The README's results table is the one reproduce.json gives (`reproduce.py --render`)."""
+    module = _reproduce_module()
+    payload = json.loads((ROOT / "benchmarks" / "results" / "reproduce.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert module.readme_with_summary(readme, payload) == readme
+    assert "\n".join(module.summary_table(payload["rows"], payload.get("not_run", []))) in readme
