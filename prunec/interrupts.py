@@ -38,11 +38,7 @@ def catching_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def interrupted() -> bool:
-    """Whether a SIGINT arrived inside the current :func:`catching_interrupts` block."""
-    return _interrupted
+        _interrupted = False  # a later run in this process starts clean
 
 
 def raise_if_interrupted() -> None:
@@ -51,4 +47,4 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
-__all__ = ["catching_interrupts", "interrupted", "raise_if_interrupted"]
+__all__ = ["catching_interrupts", "raise_if_interrupted"]

@@ -82,6 +82,9 @@ def test_interrupt_swallowed_by_a_finaliser_publishes_nothing(tmp_path):
     assert carried_on
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    with atomic_directory(tmp_path / "later") as staging:  # and the next run starts clean
+        (staging / "report.json").write_text("{}")
+    assert (tmp_path / "later" / "report.json").exists()
 
 
 def test_without_interrupt_catching_nothing_changes(tmp_path):
