@@ -40,6 +40,8 @@ from prunec.frontend import load_with_meta  # noqa: E402
 NETWORKS = ("resnet20", "resnet56", "vgg16_bn", "mobilenetv2")
 RESULTS = ROOT / "benchmarks" / "results"
 DATASETS = ("fashion-mnist", "cifar10")
+#: Baseline training epochs a row needs before its verdict says something about a trained network.
+BASELINE_EPOCHS = {"fashion-mnist": 6, "cifar10": 15, "synthetic": 2}
 
 
 def _baseline(net: str, data: str, args: argparse.Namespace, work: Path) -> Path:
@@ -227,11 +229,13 @@ def render_markdown(payload: dict[str, Any]) -> str:
                          f"{d['energy']:.4g} | {d['energy'] / orig['energy']:.1%} | {share} |")
         dyn = v["dynamic_learned"]
         reduction, drop = 1 - dyn["energy"] / orig["energy"], orig["accuracy"] - dyn["accuracy"]
-        met = reduction >= 0.70 and drop <= 2.0
-        verdict = "**met**" if met else "**missed**"
-        lines += ["", f"Target {verdict}: {reduction:.1%} energy reduction at {drop:.2f} points accuracy loss"
-                  + ("." if met else f" (short by {max(0, 0.70 - reduction):.1%} energy reduction and "
-                                     f"{max(0.0, drop - 2.0):.2f} points of accuracy)."),
+        met = verdict(row).startswith("met")
+        short = (" The baseline was trained shorter than this benchmark's default, so the row shows that "
+                 "the pipeline runs on this network, not that the method holds for a trained one."
+                 if "short baseline" in verdict(row) else "")
+        lines += ["", f"Target **{verdict(row)}**: {reduction:.1%} energy reduction at {drop:.2f} points accuracy "
+                  "loss" + ("." if met else f" (short by {max(0, 0.70 - reduction):.1%} energy reduction and "
+                                            f"{max(0.0, drop - 2.0):.2f} points of accuracy).") + short,
                   f"Learned vs max-softmax selector: {dyn['energy'] / v['dynamic_max_softmax']['energy']:.3f}x "
                   f"the energy at {dyn['accuracy'] - v['dynamic_max_softmax']['accuracy']:+.2f} points. "
                   f"Dynamic vs best single level at its accuracy: "
@@ -291,6 +295,17 @@ def readme_with_summary(readme: str, payload: dict[str, Any]) -> str:
     return "\n".join([head + begin, *summary_table(payload["rows"], payload.get("not_run", [])), end]) + tail
 
 
+def verdict(row: dict[str, Any]) -> str:
+    """"met" or "missed" against the target, flagged when the baseline was trained shorter than
+    :data:`BASELINE_EPOCHS` (a weak original is easy to match, so such a row is no evidence)."""
+    v = row["variants"]
+    orig, dyn = v["original"], v["dynamic_learned"]
+    met = 1 - dyn["energy"] / orig["energy"] >= 0.70 and orig["accuracy"] - dyn["accuracy"] <= 2.0
+    epochs = row.get("settings", {}).get("baseline_epochs")
+    short = epochs is not None and epochs < BASELINE_EPOCHS.get(row["dataset"], 0)
+    return ("met" if met else "missed") + (" (short baseline)" if short else "")
+
+
 def summary_table(rows: list[dict[str, Any]], not_run: list[dict[str, str]] = ()) -> list[str]:
     """One line per network and data set: the dynamic model (learned selector) against the target."""
     lines = ["| network | data set | baseline epochs | levels (mild/aggr.) | original % | dynamic % | Δ acc (pts) "
@@ -306,7 +321,7 @@ def summary_table(rows: list[dict[str, Any]], not_run: list[dict[str, str]] = ()
         lines.append(f"| {row['network']} | {row['dataset']} | {epochs} | {levels} | {orig['accuracy']:.2f} | "
                      f"{dyn['accuracy']:.2f} | {-drop:+.2f} | {reduction:.1%} | "
                      f"{dyn['energy'] / v['best_single_level']['energy']:.2f}x | {_vs_mix(row)} | "
-                     f"{'met' if reduction >= 0.70 and drop <= 2.0 else 'missed'} |")
+                     f"{verdict(row)} |")
     lines += [f"| {m['network']} | {m['dataset']} |" + " — |" * 8 + " not run |" for m in not_run]
     return lines
 
@@ -338,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(README, readme_with_summary(README.read_text(), payload))
         return 0
     epochs = args.baseline_epochs
-    args.baseline_epochs = {"fashion-mnist": 6, "cifar10": 15, "synthetic": 2}
+    args.baseline_epochs = dict(BASELINE_EPOCHS)
     if epochs is not None:
         args.baseline_epochs = dict.fromkeys(args.baseline_epochs, epochs)
     torch.set_num_threads(args.threads)

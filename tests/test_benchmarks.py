@@ -68,6 +68,7 @@ def test_reproduce_row_has_every_variant(tmp_path):
     reduction = 1 - v["dynamic_learned"]["energy"] / v["original"]["energy"]
     summary = next(line for line in md.splitlines() if line.startswith("| resnet20 | synthetic |"))
     assert "| 1 | 0.30/0.70 (fixed) |" in summary and f"| {reduction:.1%} |" in summary
+    assert summary.endswith("(short baseline) |")  # 1 epoch is under the script's default of 2 for synthetic
 
 
 def test_compare_runs_flags_what_moved(tmp_path):
