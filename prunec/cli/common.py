@@ -12,6 +12,9 @@ from torch import fx, nn
 
 from prunec.errors import UserError
 
+DATA_ROOT_HELP = ("look for the data set only in this folder (or its <data set> subfolder); "
+                  "default: $PRUNEC_DATA, then the standard places")
+
 
 def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = False) -> None:
     """MODEL plus the options that say how to read it (see prunec.frontend)."""

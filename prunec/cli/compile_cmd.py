@@ -7,7 +7,7 @@ import argparse
 import shlex
 import sys
 
-from prunec.cli.common import add_model_arguments, load_model
+from prunec.cli.common import DATA_ROOT_HELP, add_model_arguments, load_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hw", help="hardware description YAML overriding the target's default")
     p.add_argument("--data", help="fashion-mnist, cifar10, synthetic or PATH.npz of your own "
                    "(default: the checkpoint's data set)")
-    p.add_argument("--data-root", help="where the data set's files are (default: the standard place)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--mild", type=float, help="channel-pruning ratio of the mild network, e.g. 0.3")
     p.add_argument("--aggressive", type=float, help="channel-pruning ratio of the aggressive network, e.g. 0.7")
     p.add_argument("--method", default="l1", help="channel importance: l1, l2, bn_scale or random")

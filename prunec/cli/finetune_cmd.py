@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from prunec.cli.common import add_model_arguments, load_model
+from prunec.cli.common import DATA_ROOT_HELP, add_model_arguments, load_model
 from prunec.errors import UserError
 
 #: Checkpoint keys save_checkpoint writes itself (or the loader adds); all others pass through.
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "under torchrun.")
     add_model_arguments(p)
     p.add_argument("--data", required=True, help="fashion-mnist, cifar10, synthetic or PATH.npz of your own")
-    p.add_argument("--data-root", help="folder holding the data set's files")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--teacher", metavar="MODEL", help="model to distil from (e.g. the unpruned original)")
     p.add_argument("--teacher-arch", help="architecture of a state-dict --teacher file")
     p.add_argument("--epochs", type=float, default=1.0, help="may be fractional (default 1)")
