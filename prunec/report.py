@@ -643,6 +643,14 @@ def _sweep_summary(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def random_routing(d: dict[str, Any]) -> tuple[float, float]:
+    """(accuracy %, energy) of routing the dynamic model's mild share at random instead of by
+    the selector: what the selector must beat to be worth running."""
+    p, acc, role = d["mild_share"], d["accuracy"], d["energy"]["by_role"]
+    accuracy = acc["aggressive"] + p * (acc["mild"] - acc["aggressive"])
+    return accuracy, role["trunk"] + role["head"] + p * role["mild"]
+
+
 def render_markdown(d: dict[str, Any]) -> str:
     """report.md: the headline against the targets first, then the evidence behind it."""
     m, data, sel, e, acc = d["model"], d["data"], d["selector"], d["energy"], d["accuracy"]
@@ -667,6 +675,11 @@ def render_markdown(d: dict[str, Any]) -> str:
     add(f"A perfect selector (oracle) would reach {o['accuracy']:.2f}% at {o['energy'] / e0:.1%} of "
         f"the original energy, sending {o['mild_share']:.1%} of inputs to the mild network: the "
         "bound on what a better selector could buy.")
+    add("")
+    rand_acc, rand_e = random_routing(d)
+    add(f"Sending the same {p:.1%} of inputs to the mild network at random, with no selector, would "
+        f"reach {rand_acc:.2f}% at {rand_e / e0:.1%} of the original energy: the selector is worth "
+        f"{acc['dynamic'] - rand_acc:+.2f} points for its own {(e['dynamic'] - rand_e) / e0:.1%} of energy.")
     add("")
 
     add("## Variants")

@@ -294,6 +294,13 @@ def test_markdown_met(report: dict[str, Any]) -> None:
     assert "selector threshold chosen on the calibration split" in md
     assert "energy_breakdown.png" in md and "tradeoff.png" in md
     assert "paper" in md
+    # the selector against routing the same share at random (fixture: 86.9 % aggressive, 91.4 % mild)
+    p = report["mild_share"]
+    rand_acc = 86.9 + p * (91.4 - 86.9)
+    gain = report["accuracy"]["dynamic"] - rand_acc
+    role = report["energy"]["by_role"]
+    assert f"at random, with no selector, would reach {rand_acc:.2f}%" in md
+    assert f"worth {gain:+.2f} points for its own {role['selector'] / report['energy']['original']:.1%}" in md
 
 
 def test_markdown_missed_says_by_how_much(missed_report: dict[str, Any]) -> None:
