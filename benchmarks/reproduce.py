@@ -20,6 +20,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -306,7 +307,7 @@ def verdict(row: dict[str, Any]) -> str:
     return ("met" if met else "missed") + (" (short baseline)" if short else "")
 
 
-def summary_table(rows: list[dict[str, Any]], not_run: list[dict[str, str]] = ()) -> list[str]:
+def summary_table(rows: list[dict[str, Any]], not_run: Sequence[dict[str, str]] = ()) -> list[str]:
     """One line per network and data set: the dynamic model (learned selector) against the target."""
     lines = ["| network | data set | baseline epochs | levels (mild/aggr.) | original % | dynamic % | Δ acc (pts) "
              "| energy reduction | vs best single level | vs mix of two single levels | target |",

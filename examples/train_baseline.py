@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from prunec import zoo
+from prunec.cli.common import DATA_ROOT_HELP
 from prunec.data import load_split
 from prunec.frontend import save_checkpoint
 from prunec.training import evaluate, finetune
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default="zoo:resnet20")
     parser.add_argument("--data", default="fashion-mnist",
                         help="fashion-mnist, cifar10, synthetic or PATH.npz of your own")
-    parser.add_argument("--data-root", help="where the data set's files are")
+    parser.add_argument("--data-root", help=DATA_ROOT_HELP)
     parser.add_argument("--epochs", type=float, default=4.0)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=128)
