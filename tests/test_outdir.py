@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_missing_parents_are_created_but_a_file_in_the_way_is_an_error(tmp_path)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_interrupt_swallowed_by_a_finaliser_publishes_nothing(tmp_path):
+def test_interrupt_swallowed_by_a_finaliser_publishes_nothing(tmp_path, monkeypatch):
     """A Ctrl-C that lands in a finaliser is printed as "Exception ignored" and swallowed by
     Python; the output directory must still not be published (CI saw exactly this)."""
     class Finaliser:
@@ -74,12 +75,16 @@ def test_interrupt_swallowed_by_a_finaliser_publishes_nothing(tmp_path):
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # what a Ctrl-C here does
 
     carried_on = False
+    seen: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
     with pytest.raises(KeyboardInterrupt), catching_interrupts():
         with atomic_directory(tmp_path / "out") as staging:
             (staging / "report.json").write_text("{}")
             Finaliser()  # collected at once; its KeyboardInterrupt is ignored
             carried_on = True
     assert carried_on
+    assert seen == []  # no "Exception ignored ... Traceback" for the user: the flag carries the interrupt
+    assert sys.unraisablehook == seen.append  # hook restored
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     with atomic_directory(tmp_path / "later") as staging:  # and the next run starts clean
