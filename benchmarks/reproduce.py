@@ -43,13 +43,14 @@ RESULTS = ROOT / "benchmarks" / "results"
 DATASETS = ("fashion-mnist", "cifar10")
 #: Baseline training epochs a row needs before its verdict says something about a trained network.
 BASELINE_EPOCHS = {"fashion-mnist": 6, "cifar10": 15, "synthetic": 2}
+#: The committed example network: the resnet20 / Fashion-MNIST row uses it instead of training a baseline.
+BUNDLED = ROOT / "examples" / "resnet20_fashion.pt"
 
 
 def _baseline(net: str, data: str, args: argparse.Namespace, work: Path) -> Path:
     """Train (or resume training) the unpruned network; the bundled example is reused."""
-    bundled = ROOT / "examples" / "resnet20_fashion.pt"
-    if net == "resnet20" and data == "fashion-mnist" and bundled.exists():
-        return bundled
+    if net == "resnet20" and data == "fashion-mnist" and BUNDLED.exists():
+        return BUNDLED
     epochs = args.baseline_epochs.get(data, 30)
     path = work / f"baseline_{epochs:g}ep.pt"
     legacy = work / "baseline.pt"  # earlier runs' name; used only when it was trained as long
@@ -85,7 +86,9 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     row_file = work / "row.json"
     if row_file.exists() and not args.redo:
-        return json.loads(row_file.read_text())
+        cached = json.loads(row_file.read_text())
+        if not settings_differ(cached, args):
+            return cached
     start = time.perf_counter()
     baseline = _baseline(net, data, args, work)
     model, meta = load_with_meta(str(baseline))
@@ -155,6 +158,40 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
         variant["relative_energy"] = variant["energy"] / orig_e
     write_atomic(row_file, json.dumps(row, indent=1) + "\n")
     return row
+
+
+def settings_differ(row: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """How the settings ``row`` was made with differ from what ``args`` asks for ([] when they match).
+
+    A finished row is reused only when it answers the same question: a row cached with a 1-epoch
+    baseline or fixed levels must not stand in for a run asking for 6 epochs or a search."""
+    st = row.get("settings", {})
+    asked = _row_settings(args)
+    wanted: dict[str, tuple[Any, Any]] = {
+        name: (st.get(name), asked[name]) for name in ("seed", "threads", "epochs", "max_accuracy_drop")}
+    wanted["levels"] = (levels_made(row), asked["levels"])
+    if not str(st.get("baseline", "")).endswith(BUNDLED.name):  # the bundled example is reused as it is
+        wanted["baseline_epochs"] = (st.get("baseline_epochs"), args.baseline_epochs.get(row["dataset"], 30))
+    done = {s["ratio"] for s in row.get("single_levels", [])}
+    wanted["single_ratios"] = (sorted(done & set(args.single_ratios)), sorted(set(args.single_ratios)))
+    return [f"{name} {made} (asked {want})" for name, (made, want) in wanted.items() if not _same(made, want)]
+
+
+def levels_made(row: dict[str, Any]) -> str:
+    """"searched", or "fixed M/A" for levels given on the command line (older rows did not record it)."""
+    st, v = row.get("settings", {}), row["variants"]
+    if st.get("levels"):
+        return st["levels"]
+    if "--mild" in st.get("command", ""):
+        return f"fixed {v['mild']['ratio']:g}/{v['aggressive']['ratio']:g}"
+    return "searched"
+
+
+def _same(made: Any, want: Any) -> bool:
+    """Equal, with numbers compared as numbers (a row's 6.0 epochs is the 6 asked for)."""
+    if isinstance(made, int | float) and isinstance(want, int | float):
+        return abs(made - want) < 1e-9
+    return made == want
 
 
 def _row_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -246,7 +283,7 @@ def render_markdown(payload: dict[str, Any]) -> str:
                   f" Row wall time {row['wall_seconds']:.0f} s.", ""]
         if "settings" in row:
             st = row["settings"]
-            levels = st.get("levels") or ("searched" if "--mild" not in st["command"] else "fixed")
+            levels = levels_made(row)
             baseline = f"baseline trained {st['baseline_epochs']:g} epochs, " if st.get("baseline_epochs") else ""
             lines += [f"Row produced by `{st['command']}` ({baseline}levels {levels}, seed {st['seed']}, "
                       f"{st['threads']} threads, {st['epochs']:g} fine-tuning epochs per level, "
@@ -316,8 +353,7 @@ def summary_table(rows: list[dict[str, Any]], not_run: Sequence[dict[str, str]] 
         v, st = row["variants"], row.get("settings", {})
         orig, dyn = v["original"], v["dynamic_learned"]
         reduction, drop = 1 - dyn["energy"] / orig["energy"], orig["accuracy"] - dyn["accuracy"]
-        how = st.get("levels") or ("fixed" if "--mild" in st.get("command", "") else "searched")
-        levels = f"{v['mild']['ratio']:.2f}/{v['aggressive']['ratio']:.2f} ({how.split()[0]})"
+        levels = f"{v['mild']['ratio']:.2f}/{v['aggressive']['ratio']:.2f} ({levels_made(row).split()[0]})"
         epochs = f"{st['baseline_epochs']:g}" if st.get("baseline_epochs") else "—"
         lines.append(f"| {row['network']} | {row['dataset']} | {epochs} | {levels} | {orig['accuracy']:.2f} | "
                      f"{dyn['accuracy']:.2f} | {-drop:+.2f} | {reduction:.1%} | "
@@ -331,7 +367,8 @@ def _fmt_auc(auc: float | None) -> str:
     return "n/a" if auc is None else f"{auc:.3f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line, with ``baseline_epochs`` resolved to epochs per data set."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=(*DATASETS, "synthetic"),
@@ -347,16 +384,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="only re-render reproduce.md and the README summary table from reproduce.json")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
+    epochs = args.baseline_epochs
+    args.baseline_epochs = dict(BASELINE_EPOCHS)
+    if epochs is not None:
+        args.baseline_epochs = dict.fromkeys(args.baseline_epochs, epochs)
+    return parser, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, args = parse_args(argv)
     if args.render:
         payload = json.loads((args.results / "reproduce.json").read_text())
         write_atomic(args.results / "reproduce.md", render_markdown(payload))
         if args.results == RESULTS:
             write_atomic(README, readme_with_summary(README.read_text(), payload))
         return 0
-    epochs = args.baseline_epochs
-    args.baseline_epochs = dict(BASELINE_EPOCHS)
-    if epochs is not None:
-        args.baseline_epochs = dict.fromkeys(args.baseline_epochs, epochs)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     if "synthetic" in args.datasets and args.results == RESULTS:
@@ -364,8 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     computed: dict[tuple[str, str], dict[str, Any]] = {}
     for data in args.datasets:
         for net in args.networks:
-            if (net, data) in previous_rows(args.results / "reproduce.json") and not args.redo:
-                continue
+            finished = previous_rows(args.results / "reproduce.json").get((net, data))
+            if finished is not None and not args.redo:
+                differ = settings_differ(finished, args)
+                if not differ:
+                    continue
+                print(f"{net} on {data}: the finished row was made with other settings "
+                      f"({'; '.join(differ)}); recomputing it", flush=True)
             computed[(net, data)] = run_row(net, data, args)
             # rows another run finished meanwhile are kept; this run's own rows win
             done = {**previous_rows(args.results / "reproduce.json"), **computed}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -127,3 +128,21 @@ def test_readme_quotes_the_committed_summary():
     readme = (ROOT / "README.md").read_text()
     assert module.readme_with_summary(readme, payload) == readme
     assert "\n".join(module.summary_table(payload["rows"], payload.get("not_run", []))) in readme
+
+
+def test_a_finished_row_is_reused_only_for_its_own_settings():
+    """Each committed row, asked for again with the command that made it, is reused as it is; asked
+    with other settings (a longer baseline, searched levels, another seed) it is recomputed."""
+    module = _reproduce_module()
+    payload = json.loads((ROOT / "benchmarks" / "results" / "reproduce.json").read_text())
+    for row in payload["rows"]:
+        argv = shlex.split(row["settings"]["command"])[2:]
+        _, args = module.parse_args(argv)
+        assert module.settings_differ(row, args) == [], row["settings"]["command"]
+        _, other = module.parse_args([*argv, "--seed", "1"])
+        assert module.settings_differ(row, other) == ["seed 0 (asked 1)"]
+    row = next(r for r in payload["rows"] if r["settings"].get("levels", "").startswith("fixed"))
+    _, longer = module.parse_args(["--baseline-epochs", "40", "--threads", str(row["settings"]["threads"]),
+                                   "--epochs", str(row["settings"]["epochs"]), "--single-ratios", "0.5"])
+    differ = module.settings_differ(row, longer)
+    assert any(d.startswith("levels fixed") for d in differ) and any(d.startswith("baseline_epochs") for d in differ)
