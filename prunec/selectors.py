@@ -167,12 +167,14 @@ def front_outputs(front: nn.Module, x: torch.Tensor, batch_size: int = 512
 
 def train_selector(dynamic_or_parts: Any, calibration_split: Any, epochs: int = 60,
                    seed: int = 0, lr: float = 3e-3, weight_decay: float = 1e-4,
-                   batch_size: int = 256, val_fraction: float = 0.2) -> nn.Module:
+                   batch_size: int = 256, val_fraction: float = 0.2,
+                   targets: torch.Tensor | None = None) -> nn.Module:
     """Fit a :class:`LearnedSelector` on ``calibration_split`` (x, y) in place and return it.
 
     ``dynamic_or_parts`` is a DynamicModel or a ``(front, selector)`` pair. Labels are
-    "aggressive argmax != y"; errors are the minority class, so BCE gets
-    ``pos_weight = negatives / positives``. A held-out ``val_fraction`` picks the epoch
+    "aggressive argmax != y" unless ``targets`` (one 0/1 per sample, 1 = route to mild)
+    says otherwise, e.g. "the aggressive answer is wrong and the mild one right";
+    errors are the minority class, so BCE gets ``pos_weight = negatives / positives``. A held-out ``val_fraction`` picks the epoch
     with the best ROC AUC, which guards the small calibration set against over-fitting.
     Zero-parameter selectors are returned untouched.
     """
@@ -186,7 +188,12 @@ def train_selector(dynamic_or_parts: Any, calibration_split: Any, epochs: int = 
         return selector
     x, y = calibration_split.x, calibration_split.y
     logits, pooled = front_outputs(front, x)
-    labels = (logits.argmax(1) != y).float()
+    if targets is None:
+        labels = (logits.argmax(1) != y).float()
+    elif targets.shape != y.shape:
+        raise UserError(f"targets has shape {tuple(targets.shape)}; the split has {len(y)} samples")
+    else:
+        labels = targets.float()
     with torch.no_grad():
         feats = selector.features(logits, *pooled)
         selector.feat_mean.copy_(feats.mean(0))

@@ -71,6 +71,22 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert "| 1 | 0.30/0.70 (fixed) |" in summary and f"| {reduction:.1%} |" in summary
     assert summary.endswith("(short baseline) |")  # 1 epoch is under the script's default of 2 for synthetic
 
+    # the selector-target study runs on the compiled model the row left behind
+    compiled = tmp_path / "work" / "resnet20_synthetic" / "compiled"
+    proc = _run("bench_selector_targets.py", str(compiled), "--train-samples", "300", "--epochs", "5",
+                "--results", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr
+    (study,) = json.loads((tmp_path / "results" / "bench_selector_targets.json").read_text())["rows"]
+    assert study["dataset"] == "synthetic" and study["samples"]["train_added"] == 300
+    oracle = study["variants"].pop("oracle")
+    assert len(study["variants"]) == 5
+    assert oracle["auc_mild_fixes"] == (1.0 if study["test_inputs_mild_fixes"] else None)
+    for gap, need in oracle["to_reach"].items():  # no selector routes fewer inputs than the oracle
+        for variant in study["variants"].values():
+            if variant["to_reach"][gap] is not None:
+                assert need["mild_share"] <= variant["to_reach"][gap]["mild_share"] + 1e-9
+    assert _run("bench_selector_targets.py", str(tmp_path / "nothing")).returncode == 2
+
 
 def test_compare_runs_flags_what_moved(tmp_path):
     def results(acc, energy):

@@ -128,3 +128,19 @@ def test_learned_selector_ranks_errors() -> None:
     assert 0 < wrong.sum() < len(wrong)
     assert roc_auc(scores.numpy(), wrong) > 0.6
     assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_learned_selector_fits_given_targets() -> None:
+    """``targets`` replaces "the aggressive answer is wrong": here "it answers class 0", which the
+    selector's softmax input determines, so it must be learned almost perfectly."""
+    aggressive = train_tiny(4, steps=6)
+    dyn = insert_selector(aggressive, train_tiny(8, steps=6, seed=1), "learned")
+    calibration, test = load_split("synthetic", "calibration"), load_split("synthetic", "test")
+    answers_zero = dyn.scores(calibration.x)[0].argmax(1) == 0
+    train_selector(dyn, calibration, epochs=40, seed=0, targets=answers_zero)
+    logits, scores = dyn.scores(test.x)
+    target = (logits.argmax(1) == 0).numpy()
+    assert 0 < target.sum() < len(target)
+    assert roc_auc(scores.numpy(), target) > 0.9
+    with pytest.raises(UserError, match="targets has shape"):
+        train_selector(dyn, calibration, targets=answers_zero[:-1])

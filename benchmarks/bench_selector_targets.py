@@ -1,0 +1,180 @@
+"""Can a learned selector beat max-softmax if it is taught better? Two changes, on a compiled model.
+
+``prunec compile`` trains its learned selector on the calibration split to predict "the
+aggressive answer is wrong". Two reasons it might do better, each tried here on the
+networks of an existing compiled model (``prunec.load_compiled``), nothing retrained:
+
+* **target** -- about half of the aggressive network's errors are errors of the mild network
+  too, so routing them costs energy and gains nothing. ``mild-fixes`` trains on "the
+  aggressive answer is wrong and the mild one right" instead (``train_selector(targets=)``).
+* **data** -- the calibration split is small (a few hundred errors). ``+train`` adds a seeded
+  subset of the training split; the short fine-tunes leave train accuracy close to test
+  accuracy, so its errors are representative.
+
+Each selector is scored on the test split against max-softmax and the oracle (which routes
+exactly the inputs the mild network fixes): ROC AUC for "aggressive wrong", and the share
+routed to mild and the Eyeriss energy (relative to the original, the compiled model's own
+per-role costs) needed to come within 0.5 / 1.0 / 1.5 / 2.0 points of the mild network.
+
+Writes benchmarks/results/bench_selector_targets.{json,md}; rows are merged by compiled model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runs import write_atomic  # noqa: E402
+
+from prunec import __version__, load_compiled  # noqa: E402
+from prunec.calibration import roc_auc, sweep  # noqa: E402
+from prunec.data import Split, load_split  # noqa: E402
+from prunec.dynamic import predict  # noqa: E402
+from prunec.selectors import LearnedSelector, front_outputs, max_softmax_score, train_selector  # noqa: E402
+
+GAPS = (0.5, 1.0, 1.5, 2.0)  # points below the mild network's test accuracy
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("compiled", nargs="+", type=Path, help="compiled-model directories (prunec compile -o DIR)")
+    p.add_argument("--train-samples", type=int, default=20000,
+                   help="training-split images added for the '+train' selectors")
+    p.add_argument("--epochs", type=int, default=60, help="selector training epochs (compile's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    return p.parse_args(argv)
+
+
+def _joined(a: Split, b: Split) -> Split:
+    return dataclasses.replace(a, name=f"{a.name}+{b.name}", x=torch.cat([a.x, b.x]), y=torch.cat([a.y, b.y]))
+
+
+def _energy(report: dict[str, Any], with_selector: bool) -> dict[str, float]:
+    """Per-inference costs of the dynamic model, from the compiled model's own report."""
+    roles = report["energy"]["by_role"]
+    base = roles["trunk"] + roles["head"] + (roles["selector"] if with_selector else 0.0)
+    return {"base": base, "mild": roles["mild"], "original": report["energy"]["original"]}
+
+
+def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    report = json.loads((compiled_dir / "report.json").read_text())
+    model = load_compiled(compiled_dir / report["files"]["model_dir"]).model
+    data = report["data"]["name"]
+    calibration, test = load_split(data, "calibration"), load_split(data, "test")
+    extra = load_split(data, "train").subset(args.train_samples, seed=args.seed)
+    with torch.no_grad():
+        test_logits, test_taps = front_outputs(model.front, test.x)
+    agg_ok = (test_logits.argmax(1) == test.y).numpy()
+    mild_ok = (predict(model.mild, test.x).argmax(1) == test.y).numpy()
+    fixes = ~agg_ok & mild_ok
+
+    def fitted(split: Split, target: str) -> np.ndarray:
+        selector = LearnedSelector([t.shape[1] for t in test_taps], test_logits.shape[1])
+        targets = None
+        if target == "mild-fixes":
+            with torch.no_grad():
+                agg_wrong = front_outputs(model.front, split.x)[0].argmax(1) != split.y
+            targets = agg_wrong & (predict(model.mild, split.x).argmax(1) == split.y)
+        train_selector((model.front, selector), split, epochs=args.epochs, seed=args.seed, targets=targets)
+        with torch.no_grad():
+            return selector(test_logits, *test_taps).numpy()
+
+    scores = {"max-softmax": max_softmax_score(test_logits).numpy()}
+    for name, split in (("calibration", calibration), ("+train", _joined(calibration, extra))):
+        for target in ("aggressive-wrong", "mild-fixes"):
+            scores[f"learned, {target}, {name}"] = fitted(split, target)
+    scores["oracle"] = fixes.astype(np.float64)
+    mild_acc = 100 * float(mild_ok.mean())
+    variants = {}
+    for name, score in scores.items():
+        costs = _energy(report, with_selector=name.startswith("learned"))
+        points = sweep(score, agg_ok, mild_ok, None, costs)
+        need = {}
+        for gap in GAPS:
+            ok = [p for p in points if 100 * p.accuracy >= mild_acc - gap - 1e-9]
+            best = min(ok, key=lambda p: p.expected_energy, default=None)
+            need[f"{gap:g}"] = None if best is None else {
+                "mild_share": best.mild_share, "relative_energy": best.expected_energy / costs["original"]}
+        variants[name] = {"auc_aggressive_wrong": _auc(score, ~agg_ok), "auc_mild_fixes": _auc(score, fixes),
+                          "to_reach": need}
+    return {"compiled": str(compiled_dir.relative_to(ROOT)) if compiled_dir.is_relative_to(ROOT) else str(compiled_dir),
+            "network": report["model"]["arch"], "dataset": data,
+            "accuracy": {"aggressive": 100 * float(agg_ok.mean()), "mild": mild_acc},
+            "test_inputs_mild_fixes": int(fixes.sum()),
+            "aggressive_errors_mild_also_gets_wrong": float((~agg_ok & ~mild_ok).sum() / max(1, (~agg_ok).sum())),
+            "samples": {"calibration": len(calibration), "train_added": len(extra), "test": len(test)},
+            "variants": variants}
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """ROC AUC, None (JSON null) where the labels have one class only."""
+    auc = roc_auc(scores, labels)
+    return auc if np.isfinite(auc) else None
+
+
+def _fmt(auc: float | None) -> str:
+    return "n/a" if auc is None else f"{auc:.3f}"
+
+
+def render(payload: dict[str, Any]) -> str:
+    lines = ["# Selector targets and training data", "",
+             f"Command: `{payload['command']}`  ", f"Seed: {payload['seed']}, threads {payload['threads']}, "
+             f"prunec {payload['versions']['prunec']}, torch {payload['versions']['torch']}", "",
+             "Energy relative to the original network (Eyeriss, the compiled model's per-role costs) that each "
+             "selector needs on the test split to come within the given points of the mild network; lower is "
+             "better. The oracle routes exactly the inputs the mild network fixes.", ""]
+    for row in payload["rows"]:
+        acc = row["accuracy"]
+        lines += [f"## {row['network']} on {row['dataset']} (`{row['compiled']}`)", "",
+                  f"Aggressive {acc['aggressive']:.2f} %, mild {acc['mild']:.2f} %; the mild network also gets "
+                  f"{row['aggressive_errors_mild_also_gets_wrong']:.0%} of the aggressive errors wrong. Selector "
+                  f"training: {row['samples']['calibration']} calibration images, +{row['samples']['train_added']} "
+                  f"training images for '+train'; {row['samples']['test']} test images.", "",
+                  "| selector | AUC (aggr. wrong) | AUC (mild fixes) | "
+                  + " | ".join(f"energy at mild −{g:g}" for g in GAPS) + " |",
+                  "|---|---:|---:|" + "---:|" * len(GAPS)]
+        for name, v in row["variants"].items():
+            cells = ["—" if (n := v["to_reach"][f"{g:g}"]) is None
+                     else f"{n['relative_energy']:.1%} ({n['mild_share']:.1%})" for g in GAPS]
+            lines.append(f"| {name} | {_fmt(v['auc_aggressive_wrong'])} | {_fmt(v['auc_mild_fixes'])} | "
+                         + " | ".join(cells) + " |")
+        lines += ["", "Cells: relative energy (share routed to mild).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    missing = [str(d) for d in args.compiled if not (d / "report.json").is_file()]
+    if missing:
+        print(f"error: not a compiled-model directory (no report.json): {', '.join(missing)}", file=sys.stderr)
+        return 2
+    out = args.results / "bench_selector_targets.json"
+    rows = {r["compiled"]: r for r in json.loads(out.read_text())["rows"]} if out.exists() else {}
+    for d in args.compiled:
+        row = _row(d.resolve(), args)
+        rows[row["compiled"]] = row
+        print(f"finished {row['compiled']}", flush=True)
+    payload = {"rows": list(rows.values()), "command": "python " + shlex.join(sys.argv), "seed": args.seed,
+               "threads": args.threads, "versions": {"prunec": __version__, "torch": torch.__version__}}
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, json.dumps(payload, indent=1) + "\n")
+    write_atomic(args.results / "bench_selector_targets.md", render(payload))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
