@@ -174,8 +174,9 @@ def train_selector(dynamic_or_parts: Any, calibration_split: Any, epochs: int = 
     ``dynamic_or_parts`` is a DynamicModel or a ``(front, selector)`` pair. Labels are
     "aggressive argmax != y" unless ``targets`` (one 0/1 per sample, 1 = route to mild)
     says otherwise, e.g. "the aggressive answer is wrong and the mild one right";
-    errors are the minority class, so BCE gets ``pos_weight = negatives / positives``. A held-out ``val_fraction`` picks the epoch
-    with the best ROC AUC, which guards the small calibration set against over-fitting.
+    errors are the minority class, so BCE gets ``pos_weight = negatives / positives``.
+    A held-out ``val_fraction`` picks the epoch with the best ROC AUC, which guards the
+    small calibration set against over-fitting.
     Zero-parameter selectors are returned untouched.
     """
     from prunec.calibration import roc_auc
