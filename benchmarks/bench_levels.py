@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import add_run_arguments, baseline_lr, previous_rows, write_atomic  # noqa: E402
+from runs import add_run_arguments, baseline_lr, differences, previous_rows, write_atomic  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 from examples.train_baseline import main as train_baseline  # noqa: E402
@@ -74,7 +74,10 @@ def run_row(net: str, args: argparse.Namespace) -> dict[str, Any]:
     tag = f"levels_{args.mild:g}_{args.aggressive:g}_{args.method}_{args.epochs:g}ep"
     row_file = work / f"{tag}.json"
     if row_file.exists() and not args.redo:
-        return json.loads(row_file.read_text())
+        cached = json.loads(row_file.read_text())
+        asked = {k: v for k, v in _settings(args).items() if k in ("seed", "threads", "baseline_epochs")}
+        if not differences(cached.get("settings", {}), asked):
+            return cached
     started = time.perf_counter()
     baseline = _baseline(net, args, work)
     model, meta = load_with_meta(str(baseline))

@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import add_run_arguments, baseline_lr, previous_rows, write_atomic  # noqa: E402
+from runs import add_run_arguments, baseline_lr, differences, previous_rows, write_atomic  # noqa: E402
 
 from examples.train_baseline import main as train_baseline  # noqa: E402
 from prunec import __version__  # noqa: E402
@@ -166,15 +166,14 @@ def settings_differ(row: dict[str, Any], args: argparse.Namespace) -> list[str]:
     A finished row is reused only when it answers the same question: a row cached with a 1-epoch
     baseline or fixed levels must not stand in for a run asking for 6 epochs or a search."""
     st = row.get("settings", {})
-    asked = _row_settings(args)
-    wanted: dict[str, tuple[Any, Any]] = {
-        name: (st.get(name), asked[name]) for name in ("seed", "threads", "epochs", "max_accuracy_drop")}
-    wanted["levels"] = (levels_made(row), asked["levels"])
+    asked = {name: _row_settings(args)[name] for name in ("seed", "threads", "epochs", "max_accuracy_drop", "levels")}
+    made = {**st, "levels": levels_made(row)}
     if not str(st.get("baseline", "")).endswith(BUNDLED.name):  # the bundled example is reused as it is
-        wanted["baseline_epochs"] = (st.get("baseline_epochs"), args.baseline_epochs.get(row["dataset"], 30))
+        asked["baseline_epochs"] = args.baseline_epochs.get(row["dataset"], 30)
     done = {s["ratio"] for s in row.get("single_levels", [])}
-    wanted["single_ratios"] = (sorted(done & set(args.single_ratios)), sorted(set(args.single_ratios)))
-    return [f"{name} {made} (asked {want})" for name, (made, want) in wanted.items() if not _same(made, want)]
+    made["single_ratios"] = sorted(done & set(args.single_ratios))
+    asked["single_ratios"] = sorted(set(args.single_ratios))
+    return differences(made, asked)
 
 
 def levels_made(row: dict[str, Any]) -> str:
@@ -185,13 +184,6 @@ def levels_made(row: dict[str, Any]) -> str:
     if "--mild" in st.get("command", ""):
         return f"fixed {v['mild']['ratio']:g}/{v['aggressive']['ratio']:g}"
     return "searched"
-
-
-def _same(made: Any, want: Any) -> bool:
-    """Equal, with numbers compared as numbers (a row's 6.0 epochs is the 6 asked for)."""
-    if isinstance(made, int | float) and isinstance(want, int | float):
-        return abs(made - want) < 1e-9
-    return made == want
 
 
 def _row_settings(args: argparse.Namespace) -> dict[str, Any]:

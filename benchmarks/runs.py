@@ -50,3 +50,16 @@ def previous_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     if not path.exists():
         return {}
     return {(r["network"], r["dataset"]): r for r in json.loads(path.read_text()).get("rows", [])}
+
+
+def differences(made: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+    """"name made (asked wanted)" for each setting in ``asked`` that ``made`` does not match;
+    numbers compare as numbers (a row's 6.0 epochs is the 6 asked for). A finished row is
+    reused only when this is empty: a cached row must answer the question asked."""
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            return abs(a - b) < 1e-9
+        return a == b
+
+    return [f"{name} {made.get(name)} (asked {want})" for name, want in asked.items() if not same(made.get(name), want)]
+

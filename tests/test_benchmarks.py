@@ -162,3 +162,9 @@ def test_a_finished_row_is_reused_only_for_its_own_settings():
                                    "--epochs", str(row["settings"]["epochs"]), "--single-ratios", "0.5"])
     differ = module.settings_differ(row, longer)
     assert any(d.startswith("levels fixed") for d in differ) and any(d.startswith("baseline_epochs") for d in differ)
+
+
+def test_differences_compares_numbers_as_numbers():
+    differences = _reproduce_module().differences  # runs.differences, as reproduce.py imports it
+    assert differences({"epochs": 6.0, "levels": "searched"}, {"epochs": 6, "levels": "searched"}) == []
+    assert differences({"epochs": 1.0}, {"epochs": 6, "seed": 0}) == ["epochs 1.0 (asked 6)", "seed None (asked 0)"]
