@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-gating", action=argparse.BooleanOptionalAction, default=None,
                    help="credit zero weights in the energy model (default: on with --pruner unstructured; "
                    "an Eyeriss v2-style assumption, the v1 chip gates only zero activations)")
-    p.add_argument("--selector", default="learned", choices=("learned", "max-softmax", "margin", "entropy"))
+    p.add_argument("--selector", default="learned", choices=("learned", "max-softmax", "margin", "entropy"),
+                   help="what decides per input whether the mild network runs (default learned: a small MLP on "
+                   "the aggressive network's pooled features and softmax; the others need no training)")
     p.add_argument("--max-accuracy-drop", type=float, default=None, metavar="PTS",
                    help="accuracy the dynamic model may lose against the original on calibration data "
                    "(points; default 1.5)")
