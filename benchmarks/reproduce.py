@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not differ:
                     continue
                 print(f"{net} on {data}: the finished row was made with other settings "
-                      f"({'; '.join(differ)}); recomputing it", flush=True)
+                      f"({'; '.join(differ)}); not reusing it", flush=True)
             computed[(net, data)] = run_row(net, data, args)
             # rows another run finished meanwhile are kept; this run's own rows win
             done = {**previous_rows(args.results / "reproduce.json"), **computed}
