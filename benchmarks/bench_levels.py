@@ -75,9 +75,13 @@ def run_row(net: str, args: argparse.Namespace) -> dict[str, Any]:
     row_file = work / f"{tag}.json"
     if row_file.exists() and not args.redo:
         cached = json.loads(row_file.read_text())
-        asked = {k: v for k, v in _settings(args).items() if k in ("seed", "threads", "baseline_epochs")}
-        if not differences(cached.get("settings", {}), asked):
+        asked = {k: v for k, v in _settings(args).items()
+                 if k in ("seed", "threads", "baseline_epochs", "train_bundled")}
+        differ = differences({"train_bundled": False, **cached.get("settings", {})}, asked)
+        if not differ:
             return cached
+        print(f"{net}: the cached row was made with other settings ({'; '.join(differ)}); not reusing it",
+              flush=True)
     started = time.perf_counter()
     baseline = _baseline(net, args, work)
     model, meta = load_with_meta(str(baseline))
@@ -118,6 +122,7 @@ def run_row(net: str, args: argparse.Namespace) -> dict[str, Any]:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "seed": args.seed,
             "threads": args.threads, "baseline_epochs": args.baseline_epochs, "epochs": args.epochs,
+            "train_bundled": args.train_bundled,
             "versions": {"prunec": __version__, "torch": torch.__version__, "python": platform.python_version(),
                          "device": f"cpu ({torch.get_num_threads()} threads)"}}
 

@@ -168,7 +168,8 @@ def settings_differ(row: dict[str, Any], args: argparse.Namespace) -> list[str]:
     st = row.get("settings", {})
     asked = {name: _row_settings(args)[name] for name in ("seed", "threads", "epochs", "max_accuracy_drop", "levels")}
     made = {**st, "levels": levels_made(row)}
-    if not str(st.get("baseline", "")).endswith(BUNDLED.name):  # the bundled example is reused as it is
+    if (row["network"], row["dataset"]) != ("resnet20", "fashion-mnist") or not BUNDLED.exists():
+        # the bundled example is reused as it is, whatever baseline length is asked for
         asked["baseline_epochs"] = args.baseline_epochs.get(row["dataset"], 30)
     done = {s["ratio"] for s in row.get("single_levels", [])}
     made["single_ratios"] = sorted(done & set(args.single_ratios))
@@ -376,6 +377,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
                         help="only re-render reproduce.md and the README summary table from reproduce.json")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
+    if (args.mild is None) != (args.aggressive is None):
+        parser.error("--mild and --aggressive go together (fixed levels); give both or neither")
     epochs = args.baseline_epochs
     args.baseline_epochs = dict(BASELINE_EPOCHS)
     if epochs is not None:

@@ -191,7 +191,7 @@ def train_selector(dynamic_or_parts: Any, calibration_split: Any, epochs: int = 
     logits, pooled = front_outputs(front, x)
     if targets is None:
         labels = (logits.argmax(1) != y).float()
-    elif targets.shape != y.shape:
+    elif (targets := torch.as_tensor(targets)).shape != y.shape:
         raise UserError(f"targets has shape {tuple(targets.shape)}; the split has {len(y)} samples")
     else:
         labels = targets.float()
@@ -234,7 +234,7 @@ def train_selector(dynamic_or_parts: Any, calibration_split: Any, epochs: int = 
     if best_state is not None:
         selector.mlp.load_state_dict(best_state)
     selector.eval()
-    selector.validation_auc = best_auc if n_val else float("nan")
+    selector.validation_auc = best_auc if n_val and best_state is not None else float("nan")
     return selector
 
 

@@ -10,6 +10,7 @@ import shlex
 import subprocess
 import sys
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,7 +86,15 @@ def test_reproduce_row_has_every_variant(tmp_path):
         for variant in study["variants"].values():
             if variant["to_reach"][gap] is not None:
                 assert need["mild_share"] <= variant["to_reach"][gap]["mild_share"] + 1e-9
+    shares = [oracle["to_reach"][g]["mild_share"] for g in ("0.5", "1", "1.5", "2")]
+    assert shares == sorted(shares, reverse=True)  # a looser budget never needs more
+    assert set(study["train_subset_accuracy"]) == {"aggressive", "mild"} and study["settings"]["epochs"] == 5
     assert _run("bench_selector_targets.py", str(tmp_path / "nothing")).returncode == 2
+    report = json.loads((compiled / "report.json").read_text())
+    report["selector"]["kind"] = "max-softmax"
+    (compiled / "report.json").write_text(json.dumps(report))
+    refused = _run("bench_selector_targets.py", str(compiled), "--results", str(tmp_path / "results"))
+    assert refused.returncode == 2 and "--selector max-softmax" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_compare_runs_flags_what_moved(tmp_path):
@@ -161,6 +170,8 @@ def test_a_finished_row_is_reused_only_for_its_own_settings():
     _, longer = module.parse_args(["--baseline-epochs", "40", "--threads", str(row["settings"]["threads"]),
                                    "--epochs", str(row["settings"]["epochs"]), "--single-ratios", "0.5"])
     differ = module.settings_differ(row, longer)
+    with pytest.raises(SystemExit):  # fixed levels need both ratios
+        module.parse_args(["--mild", "0.3"])
     assert any(d.startswith("levels fixed") for d in differ) and any(d.startswith("baseline_epochs") for d in differ)
 
 
