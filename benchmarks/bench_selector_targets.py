@@ -71,6 +71,14 @@ def _energy(report: dict[str, Any], with_selector: bool) -> dict[str, float]:
     return {"base": base, "mild": roles["mild"], "original": report["energy"]["original"]}
 
 
+def oracle_ranking(agg_ok: np.ndarray, mild_ok: np.ndarray) -> np.ndarray:
+    """Scores of the best possible selector: the inputs the mild network fixes first, those it
+    breaks last. Every score is distinct, so a sweep can stop after any number of fixes, not
+    only after all of them (a plain 0/1 score would overstate the oracle's energy)."""
+    fixes, breaks = ~agg_ok & mild_ok, agg_ok & ~mild_ok
+    return 2.0 * fixes - breaks + np.linspace(0.4, 0.0, len(agg_ok))
+
+
 def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     report = json.loads((compiled_dir / "report.json").read_text())
     if report["selector"]["kind"] != "learned":
@@ -106,10 +114,7 @@ def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     for name, split in (("calibration", calibration), ("+train", _joined(calibration, extra))):
         for target in ("aggressive-wrong", "mild-fixes"):
             scores[f"learned, {target}, {name}"] = fitted(split, target)
-    # the oracle routes the inputs the mild network fixes first and those it breaks last; the
-    # distinct tie-break lets the sweep stop after any number of them, not only after all
-    breaks = agg_ok & ~mild_ok
-    scores["oracle"] = 2.0 * fixes - breaks + np.linspace(0.4, 0.0, len(fixes))
+    scores["oracle"] = oracle_ranking(agg_ok, mild_ok)
     mild_acc = 100 * float(mild_ok.mean())
     variants = {}
     for name, score in scores.items():

@@ -114,15 +114,20 @@ def test_compare_runs_flags_what_moved(tmp_path):
 
 
 @functools.cache
-def _reproduce_module():
+def _script_module(name: str):
+    """A benchmark script imported as a module (it imports its sibling runs.py)."""
     import importlib.util
 
-    if str(ROOT / "benchmarks") not in sys.path:  # the script imports its sibling runs.py
+    if str(ROOT / "benchmarks") not in sys.path:
         sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("reproduce_script", ROOT / "benchmarks" / "reproduce.py")
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _reproduce_module():
+    return _script_module("reproduce")
 
 
 def test_single_level_mix_interpolates_between_levels():
@@ -179,3 +184,23 @@ def test_differences_compares_numbers_as_numbers():
     differences = _reproduce_module().differences  # runs.differences, as reproduce.py imports it
     assert differences({"epochs": 6.0, "levels": "searched"}, {"epochs": 6, "levels": "searched"}) == []
     assert differences({"epochs": 1.0}, {"epochs": 6, "seed": 0}) == ["epochs 1.0 (asked 6)", "seed None (asked 0)"]
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=60), st.floats(0, 1))
+def test_oracle_ranking_routes_only_the_fixes_it_needs(outcomes, target):
+    """To reach any accuracy between the aggressive network's and its best, the oracle routes
+    exactly the number of fixable inputs that accuracy needs, and no more."""
+    import math
+
+    import numpy as np
+
+    from prunec.calibration import sweep
+
+    module = _script_module("bench_selector_targets")
+    agg_ok, mild_ok = (np.array(v) for v in zip(*outcomes, strict=True))
+    n, fixes = len(agg_ok), int((~agg_ok & mild_ok).sum())
+    target = agg_ok.mean() + target * fixes / n  # an accuracy the oracle can reach
+    points = sweep(module.oracle_ranking(agg_ok, mild_ok), agg_ok, mild_ok, None,
+                   {"base": 0.0, "mild": 1.0, "original": 1.0})
+    best = min((p for p in points if p.accuracy >= target - 1e-9), key=lambda p: p.mild_share)
+    assert round(best.mild_share * n) == max(0, math.ceil(round((target - agg_ok.mean()) * n, 9)))
