@@ -92,7 +92,8 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     baseline = _baseline(net, data, args, work)
     model, meta = load_with_meta(str(baseline))
-    cfg = dict(mild=args.mild, aggressive=args.aggressive, epochs=args.epochs, seed=args.seed,
+    cfg = dict(mild=args.mild, aggressive=args.aggressive, epochs=args.epochs,
+               aggressive_epochs=args.aggressive_epochs, seed=args.seed,
                selector="learned", max_accuracy_drop=args.max_accuracy_drop, progress=not args.quiet,
                augment=data == "cifar10", command=" ".join(sys.argv))
     out = work / "compiled"
@@ -126,7 +127,9 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
             continue
         level = prune_level(original, x, ratio, cfg_obj)
         train = load_split(data, "train")
-        finetune_level(level, original, train, args.epochs, cfg_obj, f"single level r={ratio:.2f}")
+        # as many epochs as the most-trained of the two levels: no single level is short-changed
+        epochs = max(args.epochs, cfg_obj.aggressive_finetune_epochs)
+        finetune_level(level, original, train, epochs, cfg_obj, f"single level r={ratio:.2f}")
         program = energy_of(level, x, cfg_obj, calib.x[: cfg_obj.sparsity_samples])
         singles.append({"ratio": ratio, "accuracy": evaluate(level, test), "energy": per_inference(program)})
     singles.sort(key=lambda s: s["ratio"])
@@ -166,8 +169,9 @@ def settings_differ(row: dict[str, Any], args: argparse.Namespace) -> list[str]:
     A finished row is reused only when it answers the same question: a row cached with a 1-epoch
     baseline or fixed levels must not stand in for a run asking for 6 epochs or a search."""
     st = row.get("settings", {})
-    asked = {name: _row_settings(args)[name] for name in ("seed", "threads", "epochs", "max_accuracy_drop", "levels")}
-    made = {**st, "levels": levels_made(row)}
+    names = ("seed", "threads", "epochs", "aggressive_epochs", "max_accuracy_drop", "levels")
+    asked = {name: _row_settings(args)[name] for name in names}
+    made = {**st, "levels": levels_made(row), "aggressive_epochs": aggressive_epochs_made(row)}
     if (row["network"], row["dataset"]) != ("resnet20", "fashion-mnist") or not BUNDLED.exists():
         # the bundled example is reused as it is, whatever baseline length is asked for
         asked["baseline_epochs"] = args.baseline_epochs.get(row["dataset"], 30)
@@ -187,12 +191,28 @@ def levels_made(row: dict[str, Any]) -> str:
     return "searched"
 
 
+def aggressive_epochs_made(row: dict[str, Any]) -> float | None:
+    """The aggressive level's fine-tuning epochs (rows made before the option had ``epochs``)."""
+    st = row.get("settings", {})
+    return st.get("aggressive_epochs", st.get("epochs"))
+
+
 def _row_settings(args: argparse.Namespace) -> dict[str, Any]:
     """What produced this row: rows from separate runs are merged into one table, so each keeps its own."""
     return {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "seed": args.seed,
-            "threads": args.threads, "epochs": args.epochs, "max_accuracy_drop": args.max_accuracy_drop,
+            "threads": args.threads, "epochs": args.epochs,
+            "aggressive_epochs": args.epochs if args.aggressive_epochs is None else args.aggressive_epochs,
+            "max_accuracy_drop": args.max_accuracy_drop,
             "levels": "searched" if args.mild is None else f"fixed {args.mild:g}/{args.aggressive:g}",
             "versions": _versions()}
+
+
+def _epochs_shown(row: dict[str, Any]) -> str:
+    epochs, aggressive = row["settings"]["epochs"], aggressive_epochs_made(row)
+    if aggressive == epochs:
+        return f"{epochs:g} fine-tuning epochs per level"
+    return (f"{epochs:g} fine-tuning epochs for the mild level, {aggressive:g} for the aggressive one and "
+            "the extra single levels")
 
 
 def _shown(path: Path) -> str:
@@ -234,7 +254,8 @@ def render_markdown(payload: dict[str, Any]) -> str:
              "Budgets: the original is the baseline checkpoint. The level search fine-tunes every candidate "
              "for 0.3 epochs; the chosen mild and aggressive levels then continue for `--epochs` more (rows "
              "with fixed levels skip the search and fine-tune each level `--epochs` from the start). The "
-             "extra single levels get `--epochs` from scratch (slightly less), and the best single level is "
+             "extra single levels get `--epochs` (`--aggressive-epochs` when that is more) from scratch (slightly less "
+             "for a searched row), and the best single level is "
              "picked on the test split (which favours it); the dynamic model's threshold comes from the "
              "calibration split only. The learned selector trains on half of the calibration split and is "
              "thresholded on the other half; max-softmax is thresholded on all of it.", "",
@@ -279,7 +300,7 @@ def render_markdown(payload: dict[str, Any]) -> str:
             levels = levels_made(row)
             baseline = f"baseline trained {st['baseline_epochs']:g} epochs, " if st.get("baseline_epochs") else ""
             lines += [f"Row produced by `{st['command']}` ({baseline}levels {levels}, seed {st['seed']}, "
-                      f"{st['threads']} threads, {st['epochs']:g} fine-tuning epochs per level, "
+                      f"{st['threads']} threads, {_epochs_shown(row)}, "
                       f"max drop {st['max_accuracy_drop']:g} pts).", ""]
         else:
             lines += ["Row from an earlier run that did not record its own command (see this file's git "
@@ -369,6 +390,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     parser.add_argument("--mild", type=float, default=None, help="fixed mild ratio (default: searched)")
     parser.add_argument("--aggressive", type=float, default=None, help="fixed aggressive ratio")
     parser.add_argument("--epochs", type=float, default=1.5, help="fine-tuning epochs per level")
+    parser.add_argument("--aggressive-epochs", type=float, default=None,
+                        help="fine-tuning epochs of the aggressive level and the extra single levels "
+                        "(default: --epochs)")
     parser.add_argument("--max-accuracy-drop", type=float, default=1.0)
     parser.add_argument("--single-ratios", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8])
     parser.add_argument("--baseline-epochs", type=float,

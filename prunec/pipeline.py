@@ -45,6 +45,7 @@ class CompileConfig:
     max_accuracy_drop: float | None = 1.5
     mild_rate: float | None = None
     epochs: float = 1.0
+    aggressive_epochs: float | None = None  # None: ``epochs``; the aggressive level has more to recover
     search_epochs: float = 0.3
     search_ratios: Sequence[float] = SEARCH_RATIOS
     train_samples: int | None = None
@@ -60,6 +61,11 @@ class CompileConfig:
     leaf_modules: Sequence[str] = ()
     weight_gating: bool | None = None  # None: on when the pruner zeroes weights (unstructured)
     command: str = ""
+
+    @property
+    def aggressive_finetune_epochs(self) -> float:
+        """Fine-tuning epochs of the aggressive level (``aggressive_epochs``, else ``epochs``)."""
+        return self.epochs if self.aggressive_epochs is None else self.aggressive_epochs
 
     @property
     def gates_weights(self) -> bool:
@@ -88,6 +94,12 @@ class CompileResult:
 
 
 # --------------------------------------------------------------------------- steps
+
+
+def _epochs_text(cfg: CompileConfig) -> str:
+    if cfg.aggressive_finetune_epochs == cfg.epochs:
+        return f"{cfg.epochs:g} epochs each"
+    return f"{cfg.epochs:g} and {cfg.aggressive_finetune_epochs:g} epochs"
 
 
 def _log(console: Console, step: str, text: str) -> None:
@@ -219,10 +231,11 @@ def refine_levels(original: fx.GraphModule, x: torch.Tensor, train: Split, calib
     best: tuple[Any, nn.Module, float] | None = None
     for ratio in ladder:
         level = by_ratio[ratio]
-        finetune_level(level.model, original, train, cfg.epochs, cfg, f"fine-tune aggressive r={ratio:.2f}")
+        finetune_level(level.model, original, train, cfg.aggressive_finetune_epochs, cfg,
+                       f"fine-tune aggressive r={ratio:.2f}")
         point = pair_point(mild_logits, predict(level.model, calib), calib, original_calib_acc, mild_energy,
                            level.energy, original_energy, drop)
-        _log(console, "[3/6]", f"aggressive {ratio:.2f} after {cfg.epochs:g} epochs: "
+        _log(console, "[3/6]", f"aggressive {ratio:.2f} after {cfg.aggressive_finetune_epochs:g} epochs: "
              + (f"{point.expected_energy / original_energy:.1%} of the original's energy"
                 if point.feasible else "misses the accuracy constraint"))
         if best is not None and (not point.feasible or point.expected_energy >= best[0].expected_energy):
@@ -285,11 +298,11 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
                                          cfg, console)
     else:
         _log(console, "[3/6]", f"pruning and fine-tuning: mild {cfg.mild:.2f}, aggressive {cfg.aggressive:.2f} "
-             f"({cfg.epochs:g} epochs each, distilled from the original)")
+             f"({_epochs_text(cfg)}, distilled from the original)")
         mild = prune_level(original, x, cfg.mild, cfg)
         finetune_level(mild, original, train, cfg.epochs if cfg.mild > 0 else 0, cfg, "fine-tune mild")
         aggressive = prune_level(original, x, cfg.aggressive, cfg, cfg.aggressive_method)
-        finetune_level(aggressive, original, train, cfg.epochs, cfg, "fine-tune aggressive")
+        finetune_level(aggressive, original, train, cfg.aggressive_finetune_epochs, cfg, "fine-tune aggressive")
     mild_program = energy_of(mild, x, cfg, sparsity_images)
     aggr_program = energy_of(aggressive, x, cfg, sparsity_images)
 
@@ -349,8 +362,8 @@ def _validate(cfg: CompileConfig) -> None:
         raise UserError("--max-accuracy-drop must be non-negative")
     if cfg.mild_rate is not None and not 0 <= cfg.mild_rate <= 1:
         raise UserError("--mild-rate must be in [0, 1]")
-    if cfg.epochs < 0 or cfg.search_epochs <= 0:
-        raise UserError("--epochs must be >= 0 and --search-epochs > 0")
+    if cfg.epochs < 0 or cfg.search_epochs <= 0 or cfg.aggressive_finetune_epochs < 0:
+        raise UserError("--epochs and --aggressive-epochs must be >= 0 and --search-epochs > 0")
     if cfg.batch < 1:
         raise UserError("--batch must be at least 1")
     if cfg.train_samples is not None and cfg.train_samples < 1:
@@ -466,7 +479,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                      "Eyeriss v2-style assumption; the Eyeriss v1 chip gates only zero activations.")
     if candidates:
         notes.append(f"Single-level points from the level search had {cfg.search_epochs:g}-epoch fine-tunes; "
-                     f"the chosen mild and aggressive levels had {cfg.epochs:g}.")
+                     f"the chosen mild and aggressive levels had {_epochs_text(cfg)}.")
     by_role = dyn_program.energy_by_role()
     report = {
         "schema_version": 1, "prunec_version": __version__,
@@ -479,9 +492,10 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                  "test_split_note": test.info.test_note or _split_note(test.info.name)},
         "target": cfg.target, "batch": cfg.batch,
         "levels": {"mild": {"ratio": cfg.mild, "method": cfg.method, "params": params["mild"],
-                            "macs": macs["mild"]},
+                            "macs": macs["mild"], "fine_tune_epochs": cfg.epochs if cfg.mild else 0},
                    "aggressive": {"ratio": cfg.aggressive, "method": cfg.aggressive_method or cfg.method,
-                                  "params": params["aggressive"], "macs": macs["aggressive"]}},
+                                  "params": params["aggressive"], "macs": macs["aggressive"],
+                                  "fine_tune_epochs": cfg.aggressive_finetune_epochs}},
         "selector": {"kind": cfg.selector, "threshold": float(dyn.threshold), "taps": list(dyn.taps),
                      "auc": auc, "max_accuracy_drop": cfg.max_accuracy_drop},
         "accuracy": {"original": orig_test_acc, "mild": _acc(logits_m, test.y),

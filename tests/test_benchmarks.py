@@ -48,8 +48,8 @@ def test_bench_levels_writes_resumable_rows(tmp_path):
 
 def test_reproduce_row_has_every_variant(tmp_path):
     args = ["--networks", "resnet20", "--datasets", "synthetic", "--baseline-epochs", "1", "--mild", "0.3",
-            "--aggressive", "0.7", "--epochs", "0.2", "--single-ratios", "0.5", "--max-accuracy-drop", "5",
-            "--threads", "1", "--quiet", "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
+            "--aggressive", "0.7", "--epochs", "0.2", "--aggressive-epochs", "0.3", "--single-ratios", "0.5",
+            "--max-accuracy-drop", "5", "--threads", "1", "--quiet", "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
     proc = _run("reproduce.py", *args)
     assert proc.returncode == 0, proc.stderr
     payload = json.loads((tmp_path / "results" / "reproduce.json").read_text())
@@ -67,6 +67,8 @@ def test_reproduce_row_has_every_variant(tmp_path):
     md = (tmp_path / "results" / "reproduce.md").read_text()
     assert "## resnet20 on synthetic" in md and "Row produced by" in md
     assert row["settings"]["levels"] == "fixed 0.3/0.7"
+    assert (row["settings"]["epochs"], row["settings"]["aggressive_epochs"]) == (0.2, 0.3)
+    assert "0.2 fine-tuning epochs for the mild level, 0.3 for the aggressive one" in md
     reduction = 1 - v["dynamic_learned"]["energy"] / v["original"]["energy"]
     summary = next(line for line in md.splitlines() if line.startswith("| resnet20 | synthetic |"))
     assert "| 1 | 0.30/0.70 (fixed) |" in summary and f"| {reduction:.1%} |" in summary
@@ -171,6 +173,8 @@ def test_a_finished_row_is_reused_only_for_its_own_settings():
         assert module.settings_differ(row, args) == [], row["settings"]["command"]
         _, other = module.parse_args([*argv, "--seed", "1"])
         assert module.settings_differ(row, other) == ["seed 0 (asked 1)"]
+        _, other = module.parse_args([*argv, "--aggressive-epochs", "9"])
+        assert module.settings_differ(row, other) == [f"aggressive_epochs {row['settings']['epochs']} (asked 9.0)"]
     row = next(r for r in payload["rows"] if r["settings"].get("levels", "").startswith("fixed"))
     _, longer = module.parse_args(["--baseline-epochs", "40", "--threads", str(row["settings"]["threads"]),
                                    "--epochs", str(row["settings"]["epochs"]), "--single-ratios", "0.5"])

@@ -127,7 +127,8 @@ def test_output_not_writable(tmp_path, trained_synthetic):
 
 @pytest.mark.parametrize("flags,needle", [(["--mild", "0.7", "--aggressive", "0.3"], "must prune less"),
                                           (["--mild", "1.5", "--aggressive", "0.7"], "[0, 1)"),
-                                          (["--mild", "0.3"], "both")])
+                                          (["--mild", "0.3"], "both"),
+                                          (["--aggressive-epochs", "-1"], "--aggressive-epochs")])
 def test_bad_levels(tmp_path, trained_synthetic, flags, needle):
     result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", *flags, "-o", str(tmp_path / "o"))
     assert_user_error(result, needle)
@@ -163,6 +164,30 @@ def test_level_search_in_process(trained_synthetic):
     assert mild in (0.0, 0.3) and aggressive in (0.3, 0.6) and mild < aggressive
     assert sorted(p["ratio"] for p in report["single_level"]) == [0.0, 0.3, 0.6]
     assert report["energy"]["aggressive"] < report["energy"]["original"]
+
+
+def test_aggressive_epochs_fine_tune_only_the_aggressive_level(trained_synthetic):
+    """--aggressive-epochs 0 with --epochs 0.2: the aggressive network is exactly the pruned,
+    untrained original, while the mild one has moved; the report records both budgets."""
+    from prunec.data import load_split
+    from prunec.frontend import load_with_meta, trace
+    from prunec.pipeline import CompileConfig, compile as compile_model, prune_level
+
+    model, meta = load_with_meta(str(trained_synthetic))
+    options = dict(mild=0.3, aggressive=0.7, epochs=0.2, aggressive_epochs=0.0, selector="max-softmax",
+                   max_accuracy_drop=5.0, progress=False)
+    result = compile_model(model, "synthetic", model_meta=meta, **options)
+    x = load_split("synthetic", "test").x[:1].clone()
+    original = trace(model, x)
+    cfg = CompileConfig(data="synthetic", **options)
+    for level, ratio, trained in ((result.compiled.aggressive, 0.7, False), (result.compiled.mild, 0.3, True)):
+        untrained = prune_level(original, x, ratio, cfg).state_dict()
+        state = level.state_dict()
+        assert state.keys() == untrained.keys()
+        same = all(torch.equal(state[k], untrained[k]) for k in state)
+        assert same is not trained, ratio
+    levels = validate_report(result.report)["levels"]
+    assert (levels["mild"]["fine_tune_epochs"], levels["aggressive"]["fine_tune_epochs"]) == (0.2, 0.0)
 
 
 def test_unstructured_levels_keep_their_zeros_and_are_credited(trained_synthetic):

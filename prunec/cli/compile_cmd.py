@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mild-rate", type=float, metavar="R",
                    help="instead of an accuracy budget, route this share of inputs to the mild network")
     p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs per level (default 1)")
+    p.add_argument("--aggressive-epochs", type=float, metavar="N",
+                   help="fine-tuning epochs of the aggressive level (default: --epochs); it loses more "
+                   "accuracy than the mild level and recovers it more slowly")
     p.add_argument("--search-epochs", type=float, default=0.3,
                    help="fine-tuning epochs per candidate in the level search (default 0.3)")
     p.add_argument("--train-samples", type=int, help="fine-tune on a random subset of this many images")
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         aggressive_method=args.aggressive_method, pruner=args.pruner, selector=args.selector,
         max_accuracy_drop=(1.5 if args.mild_rate is None else None) if args.max_accuracy_drop is None
         else args.max_accuracy_drop,
-        mild_rate=args.mild_rate, epochs=args.epochs, search_epochs=args.search_epochs,
+        mild_rate=args.mild_rate, epochs=args.epochs, aggressive_epochs=args.aggressive_epochs,
+        search_epochs=args.search_epochs,
         train_samples=args.train_samples, lr=args.lr, batch=args.batch, hw=args.hw, target=args.target,
         seed=args.seed, progress=not args.quiet, leaf_modules=tuple(args.leaf_module),
         weight_gating=args.weight_gating,
