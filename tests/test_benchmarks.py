@@ -49,7 +49,8 @@ def test_bench_levels_writes_resumable_rows(tmp_path):
 def test_reproduce_row_has_every_variant(tmp_path):
     args = ["--networks", "resnet20", "--datasets", "synthetic", "--baseline-epochs", "1", "--mild", "0.3",
             "--aggressive", "0.7", "--epochs", "0.2", "--aggressive-epochs", "0.3", "--single-ratios", "0.5",
-            "--max-accuracy-drop", "5", "--threads", "1", "--quiet", "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
+            "--max-accuracy-drop", "5", "--threads", "1", "--quiet", "--work", str(tmp_path / "work"),
+            "--results", str(tmp_path / "results")]
     proc = _run("reproduce.py", *args)
     assert proc.returncode == 0, proc.stderr
     payload = json.loads((tmp_path / "results" / "reproduce.json").read_text())

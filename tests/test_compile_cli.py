@@ -171,7 +171,8 @@ def test_aggressive_epochs_fine_tune_only_the_aggressive_level(trained_synthetic
     untrained original, while the mild one has moved; the report records both budgets."""
     from prunec.data import load_split
     from prunec.frontend import load_with_meta, trace
-    from prunec.pipeline import CompileConfig, compile as compile_model, prune_level
+    from prunec.pipeline import CompileConfig, prune_level
+    from prunec.pipeline import compile as compile_model
 
     model, meta = load_with_meta(str(trained_synthetic))
     options = dict(mild=0.3, aggressive=0.7, epochs=0.2, aggressive_epochs=0.0, selector="max-softmax",
