@@ -362,7 +362,7 @@ def _validate(cfg: CompileConfig) -> None:
         raise UserError("--max-accuracy-drop must be non-negative")
     if cfg.mild_rate is not None and not 0 <= cfg.mild_rate <= 1:
         raise UserError("--mild-rate must be in [0, 1]")
-    if cfg.epochs < 0 or cfg.search_epochs <= 0 or cfg.aggressive_finetune_epochs < 0:
+    if not (cfg.epochs >= 0 and cfg.aggressive_finetune_epochs >= 0 and cfg.search_epochs > 0):  # NaN fails
         raise UserError("--epochs and --aggressive-epochs must be >= 0 and --search-epochs > 0")
     if cfg.batch < 1:
         raise UserError("--batch must be at least 1")

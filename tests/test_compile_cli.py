@@ -128,7 +128,8 @@ def test_output_not_writable(tmp_path, trained_synthetic):
 @pytest.mark.parametrize("flags,needle", [(["--mild", "0.7", "--aggressive", "0.3"], "must prune less"),
                                           (["--mild", "1.5", "--aggressive", "0.7"], "[0, 1)"),
                                           (["--mild", "0.3"], "both"),
-                                          (["--aggressive-epochs", "-1"], "--aggressive-epochs")])
+                                          (["--aggressive-epochs", "-1"], "--aggressive-epochs"),
+                                          (["--epochs", "nan"], "--epochs")])
 def test_bad_levels(tmp_path, trained_synthetic, flags, needle):
     result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", *flags, "-o", str(tmp_path / "o"))
     assert_user_error(result, needle)
