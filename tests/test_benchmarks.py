@@ -94,6 +94,21 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert set(study["train_subset_accuracy"]) == {"aggressive", "mild"} and study["settings"]["epochs"] == 5
     assert _run("bench_selector_targets.py", str(tmp_path / "nothing")).returncode == 2
     report = json.loads((compiled / "report.json").read_text())
+
+    # other budgets, same compiled model: at its own budget the point is the report's dynamic model
+    proc = _run("bench_budgets.py", str(compiled), "--budgets", "0", "2", "5", "50", "--results",
+                str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr
+    (budgets,) = json.loads((tmp_path / "results" / "bench_budgets.json").read_text())["rows"]
+    points = {p["budget"]: p for p in budgets["points"]}
+    own = points[5.0]  # the row's --max-accuracy-drop
+    assert own["accuracy"] == pytest.approx(report["accuracy"]["dynamic"], abs=1e-6)
+    assert own["relative_energy"] == pytest.approx(report["energy"]["dynamic"] / report["energy"]["original"])
+    assert own["mild_share"] == pytest.approx(report["mild_share"])
+    energies = [p["relative_energy"] for p in budgets["points"]]
+    assert energies == sorted(energies, reverse=True)  # a looser budget never costs more
+    assert all(p["calibration_drop"] <= p["budget"] + 1e-9 or not p["feasible"] for p in budgets["points"])
+    assert _run("bench_budgets.py", str(tmp_path / "nothing")).returncode == 2
     report["selector"]["kind"] = "max-softmax"
     (compiled / "report.json").write_text(json.dumps(report))
     refused = _run("bench_selector_targets.py", str(compiled), "--results", str(tmp_path / "results"))
