@@ -361,19 +361,21 @@ def verdict(row: dict[str, Any]) -> str:
 def summary_table(rows: list[dict[str, Any]], not_run: Sequence[dict[str, str]] = ()) -> list[str]:
     """One line per network and data set: the dynamic model (learned selector) against the target."""
     lines = ["| network | data set | baseline epochs | levels (mild/aggr.) | original % | dynamic % | Δ acc (pts) "
-             "| energy reduction | vs best single level | vs mix of two single levels | target |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| energy reduction | vs best single level | vs mix of two single levels "
+             "| max-softmax selector: reduction (Δ pts) | target |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         v, st = row["variants"], row.get("settings", {})
-        orig, dyn = v["original"], v["dynamic_learned"]
+        orig, dyn, soft = v["original"], v["dynamic_learned"], v["dynamic_max_softmax"]
         reduction, drop = 1 - dyn["energy"] / orig["energy"], orig["accuracy"] - dyn["accuracy"]
+        soft_cell = f"{1 - soft['energy'] / orig['energy']:.1%} ({soft['accuracy'] - orig['accuracy']:+.2f})"
         levels = f"{v['mild']['ratio']:.2f}/{v['aggressive']['ratio']:.2f} ({levels_made(row).split()[0]})"
         epochs = f"{st['baseline_epochs']:g}" if st.get("baseline_epochs") else "—"
         lines.append(f"| {row['network']} | {row['dataset']} | {epochs} | {levels} | {orig['accuracy']:.2f} | "
                      f"{dyn['accuracy']:.2f} | {-drop:+.2f} | {reduction:.1%} | "
-                     f"{dyn['energy'] / v['best_single_level']['energy']:.2f}x | {_vs_mix(row)} | "
+                     f"{dyn['energy'] / v['best_single_level']['energy']:.2f}x | {_vs_mix(row)} | {soft_cell} | "
                      f"{verdict(row)} |")
-    lines += [f"| {m['network']} | {m['dataset']} |" + " — |" * 8 + " not run |" for m in not_run]
+    lines += [f"| {m['network']} | {m['dataset']} |" + " — |" * 9 + " not run |" for m in not_run]
     return lines
 
 
