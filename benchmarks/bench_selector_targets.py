@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import write_atomic  # noqa: E402
+from runs import missing_compiled, rows_by_compiled, write_atomic  # noqa: E402
 
 from prunec import __version__, load_compiled  # noqa: E402
 from prunec.calibration import roc_auc, sweep  # noqa: E402
@@ -182,12 +182,12 @@ def render(payload: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    missing = [str(d) for d in args.compiled if not (d / "report.json").is_file()]
+    missing = missing_compiled(args.compiled)
     if missing:
         print(f"error: not a compiled-model directory (no report.json): {', '.join(missing)}", file=sys.stderr)
         return 2
     out = args.results / "bench_selector_targets.json"
-    rows = {r["compiled"]: r for r in json.loads(out.read_text())["rows"]} if out.exists() else {}
+    rows = rows_by_compiled(out)
     for d in args.compiled:
         try:
             row = _row(d.resolve(), args)

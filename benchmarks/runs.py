@@ -52,6 +52,16 @@ def previous_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["network"], r["dataset"]): r for r in json.loads(path.read_text()).get("rows", [])}
 
 
+def missing_compiled(dirs: list[Path]) -> list[str]:
+    """The given directories that are not compiled-model directories (no report.json)."""
+    return [str(d) for d in dirs if not (d / "report.json").is_file()]
+
+
+def rows_by_compiled(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows a study script wrote to ``path`` earlier, by compiled model: merged with this run's."""
+    return {r["compiled"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
+
+
 def differences(made: dict[str, Any], asked: dict[str, Any]) -> list[str]:
     """"name made (asked wanted)" for each setting in ``asked`` that ``made`` does not match;
     numbers compare as numbers (a row's 6.0 epochs is the 6 asked for). A finished row is
