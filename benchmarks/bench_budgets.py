@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import missing_compiled, rows_by_compiled, write_atomic  # noqa: E402
+from runs import study_rows, write_atomic  # noqa: E402
 
 from prunec import __version__, load_compiled  # noqa: E402
 from prunec.calibration import choose_threshold  # noqa: E402
@@ -99,20 +99,13 @@ def render(payload: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = missing_compiled(args.compiled)
-    if missing:
-        print(f"error: not a compiled-model directory (no report.json): {', '.join(missing)}", file=sys.stderr)
-        return 2
     out = args.results / "bench_budgets.json"
-    rows = rows_by_compiled(out)
-    for d in args.compiled:
-        try:
-            row = _row(d.resolve(), args.budgets)
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        rows[row["compiled"]] = row
-    payload = {"rows": list(rows.values()), "command": "python " + shlex.join(sys.argv),
+    try:
+        rows = study_rows(args.compiled, out, lambda d: _row(d, args.budgets))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    payload = {"rows": rows, "command": "python " + shlex.join(sys.argv),
                "versions": {"prunec": __version__}}
     args.results.mkdir(parents=True, exist_ok=True)
     write_atomic(out, json.dumps(payload, indent=1) + "\n")

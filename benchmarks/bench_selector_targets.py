@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import missing_compiled, rows_by_compiled, write_atomic  # noqa: E402
+from runs import study_rows, write_atomic  # noqa: E402
 
 from prunec import __version__, load_compiled  # noqa: E402
 from prunec.calibration import roc_auc, sweep  # noqa: E402
@@ -182,21 +182,13 @@ def render(payload: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    missing = missing_compiled(args.compiled)
-    if missing:
-        print(f"error: not a compiled-model directory (no report.json): {', '.join(missing)}", file=sys.stderr)
-        return 2
     out = args.results / "bench_selector_targets.json"
-    rows = rows_by_compiled(out)
-    for d in args.compiled:
-        try:
-            row = _row(d.resolve(), args)
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        rows[row["compiled"]] = row
-        print(f"finished {row['compiled']}", flush=True)
-    payload = {"rows": list(rows.values()), "command": "python " + shlex.join(sys.argv), "seed": args.seed,
+    try:
+        rows = study_rows(args.compiled, out, lambda d: _row(d, args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    payload = {"rows": rows, "command": "python " + shlex.join(sys.argv), "seed": args.seed,
                "threads": args.threads, "versions": {"prunec": __version__, "torch": torch.__version__}}
     args.results.mkdir(parents=True, exist_ok=True)
     write_atomic(out, json.dumps(payload, indent=1) + "\n")

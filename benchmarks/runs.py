@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +53,20 @@ def previous_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["network"], r["dataset"]): r for r in json.loads(path.read_text()).get("rows", [])}
 
 
-def missing_compiled(dirs: list[Path]) -> list[str]:
-    """The given directories that are not compiled-model directories (no report.json)."""
-    return [str(d) for d in dirs if not (d / "report.json").is_file()]
+def study_rows(dirs: list[Path], out: Path, make_row: Callable[[Path], dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per compiled-model directory, merged with the rows ``out`` already holds (by
+    compiled model). Raises UserError before any work if a directory holds no report.json."""
+    from prunec.errors import UserError
 
-
-def rows_by_compiled(path: Path) -> dict[str, dict[str, Any]]:
-    """Rows a study script wrote to ``path`` earlier, by compiled model: merged with this run's."""
-    return {r["compiled"]: r for r in json.loads(path.read_text())["rows"]} if path.exists() else {}
+    missing = [str(d) for d in dirs if not (d / "report.json").is_file()]
+    if missing:
+        raise UserError(f"not a compiled-model directory (no report.json): {', '.join(missing)}")
+    rows = {r["compiled"]: r for r in json.loads(out.read_text())["rows"]} if out.exists() else {}
+    for d in dirs:
+        row = make_row(d.resolve())
+        rows[row["compiled"]] = row
+        print(f"finished {row['compiled']}", flush=True)
+    return list(rows.values())
 
 
 def differences(made: dict[str, Any], asked: dict[str, Any]) -> list[str]:
