@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import study_rows, write_atomic  # noqa: E402
+from runs import run_study, study_header, study_heading  # noqa: E402
 
 from prunec import __version__, load_compiled  # noqa: E402
 from prunec.calibration import choose_threshold  # noqa: E402
@@ -75,14 +74,14 @@ def _row(compiled_dir: Path, budgets: list[float]) -> dict[str, Any]:
 
 
 def render(payload: dict[str, Any]) -> str:
-    lines = ["# The same compiled models at other accuracy budgets", "",
-             f"Command: `{payload['command']}`  ", f"prunec {payload['versions']['prunec']}", "",
-             "Each threshold is chosen on the compiled model's calibration sweep for the budget (points below the "
-             "original on calibration data), exactly as `prunec compile --max-accuracy-drop` chooses it; the other "
-             "columns are that threshold's outcome on the test split. Target: >= 70 % energy reduction at <= 2.0 "
-             "points test accuracy loss.", ""]
+    lines = study_header(
+        "The same compiled models at other accuracy budgets", payload,
+        "Each threshold is chosen on the compiled model's calibration sweep for the budget (points below the "
+        "original on calibration data), exactly as `prunec compile --max-accuracy-drop` chooses it; the other "
+        "columns are that threshold's outcome on the test split. Target: >= 70 % energy reduction at <= 2.0 "
+        "points test accuracy loss.")
     for row in payload["rows"]:
-        lines += [f"## {row['network']} on {row['dataset']} (`{row['compiled']}`)", "",
+        lines += [study_heading(row), "",
                   f"Levels {row['levels']['mild']:g}/{row['levels']['aggressive']:g}; compiled with a "
                   f"{row['compiled_budget']:g}-point budget; original {row['original_accuracy']:.2f} % on test.", "",
                   "| budget (pts) | calibration drop | test accuracy % | test drop (pts) | to mild | energy | "
@@ -99,19 +98,11 @@ def render(payload: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    out = args.results / "bench_budgets.json"
-    try:
-        rows = study_rows(args.compiled, out, lambda d: _row(d, args.budgets))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    payload = {"rows": rows, "command": "python " + shlex.join(sys.argv),
-               "versions": {"prunec": __version__}}
-    args.results.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, json.dumps(payload, indent=1) + "\n")
-    write_atomic(args.results / "bench_budgets.md", render(payload))
-    print(render(payload))
-    return 0
+    code = run_study("bench_budgets", args.compiled, args.results, lambda d: _row(d, args.budgets), render,
+                     versions={"prunec": __version__})
+    if code == 0:
+        print((args.results / "bench_budgets.md").read_text())
+    return code
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import study_rows, write_atomic  # noqa: E402
+from runs import dynamic_costs, run_study, study_header, study_heading  # noqa: E402
 
 from prunec import __version__, load_compiled  # noqa: E402
 from prunec.calibration import roc_auc, sweep  # noqa: E402
@@ -62,13 +62,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _joined(a: Split, b: Split) -> Split:
     return dataclasses.replace(a, name=f"{a.name}+{b.name}", x=torch.cat([a.x, b.x]), y=torch.cat([a.y, b.y]))
-
-
-def _energy(report: dict[str, Any], with_selector: bool) -> dict[str, float]:
-    """Per-inference costs of the dynamic model, from the compiled model's own report."""
-    roles = report["energy"]["by_role"]
-    base = roles["trunk"] + roles["head"] + (roles["selector"] if with_selector else 0.0)
-    return {"base": base, "mild": roles["mild"], "original": report["energy"]["original"]}
 
 
 def oracle_ranking(agg_ok: np.ndarray, mild_ok: np.ndarray) -> np.ndarray:
@@ -118,7 +111,7 @@ def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     mild_acc = 100 * float(mild_ok.mean())
     variants = {}
     for name, score in scores.items():
-        costs = _energy(report, with_selector=name.startswith("learned"))
+        costs = dynamic_costs(report, with_selector=name.startswith("learned"))
         points = sweep(score, agg_ok, mild_ok, None, costs)
         need = {}
         for gap in GAPS:
@@ -151,15 +144,15 @@ def _fmt(auc: float | None) -> str:
 
 
 def render(payload: dict[str, Any]) -> str:
-    lines = ["# Selector targets and training data", "",
-             f"Command: `{payload['command']}`  ", f"Seed: {payload['seed']}, threads {payload['threads']}, "
-             f"prunec {payload['versions']['prunec']}, torch {payload['versions']['torch']}", "",
-             "Energy relative to the original network (Eyeriss, the compiled model's per-role costs) that each "
-             "selector needs on the test split to come within the given points of the mild network; lower is "
-             "better. The oracle routes the inputs the mild network fixes, and only as many as needed.", ""]
+    lines = study_header(
+        "Selector targets and training data", payload,
+        f"Seed {payload['seed']}, {payload['threads']} threads. Energy relative to the original network (Eyeriss, the "
+        "compiled model's per-role costs) that each selector needs on the test split to come within the given points "
+        "of the mild network; lower is better. The oracle routes the inputs the mild network fixes, and only as many "
+        "as needed.")
     for row in payload["rows"]:
         acc = row["accuracy"]
-        lines += [f"## {row['network']} on {row['dataset']} (`{row['compiled']}`)", "",
+        lines += [study_heading(row), "",
                   f"Aggressive {acc['aggressive']:.2f} %, mild {acc['mild']:.2f} %; the mild network also gets "
                   f"{row['aggressive_errors_mild_also_gets_wrong']:.0%} of the aggressive errors wrong. Selector "
                   f"training: {row['samples']['calibration']} calibration images, +{row['samples']['train_added']} "
@@ -182,18 +175,9 @@ def render(payload: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    out = args.results / "bench_selector_targets.json"
-    try:
-        rows = study_rows(args.compiled, out, lambda d: _row(d, args))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    payload = {"rows": rows, "command": "python " + shlex.join(sys.argv), "seed": args.seed,
-               "threads": args.threads, "versions": {"prunec": __version__, "torch": torch.__version__}}
-    args.results.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, json.dumps(payload, indent=1) + "\n")
-    write_atomic(args.results / "bench_selector_targets.md", render(payload))
-    return 0
+    return run_study("bench_selector_targets", args.compiled, args.results, lambda d: _row(d, args), render,
+                     seed=args.seed, threads=args.threads,
+                     versions={"prunec": __version__, "torch": torch.__version__})
 
 
 if __name__ == "__main__":

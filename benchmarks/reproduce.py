@@ -36,6 +36,8 @@ from runs import add_run_arguments, baseline_lr, differences, previous_rows, wri
 from examples.train_baseline import main as train_baseline  # noqa: E402
 from prunec import __version__  # noqa: E402
 from prunec.data import load_split  # noqa: E402
+from prunec.dynamic import calibration_scheme  # noqa: E402
+from prunec.errors import UserError  # noqa: E402
 from prunec.frontend import load_with_meta  # noqa: E402
 
 NETWORKS = ("resnet20", "resnet56", "vgg16_bn", "mobilenetv2")
@@ -43,6 +45,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 DATASETS = ("fashion-mnist", "cifar10")
 #: Baseline training epochs a row needs before its verdict says something about a trained network.
 BASELINE_EPOCHS = {"fashion-mnist": 6, "cifar10": 15, "synthetic": 2}
+#: How rows made before prunec recorded ``selector_calibration`` calibrated the learned selector.
+HALF_SPLIT = "the learned selector trains on half of the calibration split and is thresholded on the other half"
 #: The committed example network: the resnet20 / Fashion-MNIST row uses it instead of training a baseline.
 BUNDLED = ROOT / "examples" / "resnet20_fashion.pt"
 
@@ -77,7 +81,6 @@ def _dynamic_variant(compiled: Any, test: Any, costs: dict[str, float]) -> dict[
 
 
 def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
-    from prunec.dynamic import compile_dynamic
     from prunec.pipeline import compile as compile_model
     from prunec.pipeline import energy_of, finetune_level, per_inference, prune_level
     from prunec.training import evaluate
@@ -85,10 +88,11 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work) / f"{net}_{data}"
     work.mkdir(parents=True, exist_ok=True)
     row_file = work / "row.json"
-    if row_file.exists() and not args.redo:
-        cached = json.loads(row_file.read_text())
-        if not settings_differ(cached, args):
-            return cached
+    cached = json.loads(row_file.read_text()) if row_file.exists() else None
+    if cached is not None and not args.redo and not settings_differ(cached, args):
+        return cached
+    if args.reuse_levels:
+        return refresh_row(net, data, args, work, cached)
     start = time.perf_counter()
     baseline = _baseline(net, data, args, work)
     model, meta = load_with_meta(str(baseline))
@@ -99,28 +103,15 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
     out = work / "compiled"
     result = compile_model(model, data, output=str(out), force=True, model_meta=meta, **cfg)
     report = result.report
-    compiled = result.compiled
     calib, test = load_split(data, "calibration"), load_split(data, "test")
-
-    # the same two networks with the zero-parameter max-softmax selector
-    soft = compile_dynamic(compiled.original, compiled.aggressive, compiled.mild, calib, selector="max-softmax",
-                           max_accuracy_drop=args.max_accuracy_drop, costs=dict(compiled.costs),
-                           preprocess=calib.info.preprocess, seed=args.seed)
-    soft_costs = dict(compiled.costs)
-    soft_costs["base"] -= report["energy"]["by_role"]["selector"]  # max-softmax has no layers to run
-    dyn_soft = _dynamic_variant(soft, test, soft_costs)
+    dyn_soft = _max_softmax_variant(result.compiled, report, data, args)
 
     # single pruning levels with the same fine-tuning budget as the two levels
     x = test.x[:1].clone()
     from prunec.frontend import trace
 
     original = trace(model, x)
-    singles = [{"ratio": 0.0, "accuracy": report["accuracy"]["original"],
-                "energy": report["energy"]["original"]},
-               {"ratio": report["levels"]["mild"]["ratio"], "accuracy": report["accuracy"]["mild"],
-                "energy": report["energy"]["mild"]},
-               {"ratio": report["levels"]["aggressive"]["ratio"], "accuracy": report["accuracy"]["aggressive"],
-                "energy": report["energy"]["aggressive"]}]
+    singles = _levels_of(report)
     cfg_obj = _config(cfg)
     for ratio in args.single_ratios:
         if any(abs(s["ratio"] - ratio) < 1e-9 for s in singles):
@@ -132,7 +123,71 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
         finetune_level(level, original, train, epochs, cfg_obj, f"single level r={ratio:.2f}")
         program = energy_of(level, x, cfg_obj, calib.x[: cfg_obj.sparsity_samples])
         singles.append({"ratio": ratio, "accuracy": evaluate(level, test), "energy": per_inference(program)})
-    singles.sort(key=lambda s: s["ratio"])
+    row = _row(net, data, report, dyn_soft, singles, args, baseline, meta, time.perf_counter() - start)
+    write_atomic(row_file, json.dumps(row, indent=1) + "\n")
+    return row
+
+
+def _max_softmax_variant(compiled: Any, report: dict[str, Any], data: str, args: argparse.Namespace
+                         ) -> dict[str, float]:
+    """The same two networks with the zero-parameter max-softmax selector, on the test split."""
+    from prunec.dynamic import compile_dynamic
+
+    calib, test = load_split(data, "calibration"), load_split(data, "test")
+    soft = compile_dynamic(compiled.original, compiled.aggressive, compiled.mild, calib, selector="max-softmax",
+                           max_accuracy_drop=args.max_accuracy_drop, costs=dict(compiled.costs),
+                           preprocess=calib.info.preprocess, seed=args.seed)
+    soft_costs = dict(compiled.costs)
+    soft_costs["base"] -= report["energy"]["by_role"]["selector"]  # max-softmax has no layers to run
+    return _dynamic_variant(soft, test, soft_costs)
+
+
+def _levels_of(report: dict[str, Any]) -> list[dict[str, float]]:
+    """The original, mild and aggressive networks as single-level points."""
+    return [{"ratio": 0.0, "accuracy": report["accuracy"]["original"], "energy": report["energy"]["original"]},
+            *({"ratio": report["levels"][role]["ratio"], "accuracy": report["accuracy"][role],
+               "energy": report["energy"][role]} for role in ("mild", "aggressive"))]
+
+
+def refresh_row(net: str, data: str, args: argparse.Namespace, work: Path, cached: dict[str, Any] | None
+                ) -> dict[str, Any]:
+    """``--reuse-levels``: the row again from the fine-tuned networks its compile left in ``work``,
+    with this prunec's selector and calibration, and the extra single levels it measured (they do
+    not depend on the selector). Only the selector calibration may differ from the cached row's
+    settings; the row keeps the command that makes it from scratch."""
+    from prunec.pipeline import compile as compile_model
+
+    out = work / "compiled"
+    if cached is None or not (out / "report.json").is_file():
+        raise UserError(f"--reuse-levels: {work} holds no finished row (row.json and compiled/) to refresh")
+    differ = [d for d in settings_differ(cached, args) if not d.startswith("selector_calibration")]
+    if differ:
+        raise UserError(f"--reuse-levels: the row in {work} was made with other settings ({'; '.join(differ)}); "
+                        "give the command it was made with")
+    start = time.perf_counter()
+    made_from = cached["settings"].get("baseline")
+    baseline = ROOT / made_from if made_from else _baseline(net, data, args, work)
+    model, meta = load_with_meta(str(baseline))
+    result = compile_model(model, data, output=str(out), force=True, model_meta=meta, reuse_levels=str(out),
+                           selector="learned", max_accuracy_drop=args.max_accuracy_drop, seed=args.seed,
+                           progress=not args.quiet, augment=data == "cifar10", command=" ".join(sys.argv))
+    report = result.report
+    dyn_soft = _max_softmax_variant(result.compiled, report, data, args)
+    fresh = _levels_of(report)
+    singles = fresh + [s for s in cached["single_levels"] if all(abs(s["ratio"] - f["ratio"]) > 1e-9 for f in fresh)]
+    settings = {**cached["settings"], "selector_calibration": _row_settings(args)["selector_calibration"]}
+    row = _row(net, data, report, dyn_soft, singles, args, baseline, meta, cached["wall_seconds"], settings)
+    row["refreshed"] = {"command": _row_settings(args)["command"], "wall_seconds":
+                        round(time.perf_counter() - start, 1), "versions": _versions()}
+    write_atomic(work / "row.json", json.dumps(row, indent=1) + "\n")
+    return row
+
+
+def _row(net: str, data: str, report: dict[str, Any], dyn_soft: dict[str, float], singles: list[dict[str, float]],
+         args: argparse.Namespace, baseline: Path, meta: dict[str, Any], wall: float,
+         settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A table row from a compile report, the max-softmax variant and the single levels."""
+    singles = sorted(singles, key=lambda s: s["ratio"])
     dyn_acc = report["accuracy"]["dynamic"]
     at_least = [s for s in singles if s["accuracy"] >= dyn_acc - 1e-9]
     best_single = min(at_least, key=lambda s: s["energy"], default=singles[0])  # the original at worst
@@ -153,13 +208,13 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
         },
         "single_levels": singles,
         "selector_auc": report["selector"]["auc"],
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "settings": {**_row_settings(args), "baseline": _shown(baseline), "baseline_epochs": meta.get("epochs")},
+        "wall_seconds": round(wall, 1),
+        "settings": settings or {**_row_settings(args), "baseline": _shown(baseline),
+                                 "baseline_epochs": meta.get("epochs")},
     }
     orig_e = row["variants"]["original"]["energy"]
     for variant in row["variants"].values():
         variant["relative_energy"] = variant["energy"] / orig_e
-    write_atomic(row_file, json.dumps(row, indent=1) + "\n")
     return row
 
 
@@ -169,9 +224,10 @@ def settings_differ(row: dict[str, Any], args: argparse.Namespace) -> list[str]:
     A finished row is reused only when it answers the same question: a row cached with a 1-epoch
     baseline or fixed levels must not stand in for a run asking for 6 epochs or a search."""
     st = row.get("settings", {})
-    names = ("seed", "threads", "epochs", "aggressive_epochs", "max_accuracy_drop", "levels")
+    names = ("seed", "threads", "epochs", "aggressive_epochs", "max_accuracy_drop", "levels", "selector_calibration")
     asked = {name: _row_settings(args)[name] for name in names}
-    made = {**st, "levels": levels_made(row), "aggressive_epochs": aggressive_epochs_made(row)}
+    made = {**st, "levels": levels_made(row), "aggressive_epochs": aggressive_epochs_made(row),
+            "selector_calibration": st.get("selector_calibration", HALF_SPLIT)}
     if (row["network"], row["dataset"]) != ("resnet20", "fashion-mnist") or not BUNDLED.exists():
         # the bundled example is reused as it is, whatever baseline length is asked for
         asked["baseline_epochs"] = args.baseline_epochs.get(row["dataset"], 30)
@@ -204,7 +260,7 @@ def _row_settings(args: argparse.Namespace) -> dict[str, Any]:
             "aggressive_epochs": args.epochs if args.aggressive_epochs is None else args.aggressive_epochs,
             "max_accuracy_drop": args.max_accuracy_drop,
             "levels": "searched" if args.mild is None else f"fixed {args.mild:g}/{args.aggressive:g}",
-            "versions": _versions()}
+            "selector_calibration": calibration_scheme("learned"), "versions": _versions()}
 
 
 def _epochs_shown(row: dict[str, Any]) -> str:
@@ -257,8 +313,9 @@ def render_markdown(payload: dict[str, Any]) -> str:
              "extra single levels get `--epochs` (`--aggressive-epochs` when that is more) from scratch (slightly less "
              "for a searched row), and the best single level is "
              "picked on the test split (which favours it); the dynamic model's threshold comes from the "
-             "calibration split only. The learned selector trains on half of the calibration split and is "
-             "thresholded on the other half; max-softmax is thresholded on all of it.", "",
+             "calibration split only. The learned selector is thresholded on 5-fold cross-fitted scores of the "
+             "whole calibration split and deployed as trained on all of it (each row names its scheme); "
+             "max-softmax is thresholded on all of it.", "",
              "Two baselines without a selector: the *best single level* is the cheapest single pruning "
              "level at least as accurate as the dynamic model; the *mix of two single levels* sends a "
              "random share of the inputs to one level and the rest to another, which reaches any accuracy "
@@ -301,7 +358,11 @@ def render_markdown(payload: dict[str, Any]) -> str:
             baseline = f"baseline trained {st['baseline_epochs']:g} epochs, " if st.get("baseline_epochs") else ""
             lines += [f"Row produced by `{st['command']}` ({baseline}levels {levels}, seed {st['seed']}, "
                       f"{st['threads']} threads, {_epochs_shown(row)}, "
-                      f"max drop {st['max_accuracy_drop']:g} pts).", ""]
+                      f"max drop {st['max_accuracy_drop']:g} pts; "
+                      f"{st.get('selector_calibration', HALF_SPLIT)}).", ""]
+            if "refreshed" in row:
+                lines += [f"Refreshed by `{row['refreshed']['command']}` in {row['refreshed']['wall_seconds']:.0f} s: "
+                          "the same fine-tuned networks, this prunec's selector calibration.", ""]
         else:
             lines += ["Row from an earlier run that did not record its own command (see this file's git "
                       "history).", ""]
@@ -399,6 +460,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     parser.add_argument("--single-ratios", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8])
     parser.add_argument("--baseline-epochs", type=float,
                         help="training epochs of the baselines (default: 6 on Fashion-MNIST, 15 on CIFAR-10)")
+    parser.add_argument("--reuse-levels", action="store_true",
+                        help="recompute rows from the fine-tuned networks their compile left in --work (after a "
+                        "change to the selector or its calibration): minutes instead of hours; the rows must "
+                        "have been made with the same settings otherwise")
     parser.add_argument("--render", action="store_true",
                         help="only re-render reproduce.md and the README summary table from reproduce.json")
     add_run_arguments(parser)
@@ -434,7 +499,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 print(f"{net} on {data}: the finished row was made with other settings "
                       f"({'; '.join(differ)}); not reusing it", flush=True)
-            computed[(net, data)] = run_row(net, data, args)
+            try:
+                computed[(net, data)] = run_row(net, data, args)
+            except UserError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             # rows another run finished meanwhile are kept; this run's own rows win
             done = {**previous_rows(args.results / "reproduce.json"), **computed}
             order = (*DATASETS, "synthetic")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the result files go (rows already there are kept unless recomputed)")
     parser.add_argument("--redo", action="store_true", help="recompute rows already finished")
     parser.add_argument("--quiet", action="store_true")
+
+
+def dynamic_costs(report: dict[str, Any], with_selector: bool) -> dict[str, float]:
+    """Per-inference costs of a compiled dynamic model, from its report, for
+    :func:`prunec.calibration.sweep`: without the selector's energy for a zero-parameter one."""
+    roles = report["energy"]["by_role"]
+    base = roles["trunk"] + roles["head"] + (roles["selector"] if with_selector else 0.0)
+    return {"base": base, "mild": roles["mild"], "original": report["energy"]["original"]}
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -80,3 +90,33 @@ def differences(made: dict[str, Any], asked: dict[str, Any]) -> list[str]:
 
     return [f"{name} {made.get(name)} (asked {want})" for name, want in asked.items() if not same(made.get(name), want)]
 
+
+
+def run_study(name: str, dirs: list[Path], results: Path, make_row: Callable[[Path], dict[str, Any]],
+              render: Callable[[dict[str, Any]], str], **payload: Any) -> int:
+    """The whole of a study script over compiled models: its rows (merged with ``results/NAME.json``),
+    then NAME.json and NAME.md written atomically. A user error is one line and exit code 2."""
+    from prunec.errors import UserError
+
+    out = results / f"{name}.json"
+    try:
+        rows = study_rows(dirs, out, make_row)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    payload = {"rows": rows, "command": "python " + shlex.join(sys.argv), **payload}
+    results.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, json.dumps(payload, indent=1) + "\n")
+    write_atomic(results / f"{name}.md", render(payload))
+    return 0
+
+
+def study_heading(row: dict[str, Any]) -> str:
+    """A study row's Markdown heading: the network, the data set and the compiled model it read."""
+    return f"## {row['network']} on {row['dataset']} (`{row['compiled']}`)"
+
+
+def study_header(title: str, payload: dict[str, Any], about: str) -> list[str]:
+    """A study's Markdown opening: its title, the command and versions that wrote it, what it measures."""
+    versions = ", ".join(f"{name} {version}" for name, version in payload["versions"].items())
+    return [f"# {title}", "", f"Command: `{payload['command']}`  ", versions, "", about, ""]

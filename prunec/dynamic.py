@@ -214,27 +214,40 @@ def predict(module: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.
     return torch.cat([module(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
+#: Folds of the learned selector's cross-fitted threshold calibration.
+SELECTOR_FOLDS = 5
+
+
+def calibration_scheme(selector: str, folds: int = SELECTOR_FOLDS) -> str:
+    """Which calibration scores a ``selector``'s threshold is chosen on, as reports record it."""
+    if selector == "learned":
+        return (f"the learned selector is thresholded on {folds}-fold cross-fitted scores and deployed "
+                "as trained on all of them")
+    return "the threshold is chosen on every calibration image"
+
+
 def compile_dynamic(original: nn.Module, aggressive: nn.Module, mild: nn.Module, calibration: Any, *,
                     selector: str = "learned", taps: Sequence[str] | None = None,
                     max_accuracy_drop: float | None = None, mild_rate: float | None = None,
                     costs: dict[str, float] | None = None, preprocess: nn.Module | None = None,
-                    selector_fraction: float = 0.5, epochs: int = 60, seed: int = 0,
+                    selector_folds: int = SELECTOR_FOLDS, epochs: int = 60, seed: int = 0,
                     hidden: int = 32) -> Any:
     """Assemble, train and calibrate a dynamic model from already pruned/fine-tuned networks.
 
     ``calibration`` is a :class:`prunec.data.Split` neither pruned network was fine-tuned on.
-    The learned selector trains on a ``selector_fraction`` of it and the threshold is
-    calibrated on the rest, so the chosen operating point is not flattered by the
-    selector's own training samples (zero-parameter selectors calibrate on all of it).
+    The deployed learned selector trains on all of it; the threshold is calibrated on
+    out-of-fold scores from ``selector_folds`` copies each fitted without the samples it
+    scores (:func:`prunec.selectors.cross_fitted_scores`), so the chosen operating point is
+    neither flattered by the selector's training samples nor estimated from half the data.
+    Zero-parameter selectors calibrate on all of it directly.
     ``costs`` default to MACs (:func:`prunec.calibration.mac_costs`); pass the Eyeriss
     energies when the backend is available. Returns a :class:`prunec.artifact.CompiledModel`.
     """
     from prunec.artifact import CompiledModel
     from prunec.calibration import choose_threshold, mac_costs, sweep
-    from prunec.errors import UserError
     from prunec.frontend import trace
     from prunec.passes.insert_selector import insert_selector as _insert
-    from prunec.selectors import train_selector
+    from prunec.selectors import cross_fitted_scores, fit_selector, front_outputs
 
     if max_accuracy_drop is None and mild_rate is None:
         max_accuracy_drop = 1.0
@@ -246,25 +259,20 @@ def compile_dynamic(original: nn.Module, aggressive: nn.Module, mild: nn.Module,
     if preprocess is None:
         preprocess = calibration.info.preprocess
     dyn = _insert(gms[0], gms[1], selector, taps=taps, original=original.eval(), preprocess=preprocess)
+    y = calibration.y
     if selector == "learned":
-        n_fit = int(len(calibration) * selector_fraction)
-        perm = torch.randperm(len(calibration), generator=torch.Generator().manual_seed(seed))
-        fit = type(calibration)(calibration.info, calibration.name, calibration.x[perm[:n_fit]],
-                                calibration.y[perm[:n_fit]])
-        held = type(calibration)(calibration.info, calibration.name, calibration.x[perm[n_fit:]],
-                                 calibration.y[perm[n_fit:]])
-        if len(held) == 0 or len(fit) == 0:
-            raise UserError("the calibration split is too small to both train and calibrate a selector")
-        train_selector(dyn, fit, epochs=epochs, seed=seed)
+        logits, pooled = front_outputs(dyn.front, calibration.x)
+        wrong = logits.argmax(1) != y
+        scores = cross_fitted_scores(dyn.selector, logits, pooled, wrong, folds=selector_folds, seed=seed,
+                                     epochs=epochs)
+        fit_selector(dyn.selector, logits, pooled, wrong, epochs=epochs, seed=seed)
     else:
-        held = calibration
-    logits, scores = dyn.scores(held.x)
-    mild_logits = predict(dyn.mild, held.x)
-    orig_logits = predict(dyn.original, held.x)
-    original_accuracy = float((orig_logits.argmax(1) == held.y).float().mean())
+        logits, scores = dyn.scores(calibration.x)
+    mild_logits = predict(dyn.mild, calibration.x)
+    orig_logits = predict(dyn.original, calibration.x)
+    original_accuracy = float((orig_logits.argmax(1) == y).float().mean())
     cost = costs or mac_costs(dyn, example)
-    points = sweep(scores, logits.argmax(1) == held.y, mild_logits.argmax(1) == held.y,
-                   original_accuracy, cost)
+    points = sweep(scores, logits.argmax(1) == y, mild_logits.argmax(1) == y, original_accuracy, cost)
     chosen = choose_threshold(points, max_accuracy_drop=max_accuracy_drop, mild_rate=mild_rate)
     dyn.threshold = chosen.threshold
     return CompiledModel(model=dyn, sweep=points, chosen=chosen, costs=cost,
@@ -272,4 +280,5 @@ def compile_dynamic(original: nn.Module, aggressive: nn.Module, mild: nn.Module,
                          constraint={"max_accuracy_drop": max_accuracy_drop, "mild_rate": mild_rate})
 
 
-__all__ = ["DynamicModel", "MildRouter", "build_graph", "compile_dynamic", "predict", "ROLES"]
+__all__ = ["DynamicModel", "MildRouter", "build_graph", "compile_dynamic", "calibration_scheme", "predict",
+           "ROLES", "SELECTOR_FOLDS"]

@@ -60,6 +60,7 @@ class CompileConfig:
     progress: bool = True
     leaf_modules: Sequence[str] = ()
     weight_gating: bool | None = None  # None: on when the pruner zeroes weights (unstructured)
+    reuse_levels: str | None = None  # an earlier output DIR whose fine-tuned levels to reuse
     command: str = ""
 
     @property
@@ -288,7 +289,15 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     _log(console, "[1/6]", f"test accuracy {orig_test_acc:.2f}%, Eyeriss energy {orig_energy:.4g} per inference")
 
     candidates: list[Level] = []
-    if cfg.mild is None or cfg.aggressive is None:
+    reused = None
+    if cfg.reuse_levels:
+        from prunec.reuse import reuse_levels
+
+        reused = reuse_levels(cfg.reuse_levels, original, x, cfg, info.name, calib.x[:64])
+        mild, aggressive = reused.mild, reused.aggressive
+        _log(console, "[3/6]", f"reusing the fine-tuned levels of {reused.directory}: mild {cfg.mild:.2f}, "
+             f"aggressive {cfg.aggressive:.2f} ({_epochs_text(cfg)})")
+    elif cfg.mild is None or cfg.aggressive is None:
         _log(console, "[2/6]", "searching pruning levels (short fine-tunes, scored by Eyeriss energy)")
         cfg.mild, cfg.aggressive, candidates = search_levels(
             original, x, train, calib, orig_calib_acc, orig_energy, cfg, console)
@@ -329,6 +338,8 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     report = _evaluate_and_report(cfg, model_meta or {}, original, mild, aggressive, compiled, test, calib,
                                   orig_test_acc, orig_program, mild_program, aggr_program, dyn_program,
                                   candidates, x)
+    if reused is not None:
+        _note_reuse(report, reused)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     result = CompileResult(compiled, report, {"original": orig_program, "mild": mild_program,
                                               "aggressive": aggr_program, "dynamic": dyn_program})
@@ -338,6 +349,19 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
             write_outputs(result, staging)
         result.output = Path(output)
     return result
+
+
+def _note_reuse(report: dict[str, Any], reused: Any) -> None:
+    """The report of a --reuse-levels run says where its networks were fine-tuned, and keeps the
+    single-level points that run measured (they do not depend on the selector)."""
+    source = reused.source
+    report["levels_from"] = {"directory": str(reused.directory), "command": source.get("command", ""),
+                             "created": source.get("created", "")}
+    if len(source.get("single_level", [])) > len(report["single_level"]):
+        report["single_level"] = source["single_level"]
+        report["notes"] += [n for n in source.get("notes", []) if n.startswith("Single-level points")]
+    report["notes"].append(f"The mild and aggressive networks were reused from {reused.directory} "
+                           f"(fine-tuned by: {source.get('command') or 'an earlier compile'}).")
 
 
 def _recost(point: Any, costs: dict[str, float]) -> Any:
@@ -430,6 +454,7 @@ def _layer_rows(program: Any, batch: int, with_role: bool) -> list[dict[str, Any
 def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, calib, orig_test_acc,
                          orig_program, mild_program, aggr_program, dyn_program, candidates, x):
     from prunec.calibration import roc_auc
+    from prunec.dynamic import calibration_scheme
     from prunec.summary import count_macs
     from prunec.training import predict
 
@@ -497,7 +522,8 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                                   "params": params["aggressive"], "macs": macs["aggressive"],
                                   "fine_tune_epochs": cfg.aggressive_finetune_epochs}},
         "selector": {"kind": cfg.selector, "threshold": float(dyn.threshold), "taps": list(dyn.taps),
-                     "auc": auc, "max_accuracy_drop": cfg.max_accuracy_drop},
+                     "auc": auc, "max_accuracy_drop": cfg.max_accuracy_drop,
+                     "calibration": calibration_scheme(cfg.selector)},
         "accuracy": {"original": orig_test_acc, "mild": _acc(logits_m, test.y),
                      "aggressive": _acc(logits_a, test.y), "dynamic": dyn_acc, "oracle": oracle_acc},
         "mild_share": share,

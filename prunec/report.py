@@ -127,12 +127,24 @@ class Levels(TypedDict):
     aggressive: PruneLevel
 
 
-class SelectorInfo(TypedDict):
+class _SelectorRequired(TypedDict):
     kind: str
     threshold: float
     taps: list[str]
     auc: Annotated[float, Range(0.0, 1.0)] | None
     max_accuracy_drop: float | None  # the calibration budget the threshold was chosen for
+
+
+class SelectorInfo(_SelectorRequired, total=False):
+    calibration: str  # which scores the threshold was chosen on (reports before 0.2 lack it)
+
+
+class LevelsFrom(TypedDict):
+    """Where a ``--reuse-levels`` run took its fine-tuned networks from."""
+
+    directory: str
+    command: str
+    created: str
 
 
 class Accuracy(TypedDict):
@@ -247,6 +259,7 @@ class Report(_ReportRequired, total=False):
     """The whole of ``report.json``. Keys not listed here are kept and ignored."""
 
     test_sweep: list[SweepPoint]  # the calibration thresholds evaluated on the test split
+    levels_from: LevelsFrom  # set by --reuse-levels
 
 
 # ----------------------------------------------------------------------- validation
@@ -618,8 +631,7 @@ def _sweep_summary(d: dict[str, Any]) -> list[str]:
     thresholds = [p["threshold"] for p in d["sweep"]]
     out = [f"{len(d['sweep'])} thresholds from {min(thresholds):.4g} to {max(thresholds):.4g} on the "
            f"calibration split ({d['data']['calibration_size']} images"
-           + ("; the learned selector trains on one half and is thresholded on the other"
-              if d["selector"]["kind"] == "learned" else "") + ")"
+           + (f"; {d['selector']['calibration']}" if d["selector"].get("calibration") else "") + ")"
            + (", re-evaluated on the test split." if d.get("test_sweep") else ".")]
     hits = [p for p in sweep if in_target_region(d, p["accuracy"], p["energy"])]
     if hits:

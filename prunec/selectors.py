@@ -173,28 +173,40 @@ def train_selector(dynamic_or_parts: Any, calibration_split: Any, epochs: int = 
 
     ``dynamic_or_parts`` is a DynamicModel or a ``(front, selector)`` pair. Labels are
     "aggressive argmax != y" unless ``targets`` (one 0/1 per sample, 1 = route to mild)
-    says otherwise, e.g. "the aggressive answer is wrong and the mild one right";
-    errors are the minority class, so BCE gets ``pos_weight = negatives / positives``.
-    A held-out ``val_fraction`` picks the epoch with the best ROC AUC, which guards the
-    small calibration set against over-fitting.
-    Zero-parameter selectors are returned untouched.
+    says otherwise, e.g. "the aggressive answer is wrong and the mild one right".
+    Zero-parameter selectors are returned untouched. See :func:`fit_selector`.
     """
-    from prunec.calibration import roc_auc
-
     if isinstance(dynamic_or_parts, tuple):
         front, selector = dynamic_or_parts
     else:
         front, selector = dynamic_or_parts.front, dynamic_or_parts.selector
     if not isinstance(selector, LearnedSelector):
         return selector
-    x, y = calibration_split.x, calibration_split.y
-    logits, pooled = front_outputs(front, x)
+    y = calibration_split.y
+    logits, pooled = front_outputs(front, calibration_split.x)
     if targets is None:
         labels = (logits.argmax(1) != y).float()
     elif (targets := torch.as_tensor(targets)).shape != y.shape:
         raise UserError(f"targets has shape {tuple(targets.shape)}; the split has {len(y)} samples")
     else:
         labels = targets.float()
+    return fit_selector(selector, logits, pooled, labels, epochs=epochs, seed=seed, lr=lr,
+                        weight_decay=weight_decay, batch_size=batch_size, val_fraction=val_fraction)
+
+
+def fit_selector(selector: LearnedSelector, logits: torch.Tensor, pooled: Sequence[torch.Tensor],
+                 labels: torch.Tensor, epochs: int = 60, seed: int = 0, lr: float = 3e-3,
+                 weight_decay: float = 1e-4, batch_size: int = 256, val_fraction: float = 0.2
+                 ) -> LearnedSelector:
+    """Fit ``selector`` in place on precomputed front outputs (:func:`front_outputs`).
+
+    ``labels`` are 1 where the input should go to mild. Those are the minority class, so
+    BCE gets ``pos_weight = negatives / positives``. A held-out ``val_fraction`` picks the
+    epoch with the best ROC AUC, which guards the small calibration set against over-fitting.
+    """
+    from prunec.calibration import roc_auc
+
+    labels = labels.float()
     with torch.no_grad():
         feats = selector.features(logits, *pooled)
         selector.feat_mean.copy_(feats.mean(0))
@@ -206,8 +218,8 @@ def train_selector(dynamic_or_parts: Any, calibration_split: Any, epochs: int = 
     for m in selector.mlp:
         if isinstance(m, nn.Linear):
             m.reset_parameters()
-    perm = torch.randperm(len(y), generator=gen)
-    n_val = int(len(y) * val_fraction) if len(y) >= 50 else 0
+    perm = torch.randperm(len(labels), generator=gen)
+    n_val = int(len(labels) * val_fraction) if len(labels) >= 50 else 0
     val_idx, tr_idx = perm[:n_val], perm[n_val:]
     pos = labels[tr_idx].sum()
     neg = len(tr_idx) - pos
@@ -238,6 +250,34 @@ def train_selector(dynamic_or_parts: Any, calibration_split: Any, epochs: int = 
     return selector
 
 
+def cross_fitted_scores(selector: LearnedSelector, logits: torch.Tensor, pooled: Sequence[torch.Tensor],
+                        labels: torch.Tensor, folds: int = 5, seed: int = 0, **fit: Any) -> torch.Tensor:
+    """Out-of-fold scores: each sample scored by a copy of ``selector`` fitted without it.
+
+    The samples are split into ``folds`` random folds; fold k is scored by a copy fitted
+    on the other folds (seed ``seed + 1 + k``). A threshold calibrated on these scores is
+    not flattered by the selector's own training samples, yet uses every sample, where a
+    fixed train/calibrate split spends half of them on each. ``selector`` itself is left
+    untouched; the caller fits it on all samples for deployment (the same scheme as
+    scikit-learn's ``CalibratedClassifierCV(ensemble=False)``).
+    """
+    import copy
+
+    n = len(labels)
+    if folds < 2 or n < folds:
+        raise UserError(f"cross-fitting needs at least 2 folds and a sample per fold (folds={folds}, samples={n})")
+    fold_of = torch.empty(n, dtype=torch.long)
+    fold_of[torch.randperm(n, generator=torch.Generator().manual_seed(seed))] = torch.arange(n) % folds
+    scores = torch.empty(n)
+    for k in range(folds):
+        out, into = fold_of == k, fold_of != k
+        member = fit_selector(copy.deepcopy(selector), logits[into], [t[into] for t in pooled], labels[into],
+                              seed=seed + 1 + k, **fit)
+        with torch.no_grad():
+            scores[out] = member(logits[out], *[t[out] for t in pooled]).reshape(-1)
+    return scores
+
+
 __all__ = ["SELECTOR_KINDS", "DEPLOYABLE_KINDS", "ScoreSelector", "LearnedSelector", "make_selector",
-           "train_selector", "front_outputs", "max_softmax_score", "margin_score", "entropy_score",
-           "oracle_score", "SCORE_FUNCTIONS"]
+           "train_selector", "fit_selector", "cross_fitted_scores", "front_outputs", "max_softmax_score",
+           "margin_score", "entropy_score", "oracle_score", "SCORE_FUNCTIONS"]

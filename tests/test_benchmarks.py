@@ -75,6 +75,25 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert "| 1 | 0.30/0.70 (fixed) |" in summary and f"| {reduction:.1%} |" in summary
     assert summary.endswith("(short baseline) |")  # 1 epoch is under the script's default of 2 for synthetic
 
+    # --reuse-levels: a row made with another selector calibration is recomputed from the networks its
+    # compile left behind, and comes out as the fresh row did (nothing fine-tuned again)
+    fresh = json.loads(json.dumps(row))
+    for path in (tmp_path / "work" / "resnet20_synthetic" / "row.json", tmp_path / "results" / "reproduce.json"):
+        stale = json.loads(path.read_text())
+        for r in stale.get("rows", [stale]):
+            del r["settings"]["selector_calibration"]  # as rows made before cross-fitting
+            r["variants"]["dynamic_learned"]["accuracy"] = -1.0
+        path.write_text(json.dumps(stale))
+    proc = _run("reproduce.py", *args, "--reuse-levels")
+    assert proc.returncode == 0, proc.stderr
+    (refreshed,) = json.loads((tmp_path / "results" / "reproduce.json").read_text())["rows"]
+    assert refreshed["variants"] == fresh["variants"] and refreshed["single_levels"] == fresh["single_levels"]
+    assert refreshed["settings"]["selector_calibration"] == fresh["settings"]["selector_calibration"]
+    assert refreshed["wall_seconds"] == fresh["wall_seconds"] and "--reuse-levels" in refreshed["refreshed"]["command"]
+    assert "Refreshed by" in (tmp_path / "results" / "reproduce.md").read_text()
+    refused = _run("reproduce.py", *args, "--reuse-levels", "--seed", "1")
+    assert refused.returncode == 2 and "seed 0 (asked 1)" in refused.stderr and "Traceback" not in refused.stderr
+
     # the selector-target study runs on the compiled model the row left behind
     compiled = tmp_path / "work" / "resnet20_synthetic" / "compiled"
     proc = _run("bench_selector_targets.py", str(compiled), "--train-samples", "300", "--epochs", "5",
@@ -109,6 +128,17 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert energies == sorted(energies, reverse=True)  # a looser budget never costs more
     assert all(p["calibration_drop"] <= p["budget"] + 1e-9 or not p["feasible"] for p in budgets["points"])
     assert _run("bench_budgets.py", str(tmp_path / "nothing")).returncode == 2
+
+    # the calibration study's cross-fit scheme at compile's seed and epochs is the compiled model itself
+    proc = _run("bench_calibration.py", str(compiled), "--seeds", "0", "1", "--results", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr
+    (calibration,) = json.loads((tmp_path / "results" / "bench_calibration.json").read_text())["rows"]
+    own = calibration["learned"]["cross-fit"][0]
+    assert own["seed"] == 0 and own["mild_share"] == pytest.approx(report["mild_share"])
+    assert own["accuracy_drop"] == pytest.approx(report["accuracy_drop"], abs=1e-6)
+    assert own["energy_reduction"] == pytest.approx(report["energy_reduction"])
+    assert [len(runs) for runs in calibration["learned"].values()] == [2, 2]
+    assert "| learned, half split |" in (tmp_path / "results" / "bench_calibration.md").read_text()
     report["selector"]["kind"] = "max-softmax"
     (compiled / "report.json").write_text(json.dumps(report))
     refused = _run("bench_selector_targets.py", str(compiled), "--results", str(tmp_path / "results"))

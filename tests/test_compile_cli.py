@@ -225,3 +225,48 @@ def test_compile_on_your_own_npz(tmp_path):
     assert report["model"]["input_shape"] == [1, 3, 12, 10] and report["model"]["num_classes"] == 3
     compiled = prunec.load_compiled(out / "model")
     assert compiled.model(torch.rand(5, 3, 12, 10)).shape == (5, 3)
+
+
+def test_reuse_levels_reproduces_the_compile_without_fine_tuning(compiled_dir, trained_synthetic, tmp_path):
+    """--reuse-levels rebuilds the fine-tuned networks of an earlier output: with the same selector
+    settings the new compile equals the old one number for number, whatever fine-tuning options
+    are passed; with another selector only the dynamic part changes."""
+    source = load_report(compiled_dir)
+    again = tmp_path / "again"
+    result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", "--epochs", "7", "--quiet",
+                     "--reuse-levels", str(compiled_dir), "-o", str(again))
+    assert result.returncode == 0, result.stderr
+    report = load_report(again)
+    assert report["levels"] == source["levels"]  # ratios and the 0.2-epoch fine-tunes, not 7 epochs
+    for key in ("accuracy", "mild_share", "energy", "selector", "sweep", "test_sweep"):
+        assert report[key] == source[key], key
+    assert report["levels_from"]["directory"] == str(compiled_dir)
+    old, new = prunec.load_compiled(compiled_dir / "model"), prunec.load_compiled(again / "model")
+    for part in ("mild", "front"):
+        a, b = getattr(old.model, part).state_dict(), getattr(new.model, part).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+
+    softmax = tmp_path / "softmax"
+    result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", "--selector", "max-softmax",
+                     "--quiet", "--reuse-levels", str(compiled_dir), "-o", str(softmax))
+    assert result.returncode == 0, result.stderr
+    report = load_report(softmax)
+    assert report["selector"]["kind"] == "max-softmax" and report["energy"]["by_role"]["selector"] == 0
+    for key in ("original", "mild", "aggressive"):
+        assert report["accuracy"][key] == source["accuracy"][key]
+        assert report["energy"][key] == source["energy"][key]
+
+
+def test_reuse_levels_refuses_what_it_cannot_reuse(compiled_dir, trained_synthetic, tmp_path):
+    other = tmp_path / "other.pt"
+    torch.manual_seed(1)
+    save_checkpoint(zoo.build("resnet20", 1, 4), str(other), "zoo:resnet20", 1, 4, dataset="synthetic",
+                    input_shape=[1, 1, 16, 16])
+    cases = [((str(other), "--reuse-levels", str(compiled_dir)), "another model"),
+             ((str(trained_synthetic), "--reuse-levels", str(tmp_path)), "no report.json"),
+             ((str(trained_synthetic), "--reuse-levels", str(compiled_dir), "--mild", "0.5", "--aggressive",
+               "0.7"), "differs from the mild level 0.3")]
+    for args, needle in cases:
+        assert_user_error(run_cli("compile", *args, "--data", "synthetic", "--quiet", "-o",
+                                  str(tmp_path / "o")), needle)
+        assert not (tmp_path / "o").exists()

@@ -10,6 +10,7 @@ from prunec.artifact import CompiledModel
 from prunec.data import load_split
 from prunec.dynamic import compile_dynamic
 from prunec.passes.insert_selector import insert_selector
+from prunec.selectors import LearnedSelector, fit_selector, front_outputs
 from tests.conftest import needs_fashion_mnist
 from tests.test_selector import resnet_pair, train_tiny
 
@@ -72,6 +73,15 @@ def test_compile_dynamic_end_to_end_on_synthetic() -> None:
     with torch.no_grad():
         logits, route = compiled.model(x, return_route=True)
     assert logits.shape == (3, 4) and route.shape == (3,)
+    # the threshold is calibrated on every calibration image (out-of-fold scores), not half of them
+    shares = sorted({round(p.mild_share * len(calibration)) for p in compiled.sweep})
+    assert shares[-1] == len(calibration) and len(shares) > len(calibration) // 2 + 1
+    # ...while the deployed selector is the one fitted on all of them
+    reference = fit_selector(LearnedSelector(compiled.model.selector.tap_channels, 4),
+                             *front_outputs(compiled.model.front, calibration.x),
+                             compiled.model.scores(calibration.x)[0].argmax(1) != calibration.y, epochs=10)
+    for name, value in reference.state_dict().items():
+        assert torch.equal(value, compiled.model.selector.state_dict()[name]), name
     rate = compile_dynamic(original, aggressive, mild, calibration, selector="entropy", mild_rate=0.25)
     assert rate.chosen.mild_share <= 0.25 and rate.selector_kind == "entropy"
 

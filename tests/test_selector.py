@@ -16,7 +16,10 @@ from prunec.passes import resolve_pass
 from prunec.passes.insert_selector import default_tap, insert_selector
 from prunec.selectors import (
     LearnedSelector,
+    cross_fitted_scores,
     entropy_score,
+    fit_selector,
+    front_outputs,
     make_selector,
     margin_score,
     max_softmax_score,
@@ -144,3 +147,43 @@ def test_learned_selector_fits_given_targets() -> None:
     assert roc_auc(scores.numpy(), target) > 0.9
     with pytest.raises(UserError, match="targets has shape"):
         train_selector(dyn, calibration, targets=answers_zero[:-1])
+
+
+@pytest.fixture(scope="module")
+def calibration_features():
+    """A tiny aggressive network's logits and pooled taps on the synthetic calibration split."""
+    dyn = insert_selector(train_tiny(4, steps=6), train_tiny(8, steps=6, seed=1), "learned")
+    calibration = load_split("synthetic", "calibration")
+    logits, pooled = front_outputs(dyn.front, calibration.x)
+    return dyn.selector, logits, pooled, (logits.argmax(1) != calibration.y).float()
+
+
+@pytest.mark.parametrize("sample", [0, 100, 255])
+def test_cross_fitted_score_ignores_its_own_label(calibration_features, sample: int) -> None:
+    """Out-of-fold means a sample's score cannot depend on its label: flipping that label leaves
+    its score bit-identical. An in-sample fit (the selector trained on all samples) does move
+    it, so this property is what the cross-fitting buys."""
+    selector, logits, pooled, labels = calibration_features
+    flipped = labels.clone()
+    flipped[sample] = 1 - flipped[sample]
+    oof = cross_fitted_scores(selector, logits, pooled, labels, folds=5, seed=3, epochs=15)
+    oof_flipped = cross_fitted_scores(selector, logits, pooled, flipped, folds=5, seed=3, epochs=15)
+    assert oof.shape == labels.shape and torch.isfinite(oof).all()
+    assert oof[sample] == oof_flipped[sample]
+    assert not torch.equal(oof, oof_flipped)  # the other folds' selectors did see the flip
+
+    def in_sample(y: torch.Tensor) -> float:
+        fitted = fit_selector(LearnedSelector(selector.tap_channels, selector.num_classes), logits, pooled, y,
+                              epochs=15, seed=3, val_fraction=0.0)
+        with torch.no_grad():
+            return float(fitted(logits[sample:sample + 1], *[t[sample:sample + 1] for t in pooled]))
+
+    assert in_sample(labels) != in_sample(flipped)
+
+
+def test_cross_fitting_refuses_too_few_folds_or_samples(calibration_features) -> None:
+    selector, logits, pooled, labels = calibration_features
+    with pytest.raises(UserError, match="at least 2 folds"):
+        cross_fitted_scores(selector, logits, pooled, labels, folds=1)
+    with pytest.raises(UserError, match="sample per fold"):
+        cross_fitted_scores(selector, logits[:3], [t[:3] for t in pooled], labels[:3], folds=5)

@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "accuracy than the mild level and recovers it more slowly")
     p.add_argument("--search-epochs", type=float, default=0.3,
                    help="fine-tuning epochs per candidate in the level search (default 0.3)")
+    p.add_argument("--reuse-levels", metavar="DIR",
+                   help="take the pruned, fine-tuned mild and aggressive networks from an earlier compile "
+                   "output DIR of this same model and data set, and redo only the selector, calibration, "
+                   "lowering and report: minutes instead of the fine-tuning's hours (the fine-tuning options "
+                   "are then DIR's)")
     p.add_argument("--train-samples", type=int, help="fine-tune on a random subset of this many images")
     p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate (default 0.02)")
     p.add_argument("--batch", type=int, default=1, help="batch size the energy is modelled at (default 1)")
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         search_epochs=args.search_epochs,
         train_samples=args.train_samples, lr=args.lr, batch=args.batch, hw=args.hw, target=args.target,
         seed=args.seed, progress=not args.quiet, leaf_modules=tuple(args.leaf_module),
-        weight_gating=args.weight_gating,
+        weight_gating=args.weight_gating, reuse_levels=args.reuse_levels,
         command="prunec " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     if not args.quiet:
         print_summary(result.report, Console())
