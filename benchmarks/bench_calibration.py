@@ -4,7 +4,7 @@ The threshold must be chosen on scores of samples the selector did not train on,
 calibration accuracy is flattered. Two ways to get such scores from the one calibration
 split (5,000 images), both run here on the networks of compiled models:
 
-* ``half split`` (prunec before 0.2): the selector trains on a random half and the
+* ``half split`` (prunec's compile before this study): the selector trains on a random half and the
   threshold is chosen on the other half. The threshold's accuracy estimate rests on 2,500
   images, and the selector sees only 2,500.
 * ``cross-fit`` (``prunec compile`` now): 5-fold cross-fitting gives every calibration
@@ -134,10 +134,13 @@ def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     if report["selector"]["kind"] != "learned":
         raise UserError(f"{compiled_dir} was compiled with --selector {report['selector']['kind']}; this study "
                         "costs its selectors with a learned selector's energy, so compile with the default")
+    budget = report["selector"]["max_accuracy_drop"]
+    if budget is None:
+        raise UserError(f"{compiled_dir} was compiled with --mild-rate; this study chooses thresholds for an "
+                        "accuracy budget, so compile with --max-accuracy-drop")
     model = load_compiled(compiled_dir / report["files"]["model_dir"]).model
     data = report["data"]["name"]
     calib, test = _outcomes(model, load_split(data, "calibration")), _outcomes(model, load_split(data, "test"))
-    budget = report["selector"]["max_accuracy_drop"]
     costs = dynamic_costs(report, with_selector=True)
     soft = scored(max_softmax_score(calib.logits).numpy(), calib, max_softmax_score(test.logits).numpy(), test,
                   dynamic_costs(report, with_selector=False), budget)

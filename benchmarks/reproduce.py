@@ -80,7 +80,10 @@ def _dynamic_variant(compiled: Any, test: Any, costs: dict[str, float]) -> dict[
             "energy": costs["base"] + share * costs["mild"], "mild_share": share}
 
 
-def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    """The row of ``net`` on ``data``: cached in --work when made with these settings, refreshed with
+    --reuse-levels (``finished`` is the row the results hold, if any), else computed."""
     from prunec.pipeline import compile as compile_model
     from prunec.pipeline import energy_of, finetune_level, per_inference, prune_level
     from prunec.training import evaluate
@@ -92,7 +95,7 @@ def run_row(net: str, data: str, args: argparse.Namespace) -> dict[str, Any]:
     if cached is not None and not args.redo and not settings_differ(cached, args):
         return cached
     if args.reuse_levels:
-        return refresh_row(net, data, args, work, cached)
+        return refresh_row(net, data, args, work, finished or cached)
     start = time.perf_counter()
     baseline = _baseline(net, data, args, work)
     model, meta = load_with_meta(str(baseline))
@@ -151,15 +154,19 @@ def _levels_of(report: dict[str, Any]) -> list[dict[str, float]]:
 
 def refresh_row(net: str, data: str, args: argparse.Namespace, work: Path, cached: dict[str, Any] | None
                 ) -> dict[str, Any]:
-    """``--reuse-levels``: the row again from the fine-tuned networks its compile left in ``work``,
-    with this prunec's selector and calibration, and the extra single levels it measured (they do
-    not depend on the selector). Only the selector calibration may differ from the cached row's
+    """``--reuse-levels``: the row ``cached`` again from the fine-tuned networks its compile left in
+    ``work``, with this prunec's selector and calibration, and the extra single levels it measured
+    (they do not depend on the selector). Only the selector calibration may differ from the row's
     settings; the row keeps the command that makes it from scratch."""
     from prunec.pipeline import compile as compile_model
 
     out = work / "compiled"
     if cached is None or not (out / "report.json").is_file():
         raise UserError(f"--reuse-levels: {work} holds no finished row (row.json and compiled/) to refresh")
+    made = json.loads((out / "report.json").read_text())
+    if any(abs(made["accuracy"][level] - cached["variants"][level]["accuracy"]) > 1e-6
+           or made["levels"][level]["ratio"] != cached["variants"][level]["ratio"] for level in ("mild", "aggressive")):
+        raise UserError(f"--reuse-levels: the networks in {out} are not those of the {net} / {data} row")
     differ = [d for d in settings_differ(cached, args) if not d.startswith("selector_calibration")]
     if differ:
         raise UserError(f"--reuse-levels: the row in {work} was made with other settings ({'; '.join(differ)}); "
@@ -500,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{net} on {data}: the finished row was made with other settings "
                       f"({'; '.join(differ)}); not reusing it", flush=True)
             try:
-                computed[(net, data)] = run_row(net, data, args)
+                computed[(net, data)] = run_row(net, data, args, finished)
             except UserError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2

@@ -355,13 +355,16 @@ def _note_reuse(report: dict[str, Any], reused: Any) -> None:
     """The report of a --reuse-levels run says where its networks were fine-tuned, and keeps the
     single-level points that run measured (they do not depend on the selector)."""
     source = reused.source
-    report["levels_from"] = {"directory": str(reused.directory), "command": source.get("command", ""),
-                             "created": source.get("created", "")}
-    if len(source.get("single_level", [])) > len(report["single_level"]):
+    # a chain of reuses still names the compile that fine-tuned the networks
+    report["levels_from"] = source.get("levels_from") or {
+        "directory": str(reused.directory), "command": source.get("command", ""), "created": source.get("created", "")}
+    same_costs = all(source.get(k) == report[k] for k in ("target", "batch")) and \
+        source.get("energy", {}).get("original") == report["energy"]["original"]
+    if len(source.get("single_level", [])) > len(report["single_level"]) and same_costs:
         report["single_level"] = source["single_level"]
         report["notes"] += [n for n in source.get("notes", []) if n.startswith("Single-level points")]
     report["notes"].append(f"The mild and aggressive networks were reused from {reused.directory} "
-                           f"(fine-tuned by: {source.get('command') or 'an earlier compile'}).")
+                           f"(fine-tuned by: {report['levels_from']['command'] or 'an earlier compile'}).")
 
 
 def _recost(point: Any, costs: dict[str, float]) -> Any:

@@ -136,7 +136,7 @@ class _SelectorRequired(TypedDict):
 
 
 class SelectorInfo(_SelectorRequired, total=False):
-    calibration: str  # which scores the threshold was chosen on (reports before 0.2 lack it)
+    calibration: str  # which scores the threshold was chosen on (absent: a half split, older reports)
 
 
 class LevelsFrom(TypedDict):
@@ -623,6 +623,11 @@ def _sweep_table(d: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def _calibration_text(selector: dict[str, Any]) -> str:
+    """How the threshold's calibration scores were made (reports without the key used a half split)."""
+    return selector.get("calibration") or "the learned selector trains on one half and is thresholded on the other"
+
+
 def _sweep_summary(d: dict[str, Any]) -> list[str]:
     sweep, split = reported_sweep(d)
     if not sweep:
@@ -631,7 +636,7 @@ def _sweep_summary(d: dict[str, Any]) -> list[str]:
     thresholds = [p["threshold"] for p in d["sweep"]]
     out = [f"{len(d['sweep'])} thresholds from {min(thresholds):.4g} to {max(thresholds):.4g} on the "
            f"calibration split ({d['data']['calibration_size']} images"
-           + (f"; {d['selector']['calibration']}" if d["selector"].get("calibration") else "") + ")"
+           + (f"; {_calibration_text(d['selector'])}" if d["selector"]["kind"] == "learned" else "") + ")"
            + (", re-evaluated on the test split." if d.get("test_sweep") else ".")]
     hits = [p for p in sweep if in_target_region(d, p["accuracy"], p["energy"])]
     if hits:
