@@ -401,6 +401,10 @@ def _validate(cfg: CompileConfig) -> None:
         raise UserError("--aggressive-method needs explicit --mild/--aggressive levels (the search uses --method)")
     if cfg.max_accuracy_drop is not None and cfg.mild_rate is not None:
         raise UserError("give --max-accuracy-drop or --mild-rate, not both")
+    if cfg.reuse_levels:
+        from prunec.reuse import read_source_report
+
+        read_source_report(cfg.reuse_levels)  # before any work, not after the original's evaluation
     from prunec.pruning import resolve_pruner
 
     resolve_pruner(cfg.pruner)

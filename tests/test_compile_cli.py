@@ -240,17 +240,19 @@ def test_reuse_levels_reproduces_the_compile_without_fine_tuning(compiled_dir, t
     assert report["levels"] == source["levels"]  # ratios and the 0.2-epoch fine-tunes, not 7 epochs
     for key in ("accuracy", "mild_share", "energy", "selector", "sweep", "test_sweep"):
         assert report[key] == source[key], key
-    assert report["levels_from"]["directory"] == str(compiled_dir)
+    assert report["levels_from"] == {"directory": str(compiled_dir), "command": source["command"],
+                                     "created": source["created"]}
     old, new = prunec.load_compiled(compiled_dir / "model"), prunec.load_compiled(again / "model")
     for part in ("mild", "front"):
         a, b = getattr(old.model, part).state_dict(), getattr(new.model, part).state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
 
-    softmax = tmp_path / "softmax"
+    softmax = tmp_path / "softmax"  # reusing a reuse: still names the compile that fine-tuned the networks
     result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", "--selector", "max-softmax",
-                     "--quiet", "--reuse-levels", str(compiled_dir), "-o", str(softmax))
+                     "--quiet", "--reuse-levels", str(again), "-o", str(softmax))
     assert result.returncode == 0, result.stderr
     report = load_report(softmax)
+    assert report["levels_from"]["directory"] == str(compiled_dir)
     assert report["selector"]["kind"] == "max-softmax" and report["energy"]["by_role"]["selector"] == 0
     for key in ("original", "mild", "aggressive"):
         assert report["accuracy"][key] == source["accuracy"][key]
