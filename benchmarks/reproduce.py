@@ -94,8 +94,9 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
     cached = json.loads(row_file.read_text()) if row_file.exists() else None
     if cached is not None and not args.redo and not settings_differ(cached, args):
         return cached
-    if args.reuse_levels:
-        return refresh_row(net, data, args, work, finished or cached)
+    if args.reuse_levels:  # the committed row, or failing that the cached one, made as asked
+        same = [r for r in (finished, cached) if r is not None and not _beyond_calibration(r, args)]
+        return refresh_row(net, data, args, work, same[0] if same else cached)
     start = time.perf_counter()
     baseline = _baseline(net, data, args, work)
     model, meta = load_with_meta(str(baseline))
@@ -167,7 +168,7 @@ def refresh_row(net: str, data: str, args: argparse.Namespace, work: Path, cache
     if any(abs(made["accuracy"][level] - cached["variants"][level]["accuracy"]) > 1e-6
            or made["levels"][level]["ratio"] != cached["variants"][level]["ratio"] for level in ("mild", "aggressive")):
         raise UserError(f"--reuse-levels: the networks in {out} are not those of the {net} / {data} row")
-    differ = [d for d in settings_differ(cached, args) if not d.startswith("selector_calibration")]
+    differ = _beyond_calibration(cached, args)
     if differ:
         raise UserError(f"--reuse-levels: the row in {work} was made with other settings ({'; '.join(differ)}); "
                         "give the command it was made with")
@@ -188,6 +189,11 @@ def refresh_row(net: str, data: str, args: argparse.Namespace, work: Path, cache
                         round(time.perf_counter() - start, 1), "versions": _versions()}
     write_atomic(work / "row.json", json.dumps(row, indent=1) + "\n")
     return row
+
+
+def _beyond_calibration(row: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """The settings ``row`` differs in from ``args``, other than the selector calibration."""
+    return [d for d in settings_differ(row, args) if not d.startswith("selector_calibration")]
 
 
 def _row(net: str, data: str, report: dict[str, Any], dyn_soft: dict[str, float], singles: list[dict[str, float]],
