@@ -363,6 +363,9 @@ def _note_reuse(report: dict[str, Any], reused: Any) -> None:
     if len(source.get("single_level", [])) > len(report["single_level"]) and same_costs:
         report["single_level"] = source["single_level"]
         report["notes"] += [n for n in source.get("notes", []) if n.startswith("Single-level points")]
+    for role, level in report["levels"].items():
+        if "fine_tune_epochs" not in source.get("levels", {}).get(role, {}):
+            del level["fine_tune_epochs"]  # unknown, not zero
     report["notes"].append(f"The mild and aggressive networks were reused from {reused.directory} "
                            f"(fine-tuned by: {report['levels_from']['command'] or 'an earlier compile'}).")
 

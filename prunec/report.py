@@ -115,11 +115,16 @@ class DataInfo(TypedDict):
     test_split_note: str  # e.g. "CIFAR-10, 5k held-out split of the training set"
 
 
-class PruneLevel(TypedDict):
+class _PruneLevelRequired(TypedDict):
     ratio: PruneRatio
     method: str
     params: Count
     macs: Count
+
+
+class PruneLevel(_PruneLevelRequired, total=False):
+    # absent when unknown: a --reuse-levels run from a report made before it was recorded
+    fine_tune_epochs: Annotated[float, Range(0.0)]
 
 
 class Levels(TypedDict):

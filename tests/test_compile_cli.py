@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -247,12 +248,21 @@ def test_reuse_levels_reproduces_the_compile_without_fine_tuning(compiled_dir, t
         a, b = getattr(old.model, part).state_dict(), getattr(new.model, part).state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
 
-    softmax = tmp_path / "softmax"  # reusing a reuse: still names the compile that fine-tuned the networks
+    # reusing a reuse still names the compile that fine-tuned the networks; a source report that
+    # does not say how long a level was fine-tuned (made before that was recorded) leaves it unknown
+    old_style = tmp_path / "old_style"
+    shutil.copytree(again, old_style)
+    stripped = json.loads((old_style / "report.json").read_text())
+    del stripped["levels"]["aggressive"]["fine_tune_epochs"]
+    (old_style / "report.json").write_text(json.dumps(stripped))
+    softmax = tmp_path / "softmax"
     result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", "--selector", "max-softmax",
-                     "--quiet", "--reuse-levels", str(again), "-o", str(softmax))
+                     "--quiet", "--reuse-levels", str(old_style), "-o", str(softmax))
     assert result.returncode == 0, result.stderr
     report = load_report(softmax)
     assert report["levels_from"]["directory"] == str(compiled_dir)
+    assert "fine_tune_epochs" not in report["levels"]["aggressive"]
+    assert report["levels"]["mild"] == source["levels"]["mild"]
     assert report["selector"]["kind"] == "max-softmax" and report["energy"]["by_role"]["selector"] == 0
     for key in ("original", "mild", "aggressive"):
         assert report["accuracy"][key] == source["accuracy"][key]
