@@ -4,7 +4,8 @@ dynamic model with the learned selector and with max-softmax, and the oracle bou
 test accuracy, Eyeriss energy per inference and the share routed to the mild network.
 
 Long-running and resumable: every stage caches its result under ``--work DIR`` (baseline
-checkpoints with per-epoch training checkpoints, compiled models, per-row JSON), and
+checkpoints with per-epoch training checkpoints, the levels' fine-tuning checkpoints, compiled
+models, per-row JSON), and
 benchmarks/results/reproduce.{json,md} are rewritten after every finished row, so the
 script can be stopped and restarted across sessions. A GPU is used when present.
 
@@ -103,7 +104,8 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
     cfg = dict(mild=args.mild, aggressive=args.aggressive, epochs=args.epochs,
                aggressive_epochs=args.aggressive_epochs, seed=args.seed,
                selector="learned", max_accuracy_drop=args.max_accuracy_drop, progress=not args.quiet,
-               augment=data == "cifar10", command=" ".join(sys.argv))
+               augment=data == "cifar10", command=" ".join(sys.argv),
+               checkpoint_dir=str(work / "levels_ckpt"))  # an interrupted row resumes its fine-tunes
     out = work / "compiled"
     result = compile_model(model, data, output=str(out), force=True, model_meta=meta, **cfg)
     report = result.report

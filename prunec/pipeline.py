@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import itertools
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class CompileConfig:
     leaf_modules: Sequence[str] = ()
     weight_gating: bool | None = None  # None: on when the pruner zeroes weights (unstructured)
     reuse_levels: str | None = None  # an earlier output DIR whose fine-tuned levels to reuse
+    checkpoint_dir: str | None = None  # where fine-tunes keep checkpoints, so a rerun resumes them
     command: str = ""
 
     @property
@@ -121,10 +123,18 @@ def finetune_level(model: nn.Module, teacher: nn.Module, train: Split, epochs: f
     from prunec.training import finetune
 
     if epochs > 0:
+        settings = {"epochs": float(epochs), "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
+                    "augment": cfg.augment, "keep_zeros": True}
+        only_last = False
+        if checkpoint_dir is None and cfg.checkpoint_dir is not None:
+            from prunec.resume import level_checkpoint_dir
+
+            checkpoint_dir = str(level_checkpoint_dir(cfg.checkpoint_dir, model, teacher, train, settings,
+                                                      description))
+            only_last = True
         # weights a pruner zeroed stay zero (a no-op for channel pruning: trained nets hold no exact zeros)
-        finetune(model, train, teacher=teacher, epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                 seed=cfg.seed, augment=cfg.augment, progress=cfg.progress, description=description,
-                 checkpoint_dir=checkpoint_dir, keep_zeros=True)
+        finetune(model, train, teacher=teacher, progress=cfg.progress, description=description,
+                 checkpoint_dir=checkpoint_dir, keep_last_checkpoint_only=only_last, **settings)
     return model.eval()
 
 
@@ -266,6 +276,8 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     _validate(cfg)
     if output is not None:
         check_writable(output, force)  # fail before hours of work, not after
+    if cfg.checkpoint_dir is not None:
+        _prepare_checkpoint_dir(cfg.checkpoint_dir, output)
     console = console or Console(stderr=True, quiet=not cfg.progress)
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -375,6 +387,19 @@ def _recost(point: Any, costs: dict[str, float]) -> Any:
 
     energy = costs["base"] + point.mild_share * costs["mild"]
     return dataclasses.replace(point, expected_energy=energy, energy_reduction=1 - energy / costs["original"])
+
+
+def _prepare_checkpoint_dir(directory: str, output: str | None) -> None:
+    ckpt = Path(directory).resolve()
+    if output is not None and (ckpt == Path(output).resolve() or Path(output).resolve() in ckpt.parents):
+        raise UserError(f"--checkpoint-dir {directory} lies in the output directory {output}, which a "
+                        "compile replaces as a whole; keep the checkpoints elsewhere")
+    try:
+        ckpt.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create --checkpoint-dir {directory} ({exc.strerror})") from None
+    if not os.access(ckpt, os.W_OK | os.X_OK):
+        raise UserError(f"--checkpoint-dir {directory} is not writable")
 
 
 def _validate(cfg: CompileConfig) -> None:

@@ -194,6 +194,7 @@ def finetune(
     device: str | torch.device | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     keep_zeros: bool = False,
+    keep_last_checkpoint_only: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on ``train``; returns a :class:`TrainResult`.
 
@@ -204,8 +205,9 @@ def finetune(
     state after every epoch goes to ``epoch_{k}.pt`` (model, optimizer, scheduler, step),
     and ``resume`` restarts from the latest one. ``on_epoch`` receives each epoch's summary
     (on rank 0). With ``keep_zeros`` the conv/linear weights that are exactly zero at the
-    start stay zero (an unstructured pruning mask survives fine-tuning). The model is
-    returned in eval mode on the device it came on.
+    start stay zero (an unstructured pruning mask survives fine-tuning). With
+    ``keep_last_checkpoint_only`` an epoch's checkpoint replaces the one before (a resume needs
+    only the latest). The model is returned in eval mode on the device it came on.
     """
     if len(train) == 0:
         raise UserError("the training split is empty")
@@ -234,7 +236,7 @@ def finetune(
         result = _run(model, train, teacher, epochs, lr, batch_size, momentum, weight_decay, kd_alpha,
                       kd_temperature, seed, max_steps, checkpoint_dir, resume, augment,
                       progress and rank == 0, description, run_device, rank, world, distributed,
-                      on_epoch, keep_zeros)
+                      on_epoch, keep_zeros, keep_last_checkpoint_only)
         if distributed:
             dist.barrier()  # no rank tears the group down while a peer still talks to it
         return result
@@ -252,6 +254,7 @@ def _run(
     seed: int, max_steps: int | None, checkpoint_dir: str | None, resume: bool, augment: bool,
     show: bool, description: str, device: torch.device, rank: int, world: int,
     distributed: bool, on_epoch: Callable[[dict[str, float]], None] | None, keep_zeros: bool = False,
+    keep_last_only: bool = False,
 ) -> TrainResult:
     started = time.perf_counter()
     torch.manual_seed(seed)  # dropout and anything else drawing from the global generator
@@ -375,6 +378,10 @@ def _run(
                     if device.type == "cuda":
                         payload["cuda_rng"] = torch.cuda.get_rng_state(device)
                     _save_atomic(payload, os.path.join(checkpoint_dir, f"epoch_{k}.pt"))
+                    if keep_last_only:
+                        for older in glob.glob(os.path.join(checkpoint_dir, "epoch_*.pt")):
+                            if os.path.basename(older) != f"epoch_{k}.pt":
+                                os.remove(older)
                 if on_epoch is not None and rank == 0:
                     on_epoch(summary)
     finally:

@@ -269,6 +269,37 @@ def test_reuse_levels_reproduces_the_compile_without_fine_tuning(compiled_dir, t
         assert report["energy"][key] == source["energy"][key]
 
 
+def test_checkpoint_dir_resumes_and_changes_no_number(compiled_dir, trained_synthetic, tmp_path):
+    """A compile with --checkpoint-dir equals one without; rerun, it resumes every level from its
+    checkpoint (no file rewritten) and again gives the same numbers."""
+    ckpt = tmp_path / "ckpt"
+    reports = []
+    for name in ("first", "again"):
+        result = run_cli("compile", str(trained_synthetic), *QUICK, "--checkpoint-dir", str(ckpt),
+                         "-o", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        reports.append(load_report(tmp_path / name))
+        if name == "first":
+            stamps = {p: p.stat().st_mtime_ns for p in ckpt.rglob("*.pt")}
+            assert sorted(p.parent.name.rsplit("-", 1)[0] for p in stamps) == ["fine-tune-aggressive",
+                                                                               "fine-tune-mild"]
+    assert {p: p.stat().st_mtime_ns for p in ckpt.rglob("*.pt")} == stamps
+    source = load_report(compiled_dir)
+    for report in reports:
+        for key in ("levels", "accuracy", "mild_share", "energy", "selector", "sweep"):
+            assert report[key] == source[key], key
+
+
+def test_checkpoint_dir_refusals(trained_synthetic, tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    cases = [((str(tmp_path / "o" / "ckpt")), "lies in the output directory"),
+             ((str(tmp_path / "file" / "ckpt")), "cannot create --checkpoint-dir")]
+    for ckpt, needle in cases:
+        assert_user_error(run_cli("compile", str(trained_synthetic), *QUICK, "--checkpoint-dir", ckpt, "-o",
+                                  str(tmp_path / "o")), needle)
+        assert not (tmp_path / "o").exists()
+
+
 def test_reuse_levels_refuses_what_it_cannot_reuse(compiled_dir, trained_synthetic, tmp_path):
     other = tmp_path / "other.pt"
     torch.manual_seed(1)

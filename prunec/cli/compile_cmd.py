@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "output DIR of this same model and data set, and redo only the selector, calibration, "
                    "lowering and report: minutes instead of the fine-tuning's hours (the fine-tuning options "
                    "are then DIR's)")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="keep every level's fine-tuning checkpoint in DIR (a folder per level, named by a hash "
+                   "of the model, data and settings): rerun the same compile after an interruption and it "
+                   "resumes where each fine-tune stopped, bit for bit")
     p.add_argument("--train-samples", type=int, help="fine-tune on a random subset of this many images")
     p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate (default 0.02)")
     p.add_argument("--batch", type=int, default=1, help="batch size the energy is modelled at (default 1)")
@@ -101,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         train_samples=args.train_samples, lr=args.lr, batch=args.batch, hw=args.hw, target=args.target,
         seed=args.seed, progress=not args.quiet, leaf_modules=tuple(args.leaf_module),
         weight_gating=args.weight_gating, reuse_levels=args.reuse_levels,
+        checkpoint_dir=args.checkpoint_dir,
         command="prunec " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     if not args.quiet:
         print_summary(result.report, Console())

@@ -1,0 +1,118 @@
+"""Compile's fine-tuning checkpoints: each level resumes from its own folder and nobody else's."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prunec.data import load_split
+from prunec.pipeline import CompileConfig, finetune_level
+from prunec.resume import fingerprint, level_checkpoint_dir
+from prunec.training import finetune
+from tests.test_finetune import Stop, same, tiny_net, weights
+
+
+@pytest.fixture(scope="module")
+def train():
+    return load_split("synthetic", "train").subset(256)
+
+
+def test_fingerprint_sees_every_value_and_nothing_else():
+    a = tiny_net()
+    assert fingerprint(a) == fingerprint(copy.deepcopy(a)) == fingerprint(tiny_net())
+    assert fingerprint(a) != fingerprint(tiny_net(seed=1))
+    b = copy.deepcopy(a)
+    b[1].running_mean[3] += 1e-6  # a buffer, not a parameter
+    assert fingerprint(b) != fingerprint(a)
+    b = copy.deepcopy(a)
+    b[1].num_batches_tracked += 1  # a 0-d integer buffer
+    assert fingerprint(b) != fingerprint(a)
+    x = torch.arange(6.0)
+    assert fingerprint(x) != fingerprint(x.double()) != fingerprint(x.reshape(2, 3))
+    assert fingerprint(x) == fingerprint(x.clone())
+
+
+@settings(max_examples=25, deadline=None)
+@given(index=st.integers(0, 255), delta=st.sampled_from([1e-3, -1.0, 3.0]))
+def test_any_change_to_the_training_images_moves_the_folder(train, index, delta):
+    settings_ = {"epochs": 1.0, "lr": 0.02}
+    base = level_checkpoint_dir("/c", tiny_net(), tiny_net(1), train, settings_, "fine-tune mild")
+    changed = dataclasses.replace(train, x=train.x.clone())
+    changed.x.view(len(train), -1)[index, index % changed.x[0].numel()] += delta
+    assert level_checkpoint_dir("/c", tiny_net(), tiny_net(1), changed, settings_, "fine-tune mild") != base
+
+
+def test_the_folder_is_keyed_by_everything_the_result_depends_on(train):
+    net, teacher, opts = tiny_net(), tiny_net(1), {"epochs": 1.0, "lr": 0.02, "augment": False}
+    base = level_checkpoint_dir("/c", net, teacher, train, opts, "fine-tune mild")
+    assert base == level_checkpoint_dir("/c", copy.deepcopy(net), copy.deepcopy(teacher), train, dict(opts),
+                                        "fine-tune mild")
+    assert base.parent.as_posix() == "/c" and base.name.startswith("fine-tune-mild-")
+    relabelled = dataclasses.replace(train, y=(train.y + 1) % 4)
+    others = [level_checkpoint_dir("/c", tiny_net(2), teacher, train, opts, "fine-tune mild"),
+              level_checkpoint_dir("/c", net, tiny_net(2), train, opts, "fine-tune mild"),
+              level_checkpoint_dir("/c", net, teacher, relabelled, opts, "fine-tune mild"),
+              level_checkpoint_dir("/c", net, teacher, train.subset(128), opts, "fine-tune mild"),
+              level_checkpoint_dir("/c", net, teacher, train, {**opts, "epochs": 2.0}, "fine-tune mild"),
+              level_checkpoint_dir("/c", net, teacher, train, {**opts, "augment": True}, "fine-tune mild"),
+              level_checkpoint_dir("/c", net, teacher, train, opts, "fine-tune aggressive")]
+    assert len({base, *others}) == len(others) + 1
+
+
+def _epoch_files(root) -> dict[str, float]:
+    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+            for d, _, files in os.walk(root) for f in files}
+
+
+def test_a_rerun_resumes_each_level_from_its_own_folder(train, tmp_path):
+    cfg = CompileConfig(checkpoint_dir=str(tmp_path), progress=False, lr=0.05, batch_size=64)
+    teacher = tiny_net(1)
+    first = finetune_level(tiny_net(), teacher, train, 2.0, cfg, "fine-tune mild")
+    files = _epoch_files(tmp_path)
+    assert [os.path.basename(f) for f in files] == ["epoch_2.pt"]  # only the latest epoch is kept
+
+    uninterrupted = finetune_level(tiny_net(), teacher, train, 2.0, dataclasses.replace(cfg, checkpoint_dir=None),
+                                   "fine-tune mild")
+    assert same(weights(first), weights(uninterrupted))  # checkpointing changes nothing
+
+    again = finetune_level(tiny_net(), teacher, train, 2.0, cfg, "fine-tune mild")
+    assert same(weights(again), weights(first)) and _epoch_files(tmp_path) == files  # resumed, not retrained
+
+    finetune_level(tiny_net(seed=3), teacher, train, 2.0, cfg, "fine-tune mild")  # another network
+    assert len(os.listdir(tmp_path)) == 2
+
+
+def test_half_finished_level_resumes_to_the_uninterrupted_weights(train, tmp_path):
+    cfg = CompileConfig(checkpoint_dir=str(tmp_path), progress=False, lr=0.05, batch_size=64, augment=True)
+    teacher = tiny_net(1)
+    start = tiny_net()
+    folder = level_checkpoint_dir(tmp_path, start, teacher, train,
+                                  {"epochs": 3.0, "lr": 0.05, "batch_size": 64, "seed": 0, "augment": True,
+                                   "keep_zeros": True}, "fine-tune aggressive")
+    # the folder a 3-epoch level uses, filled by a run stopped after 2 epochs
+    def stop(summary):
+        if summary["epoch"] >= 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        finetune(copy.deepcopy(start), train, teacher=teacher, epochs=3.0, lr=0.05, batch_size=64, seed=0,
+                 augment=True, keep_zeros=True, progress=False, checkpoint_dir=str(folder), on_epoch=stop,
+                 keep_last_checkpoint_only=True)
+    assert os.listdir(folder) == ["epoch_2.pt"]
+    resumed = finetune_level(copy.deepcopy(start), teacher, train, 3.0, cfg, "fine-tune aggressive")
+    whole = finetune_level(copy.deepcopy(start), teacher, train, 3.0,
+                           dataclasses.replace(cfg, checkpoint_dir=None), "fine-tune aggressive")
+    assert same(weights(resumed), weights(whole))
+    assert os.listdir(folder) == ["epoch_3.pt"]
+
+
+def test_no_checkpoints_without_a_directory(train, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    finetune_level(tiny_net(), tiny_net(1), train, 0.5, CompileConfig(progress=False), "fine-tune mild")
+    assert os.listdir(tmp_path) == []
