@@ -34,14 +34,19 @@ def check_writable(path: str | os.PathLike, force: bool) -> Path:
         if any(target.iterdir()) and not (target / MARKER).exists():
             raise UserError(f"refusing to replace {path}: it is not empty and holds no {MARKER} "
                             "(not a prunec output directory)")
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: cannot create {parent} ({exc.strerror})") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write {path}: parent directory {parent} is not writable")
+    ensure_writable_directory(target.parent, f"cannot write {path}")
     return target
+
+
+def ensure_writable_directory(directory: Path, context: str) -> None:
+    """Create ``directory`` if needed; one clear error, prefixed by ``context``, if it cannot be
+    created or written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{context}: cannot create {directory} ({exc.strerror})") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UserError(f"{context}: {directory} is not writable")
 
 
 @contextlib.contextmanager

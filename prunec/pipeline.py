@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import inspect
 import itertools
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -390,16 +389,13 @@ def _recost(point: Any, costs: dict[str, float]) -> Any:
 
 
 def _prepare_checkpoint_dir(directory: str, output: str | None) -> None:
+    from prunec.outdir import ensure_writable_directory
+
     ckpt = Path(directory).resolve()
     if output is not None and (ckpt == Path(output).resolve() or Path(output).resolve() in ckpt.parents):
         raise UserError(f"--checkpoint-dir {directory} lies in the output directory {output}, which a "
                         "compile replaces as a whole; keep the checkpoints elsewhere")
-    try:
-        ckpt.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create --checkpoint-dir {directory} ({exc.strerror})") from None
-    if not os.access(ckpt, os.W_OK | os.X_OK):
-        raise UserError(f"--checkpoint-dir {directory} is not writable")
+    ensure_writable_directory(ckpt, f"cannot use --checkpoint-dir {directory}")
 
 
 def _validate(cfg: CompileConfig) -> None:

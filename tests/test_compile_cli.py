@@ -293,7 +293,7 @@ def test_checkpoint_dir_resumes_and_changes_no_number(compiled_dir, trained_synt
 def test_checkpoint_dir_refusals(trained_synthetic, tmp_path):
     (tmp_path / "file").write_text("not a directory")
     cases = [((str(tmp_path / "o" / "ckpt")), "lies in the output directory"),
-             ((str(tmp_path / "file" / "ckpt")), "cannot create --checkpoint-dir")]
+             ((str(tmp_path / "file" / "ckpt")), "cannot use --checkpoint-dir")]
     for ckpt, needle in cases:
         assert_user_error(run_cli("compile", str(trained_synthetic), *QUICK, "--checkpoint-dir", ckpt, "-o",
                                   str(tmp_path / "o")), needle)
