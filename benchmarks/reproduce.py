@@ -19,6 +19,7 @@ import argparse
 import json
 import platform
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -101,6 +102,8 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
     start = time.perf_counter()
     baseline = _baseline(net, data, args, work)
     model, meta = load_with_meta(str(baseline))
+    if args.redo:  # recompute means fine-tune again, not resume finished fine-tunes
+        shutil.rmtree(work / "levels_ckpt", ignore_errors=True)
     cfg = dict(mild=args.mild, aggressive=args.aggressive, epochs=args.epochs,
                aggressive_epochs=args.aggressive_epochs, seed=args.seed,
                selector="learned", max_accuracy_drop=args.max_accuracy_drop, progress=not args.quiet,

@@ -36,7 +36,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where checkpoints and finished rows are cached (resumed from)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
                         help="where the result files go (rows already there are kept unless recomputed)")
-    parser.add_argument("--redo", action="store_true", help="recompute rows already finished")
+    parser.add_argument("--redo", action="store_true", help="recompute rows already finished (fine-tunes included)")
     parser.add_argument("--quiet", action="store_true")
 
 

@@ -122,8 +122,10 @@ def finetune_level(model: nn.Module, teacher: nn.Module, train: Split, epochs: f
     from prunec.training import finetune
 
     if epochs > 0:
+        fixed = ("momentum", "weight_decay", "kd_alpha", "kd_temperature")  # finetune's defaults, named
         settings = {"epochs": float(epochs), "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
-                    "augment": cfg.augment, "keep_zeros": True}
+                    "augment": cfg.augment, "keep_zeros": True,
+                    **{k: p.default for k, p in inspect.signature(finetune).parameters.items() if k in fixed}}
         only_last = False
         if checkpoint_dir is None and cfg.checkpoint_dir is not None:
             from prunec.resume import level_checkpoint_dir

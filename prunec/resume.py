@@ -38,10 +38,29 @@ def fingerprint(*parts: nn.Module | torch.Tensor | None) -> str:
     return digest.hexdigest()
 
 
+def _definition(module: nn.Module | None) -> str:
+    """What a module computes besides its weights: its structure (dropout rates, BatchNorm
+    eps and momentum, ...) and, for a traced graph, its code."""
+    if module is None:
+        return ""
+    return repr(module) + str(getattr(module, "code", ""))
+
+
 def level_checkpoint_dir(root: str | Path, model: nn.Module, teacher: nn.Module | None, train: Split,
                          settings: dict[str, Any], description: str) -> Path:
-    """The folder under ``root`` for fine-tuning ``model`` (before any training) as described."""
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    """The folder under ``root`` for fine-tuning ``model`` (before any training) as described.
+
+    Besides ``settings``, the key holds what else changes the trained weights: the prunec
+    version, the device the fine-tune runs on and, on a CPU, its thread count (float sums
+    depend on it)."""
+    from prunec import __version__
+    from prunec.training import default_device
+
+    device = default_device(None)
+    run = {"prunec": __version__, "torch": torch.__version__, "device": device.type,
+           "threads": torch.get_num_threads() if device.type == "cpu" else None}
+    key = hashlib.sha256(json.dumps({**settings, **run}, sort_keys=True, default=str).encode())
+    key.update(_definition(model).encode() + b"|" + _definition(teacher).encode())
     key.update(fingerprint(model, teacher, train.x, train.y).encode())
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", description).strip("-") or "level"
     return Path(root) / f"{slug}-{key.hexdigest()[:16]}"

@@ -20,6 +20,7 @@ checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import glob
 import math
@@ -148,7 +149,7 @@ def _setup_distributed(device: str | torch.device | None) -> tuple[bool, torch.d
 
 def _latest_checkpoint(directory: str) -> str | None:
     found = []
-    for path in glob.glob(os.path.join(directory, "epoch_*.pt")):
+    for path in glob.glob(os.path.join(glob.escape(directory), "epoch_*.pt")):
         match = _CHECKPOINT_RE.search(os.path.basename(path))
         if match:
             found.append((int(match.group(1)), path))
@@ -157,7 +158,10 @@ def _latest_checkpoint(directory: str) -> str | None:
 
 def _save_atomic(payload: dict[str, Any], path: str) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(payload, tmp)
+    with open(tmp, "wb") as handle:
+        torch.save(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())  # the previous epoch's file may be deleted next: this one must be whole
     os.replace(tmp, path)
 
 
@@ -166,7 +170,7 @@ def _load_checkpoint(path: str) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one user-facing message
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot resume from {path}: {first}; delete it or pass resume=False") from None
+        raise UserError(f"cannot resume from {path}: {first}; delete it (or pass resume=False / --no-resume)") from None
 
 
 # --------------------------------------------------------------------------- the loop
@@ -289,7 +293,7 @@ def _run(
             if state.get("run") != run_info:
                 raise UserError(
                     f"{latest} is from a different run ({state.get('run')}, now {run_info}); "
-                    "use another checkpoint directory or resume=False / --no-resume")
+                    f"delete {checkpoint_dir}, use another checkpoint directory or pass resume=False / --no-resume")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -379,9 +383,10 @@ def _run(
                         payload["cuda_rng"] = torch.cuda.get_rng_state(device)
                     _save_atomic(payload, os.path.join(checkpoint_dir, f"epoch_{k}.pt"))
                     if keep_last_only:
-                        for older in glob.glob(os.path.join(checkpoint_dir, "epoch_*.pt")):
+                        for older in glob.glob(os.path.join(glob.escape(checkpoint_dir), "epoch_*.pt")):
                             if os.path.basename(older) != f"epoch_{k}.pt":
-                                os.remove(older)
+                                with contextlib.suppress(FileNotFoundError):
+                                    os.remove(older)
                 if on_epoch is not None and rank == 0:
                     on_epoch(summary)
     finally:

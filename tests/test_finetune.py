@@ -188,6 +188,9 @@ RANK_SCRIPT = textwrap.dedent("""
     result = finetune(model, load_split("synthetic", "train"), epochs=1, max_steps=4, batch_size=32,
                       seed=0, progress=False, device="cpu", checkpoint_dir=os.path.join(out, "ckpt"))
     assert result.world_size == 2 and result.rank == rank and result.steps == 4, result
+    # DDP's reducer must be gone with the process group, not left to the interpreter's exit
+    import gc
+    assert not any(isinstance(o, nn.parallel.DistributedDataParallel) for o in gc.get_objects())
     torch.save(model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
 """)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import os
 
 import pytest
@@ -11,10 +12,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import prunec.training
 from prunec.data import load_split
 from prunec.pipeline import CompileConfig, finetune_level
 from prunec.resume import fingerprint, level_checkpoint_dir
-from prunec.training import finetune
 from tests.test_finetune import Stop, same, tiny_net, weights
 
 
@@ -62,6 +63,15 @@ def test_the_folder_is_keyed_by_everything_the_result_depends_on(train):
               level_checkpoint_dir("/c", net, teacher, train, {**opts, "epochs": 2.0}, "fine-tune mild"),
               level_checkpoint_dir("/c", net, teacher, train, {**opts, "augment": True}, "fine-tune mild"),
               level_checkpoint_dir("/c", net, teacher, train, opts, "fine-tune aggressive")]
+    looser = copy.deepcopy(net)
+    looser[1].eps = 1e-3  # same weights, another BatchNorm
+    others.append(level_checkpoint_dir("/c", looser, teacher, train, opts, "fine-tune mild"))
+    threads = torch.get_num_threads()
+    try:  # CPU float sums depend on the thread count
+        torch.set_num_threads(threads + 1)
+        others.append(level_checkpoint_dir("/c", net, teacher, train, opts, "fine-tune mild"))
+    finally:
+        torch.set_num_threads(threads)
     assert len({base, *others}) == len(others) + 1
 
 
@@ -70,7 +80,7 @@ def _epoch_files(root) -> dict[str, float]:
             for d, _, files in os.walk(root) for f in files}
 
 
-def test_a_rerun_resumes_each_level_from_its_own_folder(train, tmp_path):
+def test_a_rerun_resumes_each_level_from_its_own_folder(train, tmp_path, monkeypatch):
     cfg = CompileConfig(checkpoint_dir=str(tmp_path), progress=False, lr=0.05, batch_size=64)
     teacher = tiny_net(1)
     first = finetune_level(tiny_net(), teacher, train, 2.0, cfg, "fine-tune mild")
@@ -81,33 +91,49 @@ def test_a_rerun_resumes_each_level_from_its_own_folder(train, tmp_path):
                                    "fine-tune mild")
     assert same(weights(first), weights(uninterrupted))  # checkpointing changes nothing
 
+    results = _spy_on_finetune(monkeypatch)
     again = finetune_level(tiny_net(), teacher, train, 2.0, cfg, "fine-tune mild")
-    assert same(weights(again), weights(first)) and _epoch_files(tmp_path) == files  # resumed, not retrained
+    assert results[-1].resumed_from_step == results[-1].total_steps  # resumed, not retrained
+    assert same(weights(again), weights(first)) and _epoch_files(tmp_path) == files
 
     finetune_level(tiny_net(seed=3), teacher, train, 2.0, cfg, "fine-tune mild")  # another network
     assert len(os.listdir(tmp_path)) == 2
 
 
-def test_half_finished_level_resumes_to_the_uninterrupted_weights(train, tmp_path):
+def _spy_on_finetune(monkeypatch, **extra):
+    """Record every finetune result of finetune_level, passing ``extra`` keyword arguments on."""
+    real, results = prunec.training.finetune, []
+
+    @functools.wraps(real)
+    def spy(*args, **kwargs):
+        results.append(real(*args, **kwargs, **extra))
+        return results[-1]
+
+    monkeypatch.setattr(prunec.training, "finetune", spy)
+    return results
+
+
+def test_half_finished_level_resumes_to_the_uninterrupted_weights(train, tmp_path, monkeypatch):
     cfg = CompileConfig(checkpoint_dir=str(tmp_path), progress=False, lr=0.05, batch_size=64, augment=True)
-    teacher = tiny_net(1)
-    start = tiny_net()
-    folder = level_checkpoint_dir(tmp_path, start, teacher, train,
-                                  {"epochs": 3.0, "lr": 0.05, "batch_size": 64, "seed": 0, "augment": True,
-                                   "keep_zeros": True}, "fine-tune aggressive")
-    # the folder a 3-epoch level uses, filled by a run stopped after 2 epochs
+    teacher, start = tiny_net(1), tiny_net()
+
     def stop(summary):
         if summary["epoch"] >= 2:
             raise Stop
 
-    with pytest.raises(Stop):
-        finetune(copy.deepcopy(start), train, teacher=teacher, epochs=3.0, lr=0.05, batch_size=64, seed=0,
-                 augment=True, keep_zeros=True, progress=False, checkpoint_dir=str(folder), on_epoch=stop,
-                 keep_last_checkpoint_only=True)
+    with monkeypatch.context() as patch:  # a compile stopped after two of three epochs
+        _spy_on_finetune(patch, on_epoch=stop)
+        with pytest.raises(Stop):
+            finetune_level(copy.deepcopy(start), teacher, train, 3.0, cfg, "fine-tune aggressive")
+    (folder,) = tmp_path.iterdir()
     assert os.listdir(folder) == ["epoch_2.pt"]
+
+    results = _spy_on_finetune(monkeypatch)
     resumed = finetune_level(copy.deepcopy(start), teacher, train, 3.0, cfg, "fine-tune aggressive")
+    assert results[-1].resumed_from_step == 2 * results[-1].steps_per_epoch  # resumed, not retrained
     whole = finetune_level(copy.deepcopy(start), teacher, train, 3.0,
                            dataclasses.replace(cfg, checkpoint_dir=None), "fine-tune aggressive")
+    assert results[-1].resumed_from_step is None
     assert same(weights(resumed), weights(whole))
     assert os.listdir(folder) == ["epoch_3.pt"]
 

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="keep every level's fine-tuning checkpoint in DIR (a folder per level, named by a hash "
                    "of the model, data and settings): rerun the same compile after an interruption and it "
-                   "resumes where each fine-tune stopped, bit for bit")
+                   "resumes where each fine-tune stopped (bit for bit on a CPU)")
     p.add_argument("--train-samples", type=int, help="fine-tune on a random subset of this many images")
     p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate (default 0.02)")
     p.add_argument("--batch", type=int, default=1, help="batch size the energy is modelled at (default 1)")
