@@ -21,7 +21,6 @@ checkpoints.
 from __future__ import annotations
 
 import contextlib
-import gc
 import glob
 import math
 import os
@@ -391,12 +390,6 @@ def _run(
                     on_epoch(summary)
     finally:
         bar.close()
-        if distributed:
-            # DDP's reducer sits in reference cycles; collected at interpreter exit, after the
-            # process group is gone, it aborted a rank now and then ("terminate called without
-            # an active exception"). Free it here, while the group is alive.
-            del net
-            gc.collect()
     if distributed and step == resumed_from:
         _sync_buffers(model)
     last = history[-1] if history else {"loss": float("nan"), "accuracy": float("nan")}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -201,24 +203,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+#: torch 2.13's gloo backend now and then aborts a rank while the interpreter shuts down, after
+#: all its work is done and written (~1 run in 20 on a loaded 2-core machine, with or without
+#: prunec: pytorch/pytorch#179291 describes the finalisation abort). Only that abort is retried.
+EXIT_ABORT = "terminate called without an active exception"
+
+
+def torchrun(*args: str, cwd=ROOT, scratch: Path | None = None, tries: int = 3) -> subprocess.CompletedProcess:
+    """Two CPU ranks; ``scratch`` (the run's output folder) is emptied before every try."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    for _ in range(tries):
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args],
+                              cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+        if done.returncode == 0 or EXIT_ABORT not in done.stderr:
+            return done
+    return done
 
 
 def test_two_cpu_ranks_end_with_identical_weights(tmp_path):
-    script = tmp_path / "rank.py"
+    script, out = tmp_path / "rank.py", tmp_path / "run"
     script.write_text(RANK_SCRIPT)
-    done = torchrun(str(script), str(tmp_path))
+    done = torchrun(str(script), str(out), scratch=out)
     assert done.returncode == 0, done.stdout + done.stderr
-    init, r0, r1 = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("init", "rank0", "rank1"))
+    init, r0, r1 = (torch.load(out / f"{n}.pt", weights_only=True) for n in ("init", "rank0", "rank1"))
     assert same(r0, r1)  # parameters *and* BatchNorm statistics
     assert not torch.equal(r0["5.weight"], init["5.weight"])
-    assert os.listdir(tmp_path / "ckpt") == ["epoch_1.pt"]  # rank 0 alone writes checkpoints
+    assert os.listdir(out / "ckpt") == ["epoch_1.pt"]  # rank 0 alone writes checkpoints
 
 
 # --------------------------------------------------------------------------- CLI
