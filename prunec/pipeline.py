@@ -134,8 +134,11 @@ def finetune_level(model: nn.Module, teacher: nn.Module, train: Split, epochs: f
                                                       description))
             only_last = True
         # weights a pruner zeroed stay zero (a no-op for channel pruning: trained nets hold no exact zeros)
-        finetune(model, train, teacher=teacher, progress=cfg.progress, description=description,
-                 checkpoint_dir=checkpoint_dir, keep_last_checkpoint_only=only_last, **settings)
+        done = finetune(model, train, teacher=teacher, progress=cfg.progress, description=description,
+                        checkpoint_dir=checkpoint_dir, keep_last_checkpoint_only=only_last, **settings)
+        if done.resumed_from_step is not None and cfg.progress:
+            Console(stderr=True).print(f"{description}: resumed at step {done.resumed_from_step} of "
+                                       f"{done.total_steps} from {checkpoint_dir}")
     return model.eval()
 
 

@@ -290,6 +290,32 @@ def test_checkpoint_dir_resumes_and_changes_no_number(compiled_dir, trained_synt
             assert report[key] == source[key], key
 
 
+def test_ctrl_c_then_the_same_command_resumes_the_fine_tunes(trained_synthetic, tmp_path):
+    """Ctrl-C mid-compile writes no output but keeps the finished epochs in --checkpoint-dir; the
+    same command then resumes them and writes what an uninterrupted compile writes."""
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    args = ["compile", str(trained_synthetic), *QUICK, "--epochs", "3", "--checkpoint-dir", str(ckpt), "-o", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "prunec", *args], cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not list(ckpt.glob("fine-tune-mild-*/epoch_*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode in (130, -signal.SIGINT), stderr
+    assert not out.exists() and list(ckpt.glob("fine-tune-mild-*/epoch_*.pt"))
+
+    resumed = run_cli(*[a for a in args if a != "--quiet"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "fine-tune mild: resumed at step" in resumed.stderr
+    whole = run_cli("compile", str(trained_synthetic), *QUICK, "--epochs", "3", "-o", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    a, b = load_report(out), load_report(tmp_path / "whole")
+    for key in ("levels", "accuracy", "mild_share", "energy", "selector", "sweep", "test_sweep"):
+        assert a[key] == b[key], key
+
+
 def test_checkpoint_dir_refusals(trained_synthetic, tmp_path):
     (tmp_path / "file").write_text("not a directory")
     cases = [((str(tmp_path / "o" / "ckpt")), "lies in the output directory"),
