@@ -151,21 +151,32 @@ def test_ctrl_c_leaves_nothing(tmp_path, trained_synthetic):
     assert list(tmp_path.iterdir()) == []  # neither the output nor a staging directory
 
 
-def test_level_search_in_process(trained_synthetic):
+def test_level_search_in_process(trained_synthetic, tmp_path):
     """Without --mild/--aggressive the levels come from the search ratios, and the report
-    records every candidate as a single-level point."""
+    records every candidate as a single-level point. With a checkpoint directory the search's
+    fine-tunes are kept too, and a rerun resumes them all to the same report."""
     from prunec.frontend import load_with_meta
     from prunec.pipeline import compile as compile_model
     from prunec.report import validate_report
 
     model, meta = load_with_meta(str(trained_synthetic))
-    result = compile_model(model, "synthetic", model_meta=meta, search_ratios=(0.3, 0.6), search_epochs=0.2,
-                           epochs=0.2, selector="max-softmax", max_accuracy_drop=5.0, progress=False)
-    report = validate_report(result.report)
+    options = dict(search_ratios=(0.3, 0.6), search_epochs=0.2, epochs=0.2, selector="max-softmax",
+                   max_accuracy_drop=5.0, progress=False)
+    report = validate_report(compile_model(model, "synthetic", model_meta=meta, **options).report)
     mild, aggressive = report["levels"]["mild"]["ratio"], report["levels"]["aggressive"]["ratio"]
     assert mild in (0.0, 0.3) and aggressive in (0.3, 0.6) and mild < aggressive
     assert sorted(p["ratio"] for p in report["single_level"]) == [0.0, 0.3, 0.6]
     assert report["energy"]["aggressive"] < report["energy"]["original"]
+
+    ckpt = tmp_path / "ckpt"
+    for run in range(2):  # the second run finds every fine-tune finished
+        again = compile_model(model, "synthetic", model_meta=meta, checkpoint_dir=str(ckpt), **options).report
+        for key in ("levels", "accuracy", "energy", "single_level", "sweep"):
+            assert again[key] == report[key], key
+        if run == 0:
+            stamps = {p: p.stat().st_mtime_ns for p in ckpt.rglob("*.pt")}
+    assert {p.parent.name.rsplit("-", 1)[0] for p in stamps} >= {"search-r-0.30", "search-r-0.60"}
+    assert {p: p.stat().st_mtime_ns for p in ckpt.rglob("*.pt")} == stamps
 
 
 def test_aggressive_epochs_fine_tune_only_the_aggressive_level(trained_synthetic):
