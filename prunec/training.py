@@ -286,6 +286,10 @@ def _run(
     step, history, resumed_from = 0, [], None
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
+        if rank == 0:  # half-written checkpoints of a killed run (whole ones are renamed into place)
+            for stale in glob.glob(os.path.join(glob.escape(checkpoint_dir), "epoch_*.pt.tmp-*")):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(stale)
         latest = _latest_checkpoint(checkpoint_dir) if resume else None
         if latest is not None:
             state = _load_checkpoint(latest)

@@ -138,9 +138,11 @@ def test_checkpoint_resume_equals_uninterrupted_run(train, tmp_path):
     with pytest.raises(Stop):
         finetune(broken, train, checkpoint_dir=str(tmp_path / "b"), on_epoch=interrupt, **kwargs)
     assert sorted(os.listdir(tmp_path / "b")) == ["epoch_1.pt", "epoch_2.pt"]
+    (tmp_path / "b" / "epoch_3.pt.tmp-99999").write_bytes(b"half a checkpoint: killed while saving")
     resumed = graph_net()
     result = finetune(resumed, train, checkpoint_dir=str(tmp_path / "b"), **kwargs)
     assert result.resumed_from_step == 2 * (len(train) // 64)
+    assert sorted(os.listdir(tmp_path / "b")) == ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt"]  # tmp gone
     assert len(result.history) == 3
     assert same(weights(resumed), weights(whole))
 
