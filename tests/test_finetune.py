@@ -206,8 +206,8 @@ def free_port() -> int:
 
 
 #: torch 2.13's gloo backend now and then aborts a rank while the interpreter shuts down, after
-#: all its work is done and written (~1 run in 20 on a loaded 2-core machine, with or without
-#: prunec: pytorch/pytorch#179291 describes the finalisation abort). Only that abort is retried.
+#: all its work is done and written (more often on a loaded machine; a plain-torch DDP script
+#: does it too; pytorch/pytorch#179291 describes such a finalisation abort). Only it is retried.
 EXIT_ABORT = "terminate called without an active exception"
 
 
