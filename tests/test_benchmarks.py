@@ -53,6 +53,9 @@ def test_reproduce_row_has_every_variant(tmp_path):
             "--results", str(tmp_path / "results")]
     proc = _run("reproduce.py", *args)
     assert proc.returncode == 0, proc.stderr
+    # every fine-tune of the row kept its checkpoint, so an interrupted row resumes them
+    kept = {p.name.rsplit("-", 1)[0] for p in (tmp_path / "work" / "resnet20_synthetic" / "levels_ckpt").iterdir()}
+    assert kept == {"fine-tune-mild", "fine-tune-aggressive", "single-level-r-0.50"}
     payload = json.loads((tmp_path / "results" / "reproduce.json").read_text())
     (row,) = payload["rows"]
     v = row["variants"]
