@@ -351,9 +351,9 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
         compiled.chosen = _recost(compiled.chosen, costs)
 
     _log(console, "[5/6]", "evaluating every variant on the test split")
-    report = _evaluate_and_report(cfg, model_meta or {}, original, mild, aggressive, compiled, test, calib,
-                                  orig_test_acc, orig_program, mild_program, aggr_program, dyn_program,
-                                  candidates, x)
+    report = _evaluate_and_report(cfg, _describe_model(model_meta or {}, model), original, mild, aggressive,
+                                  compiled, test, calib, orig_test_acc, orig_program, mild_program,
+                                  aggr_program, dyn_program, candidates, x)
     if reused is not None:
         _note_reuse(report, reused)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -447,6 +447,16 @@ def _splits(cfg: CompileConfig) -> tuple[Split, Split, Split]:
     if cfg.train_samples:
         train = train.subset(cfg.train_samples, seed=cfg.seed)
     return train, load_split(cfg.data, "calibration", cfg.data_root), load_split(cfg.data, "test", cfg.data_root)
+
+
+def _describe_model(meta: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """``meta`` with the ``arch`` and ``source`` a report names the model by.
+
+    A zoo net or prunec checkpoint knows its arch; a factory (``package.module:factory``)
+    or a pickled / in-memory module is named by its factory or its class.
+    """
+    arch = meta.get("arch") or meta.get("factory") or type(model).__name__
+    return {**meta, "arch": arch, "source": meta.get("source") or meta.get("factory") or arch}
 
 
 def _check_model_fits(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:
@@ -546,7 +556,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
         "schema_version": 1, "prunec_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": cfg.command, "seed": cfg.seed,
-        "model": {"source": meta.get("source") or meta.get("arch") or "module", "arch": meta.get("arch"),
+        "model": {"source": meta["source"], "arch": meta["arch"],
                   "input_shape": list(x.shape), "num_classes": test.info.num_classes,
                   "params": params["original"], "macs": macs["original"]},
         "data": {"name": test.info.name, "calibration_size": len(calib), "test_size": len(test),

@@ -239,6 +239,28 @@ def test_compile_on_your_own_npz(tmp_path):
     assert compiled.model(torch.rand(5, 3, 12, 10)).shape == (5, 3)
 
 
+@pytest.mark.parametrize("how", ["factory", "pickled"])
+def test_compile_a_network_outside_the_zoo(tmp_path, how):
+    """A factory spec or a whole pickled module compiles end to end; the report names it."""
+    if how == "factory":
+        spec, extra, source, arch = "tests.model_fixtures:gray_se_net", [], None, "tests.model_fixtures:gray_se_net"
+    else:
+        from tests.model_fixtures import gray_se_net
+
+        spec, extra, arch = str(tmp_path / "whole.pt"), ["--trust-model"], "_GraySENet"
+        source = spec
+        torch.save(gray_se_net(), spec)
+    out = tmp_path / "out"
+    result = run_cli("compile", spec, *extra, *QUICK, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    report = validate_report(json.loads((out / "report.json").read_text()))
+    assert report["model"]["arch"] == arch and report["model"]["source"] == (source or arch)
+    assert report["levels"]["aggressive"]["macs"] < report["levels"]["mild"]["macs"] < report["model"]["macs"]
+    assert arch in (out / "report.md").read_text()
+    compiled = prunec.load_compiled(out / "model")
+    assert compiled.model(torch.rand(3, 1, 16, 16)).shape == (3, 4)
+
+
 def test_reuse_levels_reproduces_the_compile_without_fine_tuning(compiled_dir, trained_synthetic, tmp_path):
     """--reuse-levels rebuilds the fine-tuned networks of an earlier output: with the same selector
     settings the new compile equals the old one number for number, whatever fine-tuning options
