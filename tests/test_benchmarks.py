@@ -73,6 +73,16 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert row["settings"]["levels"] == "fixed 0.3/0.7"
     assert (row["settings"]["epochs"], row["settings"]["aggressive_epochs"]) == (0.2, 0.3)
     assert "0.2 fine-tuning epochs for the mild level, 0.3 for the aggressive one" in md
+    # --redo fine-tunes again from scratch (no resumed checkpoint) and lands on the same numbers
+    ckpt = tmp_path / "work" / "resnet20_synthetic" / "levels_ckpt"
+    stale = {p: p.stat().st_mtime_ns for p in ckpt.rglob("*.pt")}
+    (marker := next(ckpt.iterdir()) / "stale.marker").write_text("from the first run")
+    redone = _run("reproduce.py", *args, "--redo")
+    assert redone.returncode == 0, redone.stderr
+    assert not marker.exists() and "resumed" not in redone.stderr
+    assert all(p.stat().st_mtime_ns != t for p, t in stale.items())
+    (row,) = json.loads((tmp_path / "results" / "reproduce.json").read_text())["rows"]
+    assert row["variants"] == v
     reduction = 1 - v["dynamic_learned"]["energy"] / v["original"]["energy"]
     summary = next(line for line in md.splitlines() if line.startswith("| resnet20 | synthetic |"))
     assert "| 1 | 0.30/0.70 (fixed) |" in summary and f"| {reduction:.1%} |" in summary
