@@ -17,11 +17,13 @@ Splits (../shared/data/README.md):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import os
 import pickle
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,15 +124,43 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def load_split(name: str, split: str, root: str | os.PathLike | None = None) -> Split:
+def renormalized(info: DatasetInfo, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None) -> DatasetInfo:
+    """``info`` with the input normalization a model was trained with, where it differs.
+
+    Models trained outside prunec often expect other statistics than the data set's own
+    (0.5/0.5, or plain 0-1 pixels: mean 0, std 1); fed the wrong ones they look broken. One
+    value stands for every channel.
+    """
+    def per_channel(values: Sequence[float] | None, key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        if values is None:
+            return default
+        got = tuple(float(v) for v in values)
+        if len(got) == 1:
+            got *= info.in_channels
+        if len(got) != info.in_channels or not all(np.isfinite(got)):
+            raise UserError(f"--{key} needs 1 or {info.in_channels} finite value(s) for {info.name}'s "
+                            f"{info.in_channels}-channel images; got {len(values)}")
+        return got
+
+    new_mean, new_std = per_channel(mean, "mean", info.mean), per_channel(std, "std", info.std)
+    if min(new_std) <= 0:
+        raise UserError(f"--std must be positive, got {', '.join(f'{v:g}' for v in new_std)}")
+    return dataclasses.replace(info, mean=new_mean, std=new_std)
+
+
+def load_split(name: str, split: str, root: str | os.PathLike | None = None,
+               mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Split:
     """Load ``split`` of data set ``name`` (``fashion-mnist``, ``cifar10``, ``synthetic``).
 
     ``root`` overrides where the files are; else ``$PRUNEC_DATA``, else the default place.
+    ``mean``/``std`` (0-1 scale) replace the data set's normalization (:func:`renormalized`).
     """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     if is_data_file(name):
         info, arrays = _user_npz(name)
+        info = renormalized(info, mean, std)
         pixels, labels = arrays[split]
         x = torch.from_numpy(pixels).float()
         if pixels.dtype == np.uint8:
@@ -145,7 +175,7 @@ def load_split(name: str, split: str, root: str | os.PathLike | None = None) -> 
     else:
         dataset_info(name)  # raises the message listing the known ones
         raise AssertionError
-    info = DATASETS[name]
+    info = renormalized(DATASETS[name], mean, std)
     x = info.preprocess(torch.from_numpy(pixels).float().div_(255.0))
     return Split(info, split, x.contiguous(), torch.from_numpy(labels.astype(np.int64)))
 
@@ -394,5 +424,5 @@ def _synthetic(split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.uint8)
 
 
-__all__ = ["DatasetInfo", "Split", "Normalize", "load_split", "dataset_info", "is_data_file", "DATASETS",
-           "SPLITS"]
+__all__ = ["DatasetInfo", "Split", "Normalize", "load_split", "renormalized", "dataset_info", "is_data_file",
+           "DATASETS", "SPLITS"]

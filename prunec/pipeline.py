@@ -36,6 +36,8 @@ class CompileConfig:
 
     data: str = "fashion-mnist"
     data_root: str | None = None
+    mean: Sequence[float] | None = None  # the model's input normalization, where not the data set's
+    std: Sequence[float] | None = None
     mild: float | None = None
     aggressive: float | None = None
     method: str = "l1"
@@ -106,6 +108,22 @@ def _epochs_text(cfg: CompileConfig) -> str:
 
 def _log(console: Console, step: str, text: str) -> None:
     console.print(f"[bold cyan]{step}[/] {text}")
+
+
+def near_chance_note(accuracy: float, info: Any) -> str | None:
+    """A warning when the original classifies the test split barely better than guessing.
+
+    That is nearly always a mismatch, not a bad model: another data set, another class order,
+    or another input normalization than the model was trained with. Every number after it
+    would describe a broken baseline.
+    """
+    chance = 100.0 / info.num_classes
+    if accuracy >= chance + 0.2 * (100.0 - chance):  # 28 % for 10 classes, 60 % for 2
+        return None
+    return (f"the original scores {accuracy:.2f} % on the {info.name} test split, near chance ({chance:.1f} %): "
+            f"check that it was trained on this data set with inputs normalized by mean "
+            f"{','.join(f'{v:g}' for v in info.mean)} and std {','.join(f'{v:g}' for v in info.std)} "
+            "(--mean/--std change them).")
 
 
 def prune_level(original: fx.GraphModule, x: torch.Tensor, ratio: float, cfg: CompileConfig,
@@ -295,6 +313,11 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     x = test.x[:1].clone()
     _check_model_fits(model, x, info.num_classes)
     original = trace(model, x, leaf_modules=cfg.leaf_modules)
+    reused = None
+    if cfg.reuse_levels:  # checked against this model before the work below
+        from prunec.reuse import reuse_levels
+
+        reused = reuse_levels(cfg.reuse_levels, original, x, cfg, info.name, calib.x[:64], _normalization(info))
 
     _log(console, "[1/6]", f"original on {info.name}: evaluating on {len(test):,} test images")
     orig_test_acc = evaluate(original, test)
@@ -303,13 +326,11 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     orig_program = energy_of(original, x, cfg, sparsity_images)
     orig_energy = per_inference(orig_program)
     _log(console, "[1/6]", f"test accuracy {orig_test_acc:.2f}%, Eyeriss energy {orig_energy:.4g} per inference")
+    if (suspicious := near_chance_note(orig_test_acc, info)) is not None:
+        (console if not console.quiet else Console(stderr=True)).print(f"[bold yellow]warning:[/] {suspicious}")
 
     candidates: list[Level] = []
-    reused = None
-    if cfg.reuse_levels:
-        from prunec.reuse import reuse_levels
-
-        reused = reuse_levels(cfg.reuse_levels, original, x, cfg, info.name, calib.x[:64])
+    if reused is not None:
         mild, aggressive = reused.mild, reused.aggressive
         _log(console, "[3/6]", f"reusing the fine-tuned levels of {reused.directory}: mild {cfg.mild:.2f}, "
              f"aggressive {cfg.aggressive:.2f} ({_epochs_text(cfg)})")
@@ -430,10 +451,13 @@ def _validate(cfg: CompileConfig) -> None:
         raise UserError("--aggressive-method needs explicit --mild/--aggressive levels (the search uses --method)")
     if cfg.max_accuracy_drop is not None and cfg.mild_rate is not None:
         raise UserError("give --max-accuracy-drop or --mild-rate, not both")
-    if cfg.reuse_levels:
-        from prunec.reuse import read_source_report
+    from prunec.data import dataset_info, renormalized
 
-        read_source_report(cfg.reuse_levels)  # before any work, not after the original's evaluation
+    info = renormalized(dataset_info(cfg.data), cfg.mean, cfg.std)  # a bad --mean/--std fails here
+    if cfg.reuse_levels:  # before any work, not after the original's evaluation
+        from prunec.reuse import check_same_normalization, read_source_report
+
+        check_same_normalization(*read_source_report(cfg.reuse_levels), _normalization(info))
     from prunec.pruning import resolve_pruner
 
     resolve_pruner(cfg.pruner)
@@ -443,10 +467,17 @@ def _validate(cfg: CompileConfig) -> None:
 
 
 def _splits(cfg: CompileConfig) -> tuple[Split, Split, Split]:
-    train = load_split(cfg.data, "train", cfg.data_root)
+    def split(name: str) -> Split:
+        return load_split(cfg.data, name, cfg.data_root, mean=cfg.mean, std=cfg.std)
+
+    train = split("train")
     if cfg.train_samples:
         train = train.subset(cfg.train_samples, seed=cfg.seed)
-    return train, load_split(cfg.data, "calibration", cfg.data_root), load_split(cfg.data, "test", cfg.data_root)
+    return train, split("calibration"), split("test")
+
+
+def _normalization(info: Any) -> dict[str, list[float]]:
+    return {"mean": list(info.mean), "std": list(info.std)}
 
 
 def _describe_model(meta: dict[str, Any], model: nn.Module) -> dict[str, Any]:
@@ -538,7 +569,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                                                                            ("aggressive", aggressive))}
     reduction = 1 - e_dyn / e_orig
     drop = orig_test_acc - dyn_acc
-    notes = []
+    notes = [note] if (note := near_chance_note(orig_test_acc, test.info)) is not None else []
     if reduction < 0.70 or drop > 2.0:
         notes.append(f"Target (>= 70 % energy reduction at <= 2.0 points accuracy loss) missed: "
                      f"{reduction:.1%} reduction at {drop:.2f} points loss.")
@@ -560,6 +591,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                   "input_shape": list(x.shape), "num_classes": test.info.num_classes,
                   "params": params["original"], "macs": macs["original"]},
         "data": {"name": test.info.name, "calibration_size": len(calib), "test_size": len(test),
+                 "normalization": _normalization(test.info),
                  "test_split_note": test.info.test_note or _split_note(test.info.name)},
         "target": cfg.target, "batch": cfg.batch,
         "levels": {"mild": {"ratio": cfg.mild, "method": cfg.method, "params": params["mild"],

@@ -108,11 +108,23 @@ class ModelInfo(TypedDict):
     macs: Count
 
 
-class DataInfo(TypedDict):
+class Normalization(TypedDict):
+    """Per channel, on the 0-1 pixel scale: the model sees (pixel - mean) / std."""
+
+    mean: list[float]
+    std: list[Annotated[float, Range(0.0)]]
+
+
+class _DataRequired(TypedDict):
     name: str
     calibration_size: Count
     test_size: Count
     test_split_note: str  # e.g. "CIFAR-10, 5k held-out split of the training set"
+
+
+class DataInfo(_DataRequired, total=False):
+    # absent in reports made before prunec recorded it (those used the data set's own)
+    normalization: Normalization
 
 
 class _PruneLevelRequired(TypedDict):
@@ -673,6 +685,13 @@ def random_routing(d: dict[str, Any]) -> tuple[float, float]:
     return accuracy, role["trunk"] + role["head"] + p * role["mild"]
 
 
+def _normalization_text(norm: Normalization | None) -> str:
+    if norm is None:
+        return ""
+    mean, std = (", ".join(f"{v:.4g}" for v in norm[k]) for k in ("mean", "std"))
+    return f"; inputs normalized with mean ({mean}), std ({std})"
+
+
 def render_markdown(d: dict[str, Any]) -> str:
     """report.md: the headline against the targets first, then the evidence behind it."""
     m, data, sel, e, acc = d["model"], d["data"], d["selector"], d["energy"], d["accuracy"]
@@ -793,7 +812,7 @@ def render_markdown(d: dict[str, Any]) -> str:
         ["aggressive level", f"{lv['aggressive']['ratio']:.0%} {lv['aggressive']['method']}: "
                              f"{lv['aggressive']['params']:,} params, {lv['aggressive']['macs']:,} MACs"],
         ["data", f"{data['name']}: calibration {data['calibration_size']:,}, test {data['test_size']:,} "
-                 f"({data['test_split_note']})"],
+                 f"({data['test_split_note']})" + _normalization_text(data.get("normalization"))],
         ["target / batch", f"{d['target']}, batch {d['batch']}"],
         ["seed", str(d["seed"])],
         ["command", f"`{d['command']}`"],

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import fx, nn
 
@@ -51,12 +52,14 @@ def read_source_report(directory: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def reuse_levels(directory: str | Path, original: fx.GraphModule, x: torch.Tensor, cfg: Any,
-                 data_name: str, check_inputs: torch.Tensor) -> ReusedLevels:
+                 data_name: str, check_inputs: torch.Tensor,
+                 normalization: dict[str, list[float]] | None = None) -> ReusedLevels:
     """Rebuild DIR's mild and aggressive networks on ``original`` (see the module docstring).
 
     Fills ``cfg``'s level ratios, methods and fine-tuning epochs from DIR's report, so the new
     report states how the reused networks were made; ratios the user gave must match them.
-    ``check_inputs`` are a few images on which the rebuilt networks must reproduce DIR's.
+    ``check_inputs`` are a few images on which the rebuilt networks must reproduce DIR's;
+    ``normalization`` (mean/std) must be the one DIR's networks were fine-tuned on.
     """
     from prunec.artifact import load_compiled
     from prunec.pipeline import prune_level
@@ -65,6 +68,8 @@ def reuse_levels(directory: str | Path, original: fx.GraphModule, x: torch.Tenso
     made_on = report.get("data", {}).get("name")
     if made_on != data_name:
         raise UserError(f"--reuse-levels {root} was compiled on {made_on}, not {data_name}")
+    if normalization is not None:
+        check_same_normalization(root, report, normalization)
     levels = report["levels"]
     for role in ("mild", "aggressive"):
         asked, made = getattr(cfg, role), float(levels[role]["ratio"])
@@ -99,6 +104,22 @@ def reuse_levels(directory: str | Path, original: fx.GraphModule, x: torch.Tenso
     return ReusedLevels(rebuilt["mild"], rebuilt["aggressive"], report, root)
 
 
+def check_same_normalization(root: Path, report: dict[str, Any], normalization: dict[str, list[float]]) -> None:
+    """Refuse to reuse networks fine-tuned on inputs normalized otherwise than this run's."""
+    theirs = report.get("data", {}).get("normalization")
+    if theirs is None:  # a report from before prunec recorded it: the data set's own
+        return
+    if not all(len(theirs[k]) == len(normalization[k]) and np.allclose(theirs[k], normalization[k])
+               for k in ("mean", "std")):
+        raise UserError(f"--reuse-levels {root} was compiled with --mean {_csv(theirs['mean'])} --std "
+                        f"{_csv(theirs['std'])}; give the same (now: --mean {_csv(normalization['mean'])} "
+                        f"--std {_csv(normalization['std'])})")
+
+
+def _csv(values: list[float]) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
 def _check_same_original(theirs: nn.Module | None, mine: nn.Module, root: Path) -> None:
     if theirs is None:
         raise UserError(f"--reuse-levels {root}: the compiled model carries no original network, so it cannot "
@@ -109,4 +130,4 @@ def _check_same_original(theirs: nn.Module | None, mine: nn.Module, root: Path) 
                         "weights differ from this one's)")
 
 
-__all__ = ["ReusedLevels", "reuse_levels", "read_source_report"]
+__all__ = ["ReusedLevels", "reuse_levels", "read_source_report", "check_same_normalization"]

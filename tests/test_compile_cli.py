@@ -261,6 +261,55 @@ def test_compile_a_network_outside_the_zoo(tmp_path, how):
     assert compiled.model(torch.rand(3, 1, 16, 16)).shape == (3, 4)
 
 
+def test_a_model_trained_on_plain_pixels_needs_and_gets_its_normalization(compiled_dir, trained_synthetic, tmp_path):
+    """The synthetic checkpoint behind a Normalize layer takes 0-1 pixels: with --mean 0 --std 1
+    it compiles to the checkpoint's own original accuracy; the data set's normalization would
+    feed it other inputs. A --reuse-levels from a compile made with another normalization is refused."""
+    from prunec.data import Normalize, load_split
+    from prunec.frontend import load
+    from prunec.training import evaluate
+
+    raw = torch.nn.Sequential(Normalize((0.5,), (0.25,)), load(str(trained_synthetic))).eval()
+    path = tmp_path / "plain_pixels.pt"
+    torch.save(raw, path)
+    reference = load_report(compiled_dir)
+    assert evaluate(raw, load_split("synthetic", "test")) != reference["accuracy"]["original"]
+
+    out = tmp_path / "out"
+    result = run_cli("compile", str(path), "--trust-model", *QUICK, "--mean", "0", "--std", "1", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    report = validate_report(json.loads((out / "report.json").read_text()))
+    assert report["accuracy"]["original"] == pytest.approx(reference["accuracy"]["original"], abs=1e-9)
+    assert report["data"]["normalization"] == {"mean": [0.0], "std": [1.0]}
+    assert "inputs normalized with mean (0), std (1)" in (out / "report.md").read_text()
+    assert reference["data"]["normalization"] == {"mean": [0.5], "std": [0.25]}
+    pixels = torch.rand(2, 1, 16, 16)
+    assert torch.equal(prunec.load_compiled(out / "model").preprocess(pixels), pixels)
+
+    refused = run_cli("compile", str(trained_synthetic), *QUICK, "--mean", "0", "--std", "1",
+                      "--reuse-levels", str(compiled_dir), "-o", str(tmp_path / "reused"))
+    assert_user_error(refused, "compiled with --mean 0.5 --std 0.25", "now: --mean 0 --std 1")
+    assert not (tmp_path / "reused").exists()
+    bad = run_cli("compile", str(trained_synthetic), *QUICK, "--std", "0", "-o", str(tmp_path / "bad"))
+    assert_user_error(bad, "--std must be positive")
+
+
+def test_a_checkpoint_keeps_the_normalization_it_was_fine_tuned_with(compiled_dir, tmp_path):
+    """prunec finetune --mean/--std records them; a further fine-tune and compile read them by default."""
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    common = ["--data", "synthetic", "--max-steps", "2", "--batch-size", "32", "--no-evaluate"]
+    done = run_cli("finetune", "zoo:resnet20", "--in-channels", "1", "--num-classes", "4", *common,
+                   "--mean", "0", "--std", "1", "-o", str(first))
+    assert done.returncode == 0, done.stderr
+    assert torch.load(first, weights_only=True)["preprocess"] == {"mean": [0.0], "std": [1.0]}
+    done = run_cli("finetune", str(first), *common, "-o", str(second))
+    assert done.returncode == 0, done.stderr
+    assert torch.load(second, weights_only=True)["preprocess"] == {"mean": [0.0], "std": [1.0]}
+    # compile reads them too: reusing levels fine-tuned on the data set's normalization is refused
+    refused = run_cli("compile", str(second), *QUICK, "--reuse-levels", str(compiled_dir), "-o", str(tmp_path / "o"))
+    assert_user_error(refused, "compiled with --mean 0.5 --std 0.25", "now: --mean 0 --std 1")
+
+
 def test_reuse_levels_reproduces_the_compile_without_fine_tuning(compiled_dir, trained_synthetic, tmp_path):
     """--reuse-levels rebuilds the fine-tuned networks of an earlier output: with the same selector
     settings the new compile equals the old one number for number, whatever fine-tuning options

@@ -7,6 +7,8 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prunec.data import load_split
 from prunec.errors import UserError
@@ -178,3 +180,28 @@ def test_own_data_layout_as_bytes(tmp_path):
     np.savez(path, x_train=x, y_train=np.arange(10) % 2, x_test=x[:2], y_test=np.zeros(2, int),
              layout=np.array(b"NHWC"))
     assert load_split(str(path), "test").x.shape == (2, 3, 3, 8)
+
+
+@settings(max_examples=25, deadline=None)
+@given(mean=st.floats(-1, 1), std=st.floats(0.05, 2))
+def test_normalization_override_changes_only_the_affine_map_of_the_same_pixels(mean, std):
+    default, mine = load_split("synthetic", "test"), load_split("synthetic", "test", mean=[mean], std=[std])
+    assert (mine.info.mean, mine.info.std) == ((mean,), (std,))
+    torch.testing.assert_close(mine.x * std + mean, default.x * 0.25 + 0.5, rtol=1e-5, atol=1e-5)
+    assert torch.equal(mine.y, default.y)
+
+
+@pytest.mark.parametrize(("mean", "std", "needle"), [
+    ([0.1, 0.2], None, "--mean needs 1 or 1 finite value"),
+    (None, [0.0], "--std must be positive"),
+    ([float("nan")], None, "finite"),
+])
+def test_bad_normalization_is_one_clear_error(mean, std, needle):
+    with pytest.raises(UserError, match=needle):
+        load_split("synthetic", "train", mean=mean, std=std)
+
+
+def test_one_value_normalizes_every_channel(tmp_path):
+    _own_npz(tmp_path / "rgb.npz")
+    split = load_split(str(tmp_path / "rgb.npz"), "test", mean=[0.5], std=[0.5])
+    assert split.info.mean == (0.5, 0.5, 0.5) and split.info.std == (0.5, 0.5, 0.5)

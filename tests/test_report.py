@@ -449,3 +449,18 @@ def test_report_cmd_in_process(report_dir: Path, report: dict[str, Any],
         _run_report_cmd(str(report_dir / "nope"))
     with pytest.raises(UserError, match="not a directory"):
         _run_report_cmd(str(report_dir / "report.json"))
+
+
+@pytest.mark.parametrize(("accuracy", "classes", "warned"), [
+    (10.0, 10, True), (27.9, 10, True), (28.0, 10, False), (91.0, 10, False),
+    (55.0, 2, True), (60.0, 2, False), (1.0, 100, True), (30.0, 100, False),
+])
+def test_an_original_near_chance_is_flagged_with_the_normalization_it_got(accuracy, classes, warned):
+    from prunec.data import DatasetInfo
+    from prunec.pipeline import near_chance_note
+
+    info = DatasetInfo("mine", classes, 3, 32, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+    note = near_chance_note(accuracy, info)
+    assert (note is not None) == warned
+    if warned:
+        assert "near chance" in note and "mean 0.49,0.48,0.45" in note and "--mean/--std" in note

@@ -16,6 +16,29 @@ DATA_ROOT_HELP = ("look for the data set only in this folder (or its <data set> 
                   "default: $PRUNEC_DATA, then the standard places")
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_normalization_arguments(parser: argparse.ArgumentParser) -> None:
+    """--mean/--std: the input normalization the model was trained with."""
+    parser.add_argument("--mean", type=_floats, metavar="M[,M,M]",
+                        help="per-channel mean on the 0-1 pixel scale the model was trained with (default: "
+                        "the checkpoint's, else the data set's; one value for all channels)")
+    parser.add_argument("--std", type=_floats, metavar="S[,S,S]",
+                        help="per-channel std, like --mean (plain 0-1 pixels: --mean 0 --std 1)")
+
+
+def normalization(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[list[float] | None, list[float] | None]:
+    """--mean/--std, else what the checkpoint records (``preprocess``), else None (the data set's)."""
+    recorded = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
+    return (args.mean if args.mean is not None else recorded.get("mean"),
+            args.std if args.std is not None else recorded.get("std"))
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = False) -> None:
     """MODEL plus the options that say how to read it (see prunec.frontend)."""
     parser.add_argument("model", metavar="MODEL",

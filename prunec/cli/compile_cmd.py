@@ -7,7 +7,13 @@ import argparse
 import shlex
 import sys
 
-from prunec.cli.common import DATA_ROOT_HELP, add_model_arguments, load_model
+from prunec.cli.common import (
+    DATA_ROOT_HELP,
+    add_model_arguments,
+    add_normalization_arguments,
+    load_model,
+    normalization,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="fashion-mnist, cifar10, synthetic or PATH.npz of your own "
                    "(default: the checkpoint's data set)")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
+    add_normalization_arguments(p)
     p.add_argument("--mild", type=float, help="channel-pruning ratio of the mild network, e.g. 0.3")
     p.add_argument("--aggressive", type=float, help="channel-pruning ratio of the aggressive network, e.g. 0.7")
     p.add_argument("--method", default="l1", help="channel importance: l1, l2, bn_scale or random")
@@ -94,9 +101,10 @@ def run(args: argparse.Namespace) -> int:
         if tuple(shape[1:]) != info.input_shape[1:]:
             raise UserError(f"--input-shape {args.input_shape} does not match {data} images "
                             f"{info.input_shape[1:]}")
+    mean, std = normalization(args, meta)
     result = compile_model(
         model, data, output=args.output, force=args.force, model_meta=meta,
-        data_root=args.data_root, mild=args.mild, aggressive=args.aggressive, method=args.method,
+        data_root=args.data_root, mean=mean, std=std, mild=args.mild, aggressive=args.aggressive, method=args.method,
         aggressive_method=args.aggressive_method, pruner=args.pruner, selector=args.selector,
         max_accuracy_drop=(1.5 if args.mild_rate is None else None) if args.max_accuracy_drop is None
         else args.max_accuracy_drop,

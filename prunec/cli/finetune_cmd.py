@@ -14,7 +14,13 @@ from typing import Any
 
 import torch
 
-from prunec.cli.common import DATA_ROOT_HELP, add_model_arguments, load_model
+from prunec.cli.common import (
+    DATA_ROOT_HELP,
+    add_model_arguments,
+    add_normalization_arguments,
+    load_model,
+    normalization,
+)
 from prunec.errors import UserError
 
 #: Checkpoint keys save_checkpoint writes itself (or the loader adds); all others pass through.
@@ -30,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--data", required=True, help="fashion-mnist, cifar10, synthetic or PATH.npz of your own")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
+    add_normalization_arguments(p)
     p.add_argument("--teacher", metavar="MODEL", help="model to distil from (e.g. the unpruned original)")
     p.add_argument("--teacher-arch", help="architecture of a state-dict --teacher file")
     p.add_argument("--epochs", type=float, default=1.0, help="may be fractional (default 1)")
@@ -58,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prunec.data import dataset_info, load_split
+    from prunec.data import dataset_info, load_split, renormalized
     from prunec.frontend import load_with_meta, save_checkpoint
     from prunec.training import evaluate, finetune
 
@@ -82,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         teacher, _ = load_with_meta(args.teacher, arch=args.teacher_arch, trust_model=args.trust_model,
                                     in_channels=args.in_channels, num_classes=args.num_classes)
 
-    train = load_split(args.data, "train", args.data_root).subset(args.train_subset, args.seed)
+    mean, std = normalization(args, meta)
+    info = renormalized(info, mean, std)
+    train = load_split(args.data, "train", args.data_root, mean, std).subset(args.train_subset, args.seed)
     _check_fits(model, train, "MODEL")
     if teacher is not None:
         _check_fits(teacher, train, "--teacher")
@@ -104,11 +113,11 @@ def run(args: argparse.Namespace) -> int:
     kept: dict[str, Any] = {k: v for k, v in meta.items() if k not in _RESERVED}
     kept.setdefault("dataset", info.name)
     kept.setdefault("input_shape", list(info.input_shape))
-    kept.setdefault("preprocess", {"mean": list(info.mean), "std": list(info.std)})
+    kept["preprocess"] = {"mean": list(info.mean), "std": list(info.std)}  # what these weights were trained on
     summary = (f"{result.steps} steps ({result.epochs:.2f} epochs), train loss {result.loss:.4f}, "
                f"train accuracy {result.accuracy:.2f}%")
     if args.evaluate:
-        accuracy = evaluate(model, load_split(args.data, "test", args.data_root), device=args.device)
+        accuracy = evaluate(model, load_split(args.data, "test", args.data_root, mean, std), device=args.device)
         kept["test_accuracy"] = round(accuracy, 2)
         summary += f", test accuracy {accuracy:.2f}%"
     else:
