@@ -1,0 +1,108 @@
+"""Benchmark: the Eyeriss model against the chip's headline figures for AlexNet and VGG-16.
+
+The JSSC 2017 paper (Chen, Krishna, Emer, Sze, IEEE JSSC 52(1)) states in its abstract that
+the chip processes the CONV layers of AlexNet at 35 frames/s and 0.0029 DRAM accesses per
+MAC (batch 4) and those of VGG-16 at 0.7 frames/s and 0.0035 DRAM accesses per MAC (batch 3).
+Per-layer figures for AlexNet are in ../shared/reference and are checked by
+tests/test_eyeriss_validation.py; this script adds VGG-16, for which prunec has only these two
+numbers, and shows both networks side by side. Frames/s here are the chip's total (with DRAM
+and configuration time); the model's are from its cycle count. VGG-16's activation zeros
+(which the chip's run-length coding exploits on DRAM traffic) are not known without trained
+ImageNet weights, so its DRAM accesses are given without zeros (an upper bound) and with the
+share of zeros measured for AlexNet's deeper layers in Table V.
+
+Writes benchmarks/results/bench_headline.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+
+import torch
+
+import prunec
+from prunec.frontend import example_input, trace
+from prunec.zoo import build
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TABLE_V = os.path.join(HERE, "..", "..", "shared", "reference", "eyeriss_jssc2017_alexnet_tableV.csv")
+CHIP = {"alexnet": {"fps": 35.0, "dram_per_mac": 0.0029, "batch": 4},
+        "vgg16": {"fps": 0.7, "dram_per_mac": 0.0035, "batch": 3}}
+SOURCE = "Chen et al., IEEE JSSC 52(1), 2017, abstract"
+
+
+def _conv_names(gm: torch.fx.GraphModule) -> list[str]:
+    return [n.name for n in gm.graph.nodes if n.op == "call_module" and str(n.target).startswith("features")
+            and isinstance(gm.get_submodule(n.target), torch.nn.Conv2d)]
+
+
+def _alexnet_zeros(convs: list[str], table_v: str) -> dict[str, float]:
+    with open(table_v) as fh:
+        rows = [{k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(fh)]
+    rows = [r for r in rows if r["Layer"].startswith("CONV")]
+    return {c: float(r["Zeros in Ifmaps"].rstrip("%")) / 100 for c, r in zip(convs, rows, strict=True)}
+
+
+def _measure(arch: str, batch: int, zeros: dict[str, float] | None) -> dict:
+    gm = trace(build(arch, 3, 1000), example_input((1, 3, 224, 224)))
+    convs = _conv_names(gm)
+    prog = prunec.lower(gm, None, batch=batch, activation_sparsity=zeros or {})
+    layers = [r for r in prog.layers if r["name"] in set(convs)]
+    macs = sum(r["macs"] for r in layers)
+    dram = sum(r["accesses"]["dram"] for r in layers)
+    latency_ms = sum(r["latency_ms"] for r in layers)
+    return {"conv_layers": len(layers), "macs_per_batch": macs, "latency_ms_per_batch": latency_ms,
+            "fps": 1000.0 * batch / latency_ms, "dram_per_mac": dram / macs,
+            "active_pes": [r["active_pes"] for r in layers]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table-v", default=TABLE_V, help="JSSC 2017 Table V CSV (AlexNet zeros per layer)")
+    parser.add_argument("--results", default=os.path.join(HERE, "results"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    alex_gm = trace(build("zoo:alexnet", 3, 1000), example_input((1, 3, 224, 224)))
+    alex_zeros = _alexnet_zeros(_conv_names(alex_gm), args.table_v)
+    deep_share = sum(list(alex_zeros.values())[2:]) / 3  # CONV3-5: the deeper layers
+    vgg_gm = trace(build("zoo:vgg16_bn", 3, 1000), example_input((1, 3, 224, 224)))
+    vgg_convs = _conv_names(vgg_gm)
+    rows = [
+        {"network": "AlexNet", "zeros": "Table V, per layer", **_measure("zoo:alexnet", 4, alex_zeros),
+         "chip": CHIP["alexnet"]},
+        {"network": "VGG-16", "zeros": "none (upper bound)", **_measure("zoo:vgg16_bn", 3, None),
+         "chip": CHIP["vgg16"]},
+        {"network": "VGG-16", "zeros": f"{deep_share:.1%} in every layer but the first (AlexNet CONV3-5's mean)",
+         **_measure("zoo:vgg16_bn", 3, {c: deep_share for c in vgg_convs[1:]}), "chip": CHIP["vgg16"]},
+    ]
+    for r in rows:
+        r["fps_ratio"] = r["fps"] / r["chip"]["fps"]
+        r["dram_ratio"] = r["dram_per_mac"] / r["chip"]["dram_per_mac"]
+    payload = {"benchmark": "headline", "source": SOURCE, "command": " ".join(["python", *sys.argv]),
+               "prunec": prunec.__version__, "torch": torch.__version__, "rows": rows}
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, "bench_headline.json"), "w") as fh:
+        json.dump(payload, fh, indent=2)
+    lines = ["# The Eyeriss model against the chip's headline figures", "",
+             f"Command: `{payload['command']}`; prunec {payload['prunec']}, torch {payload['torch']}. "
+             f"Chip figures: {SOURCE} (CONV layers only; frames/s include DRAM and configuration time).", "",
+             "| network | batch | activation zeros | frames/s (model / chip) | DRAM accesses per MAC (model / chip) |",
+             "|---|---:|---|---:|---:|"]
+    for r in rows:
+        c = r["chip"]
+        lines.append(f"| {r['network']} | {c['batch']} | {r['zeros']} | {r['fps']:.2f} / {c['fps']:g} "
+                     f"({r['fps_ratio']:.2f}x) | {r['dram_per_mac']:.4f} / {c['dram_per_mac']:g} "
+                     f"({r['dram_ratio']:.2f}x) |")
+    with open(os.path.join(args.results, "bench_headline.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
