@@ -35,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TABLE_V = os.path.join(HERE, "..", "..", "shared", "reference", "eyeriss_jssc2017_alexnet_tableV.csv")
 CHIP = {"alexnet": {"fps": 35.0, "dram_per_mac": 0.0029, "batch": 4},
         "vgg16": {"fps": 0.7, "dram_per_mac": 0.0035, "batch": 3}}
+TABLE_VI = os.path.join(HERE, "reference", "eyeriss_jssc2017_vgg16_tableVI.csv")
 SOURCE = "Chen et al., IEEE JSSC 52(1), 2017, abstract"
 
 
@@ -65,9 +66,36 @@ def _measure(arch: str, batch: int, zeros: dict[str, float] | None) -> dict:
             "active_pes": [r["active_pes"] for r in layers]}
 
 
+def _table(path: str) -> list[dict[str, str]]:
+    with open(path) as fh:
+        rows = [{k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(fh)]
+    return [r for r in rows if r["Layer"].startswith("CONV")]
+
+
+def _vgg_per_layer(table_vi: str) -> list[dict]:
+    """Each VGG-16 CONV layer at batch 3 with the table's zeros, against the table."""
+    gm = trace(build("zoo:vgg16_bn", 3, 1000), example_input((1, 3, 224, 224)))
+    convs, ref = _conv_names(gm), _table(table_vi)
+    zeros = {c: float(r["Zeros in Ifmaps"].rstrip("%")) / 100 for c, r in zip(convs, ref, strict=True)}
+    prog = prunec.lower(gm, None, batch=3, activation_sparsity=zeros)
+    layers = {r["name"]: r for r in prog.layers}
+    word_mb = prog.hardware["word_bits"] / 8 / 1e6
+    rows = []
+    for conv, r in zip(convs, ref, strict=True):
+        mine = layers[conv]
+        rows.append({"layer": r["Layer"], "active_pes": [mine["active_pes"], int(r["Num. of Active PEs"])],
+                     "glb_mb": [mine["accesses"]["glb"] * word_mb, float(r["Global Buffer Accesses (MB)"])],
+                     "dram_mb": [mine["accesses"]["dram"] * word_mb, float(r["DRAM Accesses (MB)"])],
+                     "processing_ms": [mine["latency_ms"], float(r["Processing Latency (ms)"])],
+                     "chip_glb_gb_per_s": float(r["Global Buffer Accesses (MB)"]) / float(r["Processing Latency (ms)"]),
+                     "mapping": mine["mapping"]})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table-v", default=TABLE_V, help="JSSC 2017 Table V CSV (AlexNet zeros per layer)")
+    parser.add_argument("--table-vi", default=TABLE_VI, help="JSSC 2017 Table VI CSV (VGG-16 per layer)")
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -88,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r["fps_ratio"] = r["fps"] / r["chip"]["fps"]
         r["dram_ratio"] = r["dram_per_mac"] / r["chip"]["dram_per_mac"]
+    per_layer = _vgg_per_layer(args.table_vi)
     payload = {"benchmark": "headline", "source": SOURCE, "command": " ".join(["python", *sys.argv]),
-               "prunec": prunec.__version__, "torch": torch.__version__, "rows": rows}
+               "prunec": prunec.__version__, "torch": torch.__version__, "rows": rows, "vgg16_per_layer": per_layer}
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, "bench_headline.json"), "w") as fh:
         json.dump(payload, fh, indent=2)
@@ -104,6 +133,19 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['network']} | {c['batch']} | {r['zeros']} | {r['fps']:.2f} / {c['fps']:g} "
                      f"({r['fps_ratio']:.2f}x) | {r['dram_per_mac']:.4f} / {c['dram_per_mac']:g} "
                      f"({r['dram_ratio']:.2f}x) | {r['static_energy_share']:.1%} |")
+    lines += ["", "## VGG-16 per layer (Table VI, batch 3, the table's zeros)", "",
+              "Table VI as transcribed in `benchmarks/reference/` (see its README for the corrections). "
+              "Model / chip; the last column is the chip's global-buffer traffic over its processing time.", "",
+              "| layer | active PEs | GLB MB | DRAM MB | processing ms | chip GLB GB/s |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for r in per_layer:
+        lines.append(f"| {r['layer']} | {r['active_pes'][0]} / {r['active_pes'][1]} | "
+                     f"{r['glb_mb'][0]:.1f} / {r['glb_mb'][1]:.1f} | {r['dram_mb'][0]:.1f} / {r['dram_mb'][1]:.1f} | "
+                     f"{r['processing_ms'][0]:.1f} / {r['processing_ms'][1]:.1f} | {r['chip_glb_gb_per_s']:.2f} |")
+    totals = {k: [sum(r[k][i] for r in per_layer) for i in (0, 1)] for k in ("glb_mb", "dram_mb", "processing_ms")}
+    lines.append(f"| total | | {totals['glb_mb'][0]:.0f} / {totals['glb_mb'][1]:.0f} | "
+                 f"{totals['dram_mb'][0]:.0f} / {totals['dram_mb'][1]:.0f} | "
+                 f"{totals['processing_ms'][0]:.0f} / {totals['processing_ms'][1]:.0f} | |")
     with open(os.path.join(args.results, "bench_headline.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     print("\n".join(lines))

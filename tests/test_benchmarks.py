@@ -289,8 +289,9 @@ def test_oracle_ranking_routes_only_the_fixes_it_needs(outcomes, target):
 
 def test_headline_figures_alexnet_close_and_vgg16_dram_bracketed(tmp_path):
     """The chip's abstract figures: AlexNet frames/s and DRAM accesses/MAC within 25 %; VGG-16's
-    DRAM accesses/MAC lie between the model's no-zeros bound and its estimate with AlexNet's zeros.
-    (VGG-16 frames/s are reported, not asserted: the model is faster than the chip there.)"""
+    DRAM accesses/MAC lie between the model's no-zeros bound and its estimate with AlexNet's zeros;
+    Table VI's VGG-16 layers agree on active PEs and DRAM traffic. (VGG-16's global-buffer traffic
+    and latency are reported, not asserted: the model is 2-6x below the chip on the wide layers.)"""
     from tests.test_eyeriss_validation import TABLE_V
 
     if not os.path.exists(TABLE_V):
@@ -303,3 +304,11 @@ def test_headline_figures_alexnet_close_and_vgg16_dram_bracketed(tmp_path):
     assert vgg_dense["conv_layers"] == vgg_zeros["conv_layers"] == 13
     assert vgg_zeros["dram_per_mac"] < vgg_dense["chip"]["dram_per_mac"] < vgg_dense["dram_per_mac"]
     assert "| VGG-16 | 3 |" in (tmp_path / "bench_headline.md").read_text()
+    # Table VI per layer: active PEs within 8 %, DRAM traffic within 35 % per layer and 15 % in all
+    per_layer = json.loads((tmp_path / "bench_headline.json").read_text())["vgg16_per_layer"]
+    assert len(per_layer) == 13
+    for row in per_layer:
+        (pes, chip_pes), (dram, chip_dram) = row["active_pes"], row["dram_mb"]
+        assert abs(pes / chip_pes - 1) <= 0.08 and abs(dram / chip_dram - 1) <= 0.35, row
+    ours, chip = (sum(r["dram_mb"][i] for r in per_layer) for i in (0, 1))
+    assert abs(ours / chip - 1) <= 0.15
