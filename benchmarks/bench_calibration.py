@@ -43,6 +43,7 @@ from prunec.calibration import choose_threshold, sweep  # noqa: E402
 from prunec.data import load_split  # noqa: E402
 from prunec.dynamic import SELECTOR_FOLDS, predict  # noqa: E402
 from prunec.errors import UserError  # noqa: E402
+from prunec.report import input_normalization  # noqa: E402
 from prunec.selectors import (  # noqa: E402
     LearnedSelector,
     cross_fitted_scores,
@@ -140,7 +141,9 @@ def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                         "accuracy budget, so compile with --max-accuracy-drop")
     model = load_compiled(compiled_dir / report["files"]["model_dir"]).model
     data = report["data"]["name"]
-    calib, test = _outcomes(model, load_split(data, "calibration")), _outcomes(model, load_split(data, "test"))
+    norm = input_normalization(report)
+    calib = _outcomes(model, load_split(data, "calibration", **norm))
+    test = _outcomes(model, load_split(data, "test", **norm))
     costs = dynamic_costs(report, with_selector=True)
     soft = scored(max_softmax_score(calib.logits).numpy(), calib, max_softmax_score(test.logits).numpy(), test,
                   dynamic_costs(report, with_selector=False), budget)

@@ -43,6 +43,7 @@ from prunec.calibration import roc_auc, sweep  # noqa: E402
 from prunec.data import Split, load_split  # noqa: E402
 from prunec.dynamic import predict  # noqa: E402
 from prunec.errors import UserError  # noqa: E402
+from prunec.report import input_normalization  # noqa: E402
 from prunec.selectors import LearnedSelector, front_outputs, max_softmax_score, train_selector  # noqa: E402
 
 GAPS = (0.5, 1.0, 1.5, 2.0)  # points below the mild network's test accuracy
@@ -79,8 +80,9 @@ def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                         "costs its selectors with a learned selector's energy, so compile with the default")
     model = load_compiled(compiled_dir / report["files"]["model_dir"]).model
     data = report["data"]["name"]
-    calibration, test = load_split(data, "calibration"), load_split(data, "test")
-    extra = load_split(data, "train").subset(args.train_samples, seed=args.seed)
+    norm = input_normalization(report)
+    calibration, test = load_split(data, "calibration", **norm), load_split(data, "test", **norm)
+    extra = load_split(data, "train", **norm).subset(args.train_samples, seed=args.seed)
     with torch.no_grad():
         test_logits, test_taps = front_outputs(model.front, test.x)
     agg_ok = (test_logits.argmax(1) == test.y).numpy()

@@ -41,6 +41,7 @@ from prunec.data import load_split  # noqa: E402
 from prunec.dynamic import calibration_scheme  # noqa: E402
 from prunec.errors import UserError  # noqa: E402
 from prunec.frontend import load_with_meta  # noqa: E402
+from prunec.report import input_normalization  # noqa: E402
 
 NETWORKS = ("resnet20", "resnet56", "vgg16_bn", "mobilenetv2")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -112,7 +113,8 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
     out = work / "compiled"
     result = compile_model(model, data, output=str(out), force=True, model_meta=meta, **cfg)
     report = result.report
-    calib, test = load_split(data, "calibration"), load_split(data, "test")
+    norm = input_normalization(report)
+    calib, test = load_split(data, "calibration", **norm), load_split(data, "test", **norm)
     dyn_soft = _max_softmax_variant(result.compiled, report, data, args)
 
     # single pruning levels with the same fine-tuning budget as the two levels
@@ -126,7 +128,7 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
         if any(abs(s["ratio"] - ratio) < 1e-9 for s in singles):
             continue
         level = prune_level(original, x, ratio, cfg_obj)
-        train = load_split(data, "train")
+        train = load_split(data, "train", **norm)
         # as many epochs as the most-trained of the two levels: no single level is short-changed
         epochs = max(args.epochs, cfg_obj.aggressive_finetune_epochs)
         finetune_level(level, original, train, epochs, cfg_obj, f"single level r={ratio:.2f}")
@@ -142,7 +144,8 @@ def _max_softmax_variant(compiled: Any, report: dict[str, Any], data: str, args:
     """The same two networks with the zero-parameter max-softmax selector, on the test split."""
     from prunec.dynamic import compile_dynamic
 
-    calib, test = load_split(data, "calibration"), load_split(data, "test")
+    norm = input_normalization(report)
+    calib, test = load_split(data, "calibration", **norm), load_split(data, "test", **norm)
     soft = compile_dynamic(compiled.original, compiled.aggressive, compiled.mild, calib, selector="max-softmax",
                            max_accuracy_drop=args.max_accuracy_drop, costs=dict(compiled.costs),
                            preprocess=calib.info.preprocess, seed=args.seed)

@@ -110,7 +110,8 @@ def exported_parts(model: DynamicModel, example: torch.Tensor | None = None
     return parts
 
 
-def _preprocess_spec(pre: nn.Module) -> dict[str, list[float]] | None:
+def preprocess_spec(pre: nn.Module) -> dict[str, list[float]] | None:
+    """The mean/std of a Normalize preprocessing module (None for any other)."""
     mean, std = getattr(pre, "mean", None), getattr(pre, "std", None)
     if isinstance(mean, torch.Tensor) and isinstance(std, torch.Tensor):
         return {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
@@ -144,7 +145,7 @@ def save_compiled(compiled: CompiledModel, directory: str | os.PathLike) -> Path
             "format": FORMAT, "schema_version": SCHEMA_VERSION,
             "threshold": model.threshold, "taps": model.taps, "selector_kind": model.selector_kind,
             "num_classes": model.num_classes, "input_shape": list(model.input_shape or []),
-            "preprocess": _preprocess_spec(model.preprocess), "parts": files,
+            "preprocess": preprocess_spec(model.preprocess), "parts": files,
             "aggressive_outputs": ["logits", *model.taps],
             "chosen": compiled.chosen.as_dict() if compiled.chosen else None,
             "costs": compiled.costs, "original_accuracy": compiled.original_accuracy,

@@ -26,12 +26,14 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from prunec.errors import UserError
 
+MIN_STD = 1e-6  # a smaller std would blow 0-1 pixels up past float32's range
 SPLITS = ("train", "calibration", "test")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_INSTALL = "apt-get install dataset-fashion-mnist"
@@ -124,33 +126,42 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def renormalized(info: DatasetInfo, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None) -> DatasetInfo:
+def renormalized(info: DatasetInfo, mean: Any = None, std: Any = None, source: str | None = None) -> DatasetInfo:
     """``info`` with the input normalization a model was trained with, where it differs.
 
     Models trained outside prunec often expect other statistics than the data set's own
     (0.5/0.5, or plain 0-1 pixels: mean 0, std 1); fed the wrong ones they look broken. One
-    value stands for every channel.
+    value stands for every channel. ``source`` names where the values came from in errors
+    (default: the ``--mean``/``--std`` options).
     """
-    def per_channel(values: Sequence[float] | None, key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    def label(key: str) -> str:
+        return f"--{key}" if source is None else f"{source} {key}"
+
+    def per_channel(values: Any, key: str, default: tuple[float, ...]) -> tuple[float, ...]:
         if values is None:
             return default
-        got = tuple(float(v) for v in values)
+        try:
+            got = tuple(float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1))
+        except (TypeError, ValueError):
+            raise UserError(f"{label(key)} must be numbers, one per channel or one for all; got {values!r}") from None
         if len(got) == 1:
             got *= info.in_channels
-        if len(got) != info.in_channels or not all(np.isfinite(got)):
-            raise UserError(f"--{key} needs 1 or {info.in_channels} finite value(s) for {info.name}'s "
-                            f"{info.in_channels}-channel images; got {len(values)}")
+        if len(got) != info.in_channels:
+            raise UserError(f"{label(key)} has {len(got)} values but {info.name}'s images have {info.in_channels} "
+                            f"channel(s); give 1 or {info.in_channels}")
+        if not all(np.isfinite(got)):
+            raise UserError(f"{label(key)} must be finite numbers, got {', '.join(f'{v:g}' for v in got)}")
         return got
 
     new_mean, new_std = per_channel(mean, "mean", info.mean), per_channel(std, "std", info.std)
-    if min(new_std) <= 0:
-        raise UserError(f"--std must be positive, got {', '.join(f'{v:g}' for v in new_std)}")
+    if min(new_std) < MIN_STD:
+        raise UserError(f"{label('std')} must be positive (at least {MIN_STD:g}), "
+                        f"got {', '.join(f'{v:g}' for v in new_std)}")
     return dataclasses.replace(info, mean=new_mean, std=new_std)
 
 
 def load_split(name: str, split: str, root: str | os.PathLike | None = None,
-               mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Split:
+               mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None) -> Split:
     """Load ``split`` of data set ``name`` (``fashion-mnist``, ``cifar10``, ``synthetic``).
 
     ``root`` overrides where the files are; else ``$PRUNEC_DATA``, else the default place.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import warnings
@@ -29,7 +30,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from prunec.artifact import CompiledModel, example_batch, exported_parts
+from prunec.artifact import CompiledModel, example_batch, exported_parts, preprocess_spec
 
 
 def _to_onnx(ep: torch.export.ExportedProgram, inputs: tuple[torch.Tensor, ...], input_names: list[str],
@@ -177,6 +178,10 @@ def build_if_model(compiled: CompiledModel, protos: dict[str, onnx.ModelProto] |
     merged = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
                                producer_name="prunec", functions=functions)
     merged.ir_version = max(p.ir_version for p in (agg, sel, mild))
+    spec = preprocess_spec(compiled.preprocess)
+    if spec is not None:  # the graph takes normalized inputs: say which normalization
+        helper.set_model_props(merged, {"prunec.input": "(pixel - mean) / std per channel, pixels on the 0-1 scale",
+                                        "prunec.mean": json.dumps(spec["mean"]), "prunec.std": json.dumps(spec["std"])})
     onnx.checker.check_model(merged, full_check=True)
     return merged
 

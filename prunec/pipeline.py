@@ -294,8 +294,9 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     """
     from prunec.outdir import atomic_directory, check_writable
 
+    options, normalization_source = _model_normalization(options, data, model_meta)
     cfg = CompileConfig(data=data if isinstance(data, str) else data.info.name, **options)
-    _validate(cfg)
+    _validate(cfg, normalization_source)
     if output is not None:
         check_writable(output, force)  # fail before hours of work, not after
     if cfg.checkpoint_dir is not None:
@@ -424,7 +425,25 @@ def _prepare_checkpoint_dir(directory: str, output: str | None) -> None:
     ensure_writable_directory(ckpt, f"cannot use --checkpoint-dir {directory}")
 
 
-def _validate(cfg: CompileConfig) -> None:
+def _model_normalization(options: dict[str, Any], data: str | Split, meta: dict[str, Any] | None
+                         ) -> tuple[dict[str, Any], str | None]:
+    """The input normalization the model takes, and where it came from (for error messages).
+
+    Given ``mean``/``std`` win; else a :class:`Split` passed as ``data`` brings its own; else a
+    prunec checkpoint's recorded ``preprocess``; else (None) the data set's.
+    """
+    if options.get("mean") is not None or options.get("std") is not None:
+        return options, None
+    if isinstance(data, Split):
+        return {**options, "mean": data.info.mean, "std": data.info.std}, "the data split's"
+    recorded = (meta or {}).get("preprocess")
+    if isinstance(recorded, dict) and (recorded.get("mean") is not None or recorded.get("std") is not None):
+        return ({**options, "mean": recorded.get("mean"), "std": recorded.get("std")},
+                "the model checkpoint's recorded (preprocess)")
+    return options, None
+
+
+def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> None:
     for name in ("mild", "aggressive"):
         value = getattr(cfg, name)
         if value is not None and not 0 <= value < 1:
@@ -453,11 +472,14 @@ def _validate(cfg: CompileConfig) -> None:
         raise UserError("give --max-accuracy-drop or --mild-rate, not both")
     from prunec.data import dataset_info, renormalized
 
-    info = renormalized(dataset_info(cfg.data), cfg.mean, cfg.std)  # a bad --mean/--std fails here
+    own = dataset_info(cfg.data)
+    info = renormalized(own, cfg.mean, cfg.std, normalization_source)  # bad values fail here, before any work
+    cfg.mean, cfg.std = info.mean, info.std
     if cfg.reuse_levels:  # before any work, not after the original's evaluation
         from prunec.reuse import check_same_normalization, read_source_report
 
-        check_same_normalization(*read_source_report(cfg.reuse_levels), _normalization(info))
+        check_same_normalization(*read_source_report(cfg.reuse_levels), _normalization(info),
+                                 recorded_default=_normalization(own))
     from prunec.pruning import resolve_pruner
 
     resolve_pruner(cfg.pruner)

@@ -112,7 +112,7 @@ class Normalization(TypedDict):
     """Per channel, on the 0-1 pixel scale: the model sees (pixel - mean) / std."""
 
     mean: list[float]
-    std: list[Annotated[float, Range(0.0)]]
+    std: list[Annotated[float, Range(1e-6)]]  # prunec.data.MIN_STD
 
 
 class _DataRequired(TypedDict):
@@ -685,6 +685,12 @@ def random_routing(d: dict[str, Any]) -> tuple[float, float]:
     return accuracy, role["trunk"] + role["head"] + p * role["mild"]
 
 
+def input_normalization(report: dict[str, Any]) -> dict[str, list[float]]:
+    """``mean``/``std`` keyword arguments for :func:`prunec.data.load_split` that feed a compiled
+    model the inputs it was compiled with (empty for reports from before they were recorded)."""
+    return dict(report.get("data", {}).get("normalization") or {})
+
+
 def _normalization_text(norm: Normalization | None) -> str:
     if norm is None:
         return ""
@@ -885,7 +891,7 @@ __all__ = [
     "SCHEMA_VERSION", "REPORT_FILE", "MARKDOWN_FILE", "BREAKDOWN_PLOT", "TRADEOFF_PLOT",
     "TARGET_ENERGY_REDUCTION", "TARGET_MAX_ACCURACY_DROP", "PAPER_ENERGY_REDUCTION",
     "PAPER_ACCURACY_DROP", "MEMORY_LEVELS", "LEVEL_LABELS", "ROLES", "VARIANTS", "Report", "Verdict",
-    "validate_report", "load_report", "save_report", "render_markdown", "print_summary",
+    "validate_report", "load_report", "input_normalization", "save_report", "render_markdown", "print_summary",
     "render_all", "verdict", "in_target_region", "reported_sweep", "chosen_index", "fmt_energy",
     "variant_rows",
 ]

@@ -104,13 +104,23 @@ def reuse_levels(directory: str | Path, original: fx.GraphModule, x: torch.Tenso
     return ReusedLevels(rebuilt["mild"], rebuilt["aggressive"], report, root)
 
 
-def check_same_normalization(root: Path, report: dict[str, Any], normalization: dict[str, list[float]]) -> None:
-    """Refuse to reuse networks fine-tuned on inputs normalized otherwise than this run's."""
-    theirs = report.get("data", {}).get("normalization")
-    if theirs is None:  # a report from before prunec recorded it: the data set's own
+def check_same_normalization(root: Path, report: dict[str, Any], normalization: dict[str, list[float]],
+                             recorded_default: dict[str, list[float]] | None = None) -> None:
+    """Refuse to reuse networks fine-tuned on inputs normalized otherwise than this run's.
+
+    A report from before prunec recorded the normalization used the data set's own:
+    ``recorded_default`` (without it such a report is not checked).
+    """
+    data = report.get("data")
+    theirs = data.get("normalization", recorded_default) if isinstance(data, dict) else recorded_default
+    if theirs is None:
         return
-    if not all(len(theirs[k]) == len(normalization[k]) and np.allclose(theirs[k], normalization[k])
-               for k in ("mean", "std")):
+    try:
+        same = all(len(theirs[k]) == len(normalization[k]) and np.allclose(theirs[k], normalization[k])
+                   for k in ("mean", "std"))
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"--reuse-levels {root}: report.json records an unreadable data.normalization") from None
+    if not same:
         raise UserError(f"--reuse-levels {root} was compiled with --mean {_csv(theirs['mean'])} --std "
                         f"{_csv(theirs['std'])}; give the same (now: --mean {_csv(normalization['mean'])} "
                         f"--std {_csv(normalization['std'])})")

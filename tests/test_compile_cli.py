@@ -17,6 +17,7 @@ import torch
 
 import prunec
 from prunec import zoo
+from prunec.errors import UserError
 from prunec.frontend import save_checkpoint
 from prunec.report import load_report, validate_report
 from tests.conftest import ROOT, assert_user_error, run_cli
@@ -259,6 +260,9 @@ def test_compile_a_network_outside_the_zoo(tmp_path, how):
     assert arch in (out / "report.md").read_text()
     compiled = prunec.load_compiled(out / "model")
     assert compiled.model(torch.rand(3, 1, 16, 16)).shape == (3, 4)
+    # the network is untrained: even under --quiet the user is told, and the report says so
+    assert report["accuracy"]["original"] < 40.0 and "near chance" in result.stderr
+    assert any("near chance" in note for note in report["notes"])
 
 
 def test_a_model_trained_on_plain_pixels_needs_and_gets_its_normalization(compiled_dir, trained_synthetic, tmp_path):
@@ -285,6 +289,10 @@ def test_a_model_trained_on_plain_pixels_needs_and_gets_its_normalization(compil
     assert reference["data"]["normalization"] == {"mean": [0.5], "std": [0.25]}
     pixels = torch.rand(2, 1, 16, 16)
     assert torch.equal(prunec.load_compiled(out / "model").preprocess(pixels), pixels)
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
+    assert json.loads(props["prunec.mean"]) == [0.0] and json.loads(props["prunec.std"]) == [1.0]
 
     refused = run_cli("compile", str(trained_synthetic), *QUICK, "--mean", "0", "--std", "1",
                       "--reuse-levels", str(compiled_dir), "-o", str(tmp_path / "reused"))
@@ -295,19 +303,57 @@ def test_a_model_trained_on_plain_pixels_needs_and_gets_its_normalization(compil
 
 
 def test_a_checkpoint_keeps_the_normalization_it_was_fine_tuned_with(compiled_dir, tmp_path):
-    """prunec finetune --mean/--std records them; a further fine-tune and compile read them by default."""
+    """prunec finetune --mean/--std trains and evaluates on those inputs and records them; a further
+    fine-tune and compile read them by default, and a teacher trained on others is refused."""
+    from prunec.data import load_split
+    from prunec.frontend import load
+    from prunec.training import evaluate
+
     first, second = tmp_path / "first.pt", tmp_path / "second.pt"
-    common = ["--data", "synthetic", "--max-steps", "2", "--batch-size", "32", "--no-evaluate"]
+    common = ["--data", "synthetic", "--batch-size", "32"]
     done = run_cli("finetune", "zoo:resnet20", "--in-channels", "1", "--num-classes", "4", *common,
-                   "--mean", "0", "--std", "1", "-o", str(first))
+                   "--max-steps", "24", "--mean", "0", "--std", "1", "-o", str(first))
     assert done.returncode == 0, done.stderr
-    assert torch.load(first, weights_only=True)["preprocess"] == {"mean": [0.0], "std": [1.0]}
-    done = run_cli("finetune", str(first), *common, "-o", str(second))
+    payload = torch.load(first, weights_only=True)
+    assert payload["preprocess"] == {"mean": [0.0], "std": [1.0]}
+    model = load(str(first))
+    plain, default = (evaluate(model, load_split("synthetic", "test", **norm)) for norm in ({"mean": 0, "std": 1}, {}))
+    assert payload["test_accuracy"] == round(plain, 2) != round(default, 2)
+    done = run_cli("finetune", str(first), *common, "--max-steps", "2", "--no-evaluate", "-o", str(second))
     assert done.returncode == 0, done.stderr
     assert torch.load(second, weights_only=True)["preprocess"] == {"mean": [0.0], "std": [1.0]}
-    # compile reads them too: reusing levels fine-tuned on the data set's normalization is refused
-    refused = run_cli("compile", str(second), *QUICK, "--reuse-levels", str(compiled_dir), "-o", str(tmp_path / "o"))
-    assert_user_error(refused, "compiled with --mean 0.5 --std 0.25", "now: --mean 0 --std 1")
+    # compile reads them too: reusing levels fine-tuned on the data set's normalization is refused,
+    # also from a report written before prunec recorded the normalization (it used the data set's)
+    old = tmp_path / "old_compile"
+    shutil.copytree(compiled_dir, old)
+    report = json.loads((old / "report.json").read_text())
+    del report["data"]["normalization"]
+    (old / "report.json").write_text(json.dumps(report))
+    for source in (compiled_dir, old):
+        refused = run_cli("compile", str(second), *QUICK, "--reuse-levels", str(source), "-o", str(tmp_path / "o"))
+        assert_user_error(refused, "compiled with --mean 0.5 --std 0.25", "now: --mean 0 --std 1")
+    teacher_refused = run_cli("finetune", "zoo:resnet20", "--in-channels", "1", "--num-classes", "4", *common,
+                              "--max-steps", "1", "--teacher", str(first), "-o", str(tmp_path / "student.pt"))
+    assert_user_error(teacher_refused, "--teacher", "mean [0.0]", "mean [0.5]")
+    assert not (tmp_path / "student.pt").exists()
+    bad = run_cli("compile", str(second), *QUICK, "--std", "x", "-o", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "comma-separated numbers" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_where_compile_takes_the_normalization_from():
+    """Given values win; else a Split passed as data brings its own; else the checkpoint's record."""
+    from prunec.data import load_split
+    from prunec.pipeline import _model_normalization
+
+    split = load_split("synthetic", "calibration", mean=0, std=1)
+    recorded = {"preprocess": {"mean": [0.2], "std": [0.3]}}
+    assert _model_normalization({"mean": [0.5]}, split, recorded)[0] == {"mean": [0.5]}
+    assert _model_normalization({}, split, recorded)[0] == {"mean": (0.0,), "std": (1.0,)}
+    options, source = _model_normalization({}, "synthetic", recorded)
+    assert options == {"mean": [0.2], "std": [0.3]} and "recorded" in source
+    assert _model_normalization({}, "synthetic", {}) == ({}, None)
+    with pytest.raises(UserError, match="recorded \\(preprocess\\) std must be positive"):
+        prunec.compile(torch.nn.Conv2d(1, 4, 16), "synthetic", model_meta={"preprocess": {"std": [0.0]}})
 
 
 def test_reuse_levels_reproduces_the_compile_without_fine_tuning(compiled_dir, trained_synthetic, tmp_path):

@@ -192,13 +192,25 @@ def test_normalization_override_changes_only_the_affine_map_of_the_same_pixels(m
 
 
 @pytest.mark.parametrize(("mean", "std", "needle"), [
-    ([0.1, 0.2], None, "--mean needs 1 or 1 finite value"),
+    ([0.1, 0.2], None, "--mean has 2 values but synthetic's images have 1 channel"),
     (None, [0.0], "--std must be positive"),
-    ([float("nan")], None, "finite"),
+    (None, 1e-9, "--std must be positive"),
+    ([float("nan")], None, "--mean must be finite"),
+    ("0.5,0.2", None, "--mean must be numbers"),
+    (None, {"a": 1}, "--std must be numbers"),
 ])
 def test_bad_normalization_is_one_clear_error(mean, std, needle):
     with pytest.raises(UserError, match=needle):
         load_split("synthetic", "train", mean=mean, std=std)
+
+
+def test_normalization_from_elsewhere_is_named_in_errors_and_plain_numbers_work():
+    from prunec.data import dataset_info, renormalized
+
+    info = dataset_info("synthetic")
+    assert renormalized(info, 0, "1").mean == (0.0,) and renormalized(info, 0, "1").std == (1.0,)
+    with pytest.raises(UserError, match="MODEL's recorded \\(preprocess\\) mean has 3 values"):
+        renormalized(info, [0.4, 0.4, 0.4], None, "MODEL's recorded (preprocess)")
 
 
 def test_one_value_normalizes_every_channel(tmp_path):

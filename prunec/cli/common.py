@@ -32,11 +32,14 @@ def add_normalization_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-channel std, like --mean (plain 0-1 pixels: --mean 0 --std 1)")
 
 
-def normalization(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[list[float] | None, list[float] | None]:
-    """--mean/--std, else what the checkpoint records (``preprocess``), else None (the data set's)."""
+def normalization(args: argparse.Namespace, meta: dict[str, Any]
+                  ) -> tuple[Any, Any, str | None]:
+    """--mean/--std, else what the checkpoint records (``preprocess``), else None (the data set's);
+    and where they came from, for error messages (None: the options)."""
+    if args.mean is not None or args.std is not None:
+        return args.mean, args.std, None
     recorded = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
-    return (args.mean if args.mean is not None else recorded.get("mean"),
-            args.std if args.std is not None else recorded.get("std"))
+    return recorded.get("mean"), recorded.get("std"), "MODEL's recorded (preprocess)"
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = False) -> None:

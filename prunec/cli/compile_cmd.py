@@ -12,7 +12,6 @@ from prunec.cli.common import (
     add_model_arguments,
     add_normalization_arguments,
     load_model,
-    normalization,
 )
 
 
@@ -101,10 +100,10 @@ def run(args: argparse.Namespace) -> int:
         if tuple(shape[1:]) != info.input_shape[1:]:
             raise UserError(f"--input-shape {args.input_shape} does not match {data} images "
                             f"{info.input_shape[1:]}")
-    mean, std = normalization(args, meta)
     result = compile_model(
         model, data, output=args.output, force=args.force, model_meta=meta,
-        data_root=args.data_root, mean=mean, std=std, mild=args.mild, aggressive=args.aggressive, method=args.method,
+        data_root=args.data_root, mean=args.mean, std=args.std, mild=args.mild, aggressive=args.aggressive,
+        method=args.method,
         aggressive_method=args.aggressive_method, pruner=args.pruner, selector=args.selector,
         max_accuracy_drop=(1.5 if args.mild_rate is None else None) if args.max_accuracy_drop is None
         else args.max_accuracy_drop,

@@ -64,6 +64,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _check_teacher_normalization(meta: dict[str, Any], info: Any, teacher: str) -> None:
+    """Distillation feeds the teacher the student's inputs: refuse a teacher trained on others."""
+    import numpy as np
+
+    recorded = meta.get("preprocess")
+    if not isinstance(recorded, dict):
+        return
+    try:
+        same = all(np.allclose(np.broadcast_to(np.asarray(recorded[k], dtype=np.float64), (len(mine),)), mine)
+                   for k, mine in (("mean", info.mean), ("std", info.std)))
+    except (KeyError, TypeError, ValueError):
+        return  # nothing readable recorded: trust the user
+    if not same:
+        raise UserError(f"--teacher {teacher} was trained on inputs normalized with mean {recorded['mean']} and "
+                        f"std {recorded['std']}, but MODEL gets mean {list(info.mean)} and std {list(info.std)}; "
+                        "distilling needs the same inputs for both")
+
+
 def run(args: argparse.Namespace) -> int:
     from prunec.data import dataset_info, load_split, renormalized
     from prunec.frontend import load_with_meta, save_checkpoint
@@ -84,14 +102,15 @@ def run(args: argparse.Namespace) -> int:
     if not arch:
         raise UserError(f"cannot save a fine-tuned {args.model}: its architecture is unknown; "
                         "give a zoo:NAME, a prunec checkpoint, or --arch")
+    mean, std, source = normalization(args, meta)
+    info = renormalized(info, mean, std, source)
     teacher = None
     if args.teacher:
-        teacher, _ = load_with_meta(args.teacher, arch=args.teacher_arch, trust_model=args.trust_model,
-                                    in_channels=args.in_channels, num_classes=args.num_classes)
+        teacher, teacher_meta = load_with_meta(args.teacher, arch=args.teacher_arch, trust_model=args.trust_model,
+                                               in_channels=args.in_channels, num_classes=args.num_classes)
+        _check_teacher_normalization(teacher_meta, info, args.teacher)
 
-    mean, std = normalization(args, meta)
-    info = renormalized(info, mean, std)
-    train = load_split(args.data, "train", args.data_root, mean, std).subset(args.train_subset, args.seed)
+    train = load_split(args.data, "train", args.data_root, info.mean, info.std).subset(args.train_subset, args.seed)
     _check_fits(model, train, "MODEL")
     if teacher is not None:
         _check_fits(teacher, train, "--teacher")
@@ -117,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     summary = (f"{result.steps} steps ({result.epochs:.2f} epochs), train loss {result.loss:.4f}, "
                f"train accuracy {result.accuracy:.2f}%")
     if args.evaluate:
-        accuracy = evaluate(model, load_split(args.data, "test", args.data_root, mean, std), device=args.device)
+        test = load_split(args.data, "test", args.data_root, info.mean, info.std)
+        accuracy = evaluate(model, test, device=args.device)
         kept["test_accuracy"] = round(accuracy, 2)
         summary += f", test accuracy {accuracy:.2f}%"
     else:
