@@ -119,13 +119,23 @@ def throughput(model: nn.Module, x: torch.Tensor, batch: int, repeats: int, sing
     return len(xb) / median_seconds(lambda: model(xb), repeats)
 
 
+def _recorded_normalization(args: argparse.Namespace) -> dict[str, Any]:
+    """The input normalization a prunec checkpoint says its model was trained with (else the data set's)."""
+    if not os.path.exists(args.model):
+        return {}
+    _, meta = frontend.load_with_meta(args.model, arch=args.arch)
+    recorded = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
+    return {k: recorded[k] for k in ("mean", "std") if recorded.get(k) is not None}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    train = load_split(args.data, "train")
-    calibration = load_split(args.data, "calibration")
-    test = load_split(args.data, "test")
+    norm = _recorded_normalization(args)
+    train = load_split(args.data, "train", **norm)
+    calibration = load_split(args.data, "calibration", **norm)
+    test = load_split(args.data, "test", **norm)
     if args.quick:
         train, calibration, test = train.subset(512), calibration.subset(256), test.subset(256)
     original, mild, aggressive = build_networks(args, train)
