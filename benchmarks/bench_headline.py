@@ -4,12 +4,12 @@ The JSSC 2017 paper (Chen, Krishna, Emer, Sze, IEEE JSSC 52(1)) states in its ab
 the chip processes the CONV layers of AlexNet at 35 frames/s and 0.0029 DRAM accesses per
 MAC (batch 4) and those of VGG-16 at 0.7 frames/s and 0.0035 DRAM accesses per MAC (batch 3).
 Per-layer figures for AlexNet are in ../shared/reference and are checked by
-tests/test_eyeriss_validation.py; this script adds VGG-16, for which prunec has only these two
-numbers, and shows both networks side by side. Frames/s here are the chip's total (with DRAM
-and configuration time); the model's are from its cycle count. VGG-16's activation zeros
-(which the chip's run-length coding exploits on DRAM traffic) are not known without trained
-ImageNet weights, so its DRAM accesses are given without zeros (an upper bound) and with the
-share of zeros measured for AlexNet's deeper layers in Table V.
+tests/test_eyeriss_validation.py; this script puts both networks' headline figures side by
+side and compares VGG-16 per layer with the paper's Table VI (benchmarks/reference/).
+Frames/s here are the chip's total (with DRAM and configuration time); the model's are from
+its cycle count. For the headline rows VGG-16's activation zeros (which the chip's run-length
+coding exploits on DRAM traffic) are taken as none (an upper bound) and as the share measured
+for AlexNet's deeper layers in Table V; the per-layer comparison uses Table VI's own zeros.
 
 The static energy share (idle and active PEs' clock and leakage, which scales with the
 cycle count) says how much an optimistic cycle count understates the energy.
