@@ -160,6 +160,25 @@ def renormalized(info: DatasetInfo, mean: Any = None, std: Any = None, source: s
     return dataclasses.replace(info, mean=new_mean, std=new_std)
 
 
+RECORDED_NORMALIZATION = "the model checkpoint's recorded (preprocess)"
+
+
+def recorded_normalization(meta: dict[str, Any] | None) -> tuple[Any, Any] | None:
+    """The (mean, std) a prunec checkpoint's metadata says its model was trained with, if any."""
+    recorded = (meta or {}).get("preprocess")
+    if isinstance(recorded, dict) and (recorded.get("mean") is not None or recorded.get("std") is not None):
+        return recorded.get("mean"), recorded.get("std")
+    return None
+
+
+def same_normalization(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two ``{"mean", "std"}`` records feed a model the same inputs.
+
+    Raises KeyError/TypeError/ValueError on a malformed record, for the caller to word.
+    """
+    return all(len(a[k]) == len(b[k]) and bool(np.allclose(a[k], b[k])) for k in ("mean", "std"))
+
+
 def load_split(name: str, split: str, root: str | os.PathLike | None = None,
                mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None) -> Split:
     """Load ``split`` of data set ``name`` (``fashion-mnist``, ``cifar10``, ``synthetic``).
@@ -435,5 +454,5 @@ def _synthetic(split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.uint8)
 
 
-__all__ = ["DatasetInfo", "Split", "Normalize", "load_split", "renormalized", "dataset_info", "is_data_file",
-           "DATASETS", "SPLITS"]
+__all__ = ["DatasetInfo", "Split", "Normalize", "load_split", "renormalized", "recorded_normalization",
+           "same_normalization", "dataset_info", "is_data_file", "DATASETS", "SPLITS"]

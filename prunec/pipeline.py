@@ -318,7 +318,7 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     if cfg.reuse_levels:  # checked against this model before the work below
         from prunec.reuse import reuse_levels
 
-        reused = reuse_levels(cfg.reuse_levels, original, x, cfg, info.name, calib.x[:64], _normalization(info))
+        reused = reuse_levels(cfg.reuse_levels, original, x, cfg, info.name, calib.x[:64])
 
     _log(console, "[1/6]", f"original on {info.name}: evaluating on {len(test):,} test images")
     orig_test_acc = evaluate(original, test)
@@ -436,10 +436,10 @@ def _model_normalization(options: dict[str, Any], data: str | Split, meta: dict[
         return options, None
     if isinstance(data, Split):
         return {**options, "mean": data.info.mean, "std": data.info.std}, "the data split's"
-    recorded = (meta or {}).get("preprocess")
-    if isinstance(recorded, dict) and (recorded.get("mean") is not None or recorded.get("std") is not None):
-        return ({**options, "mean": recorded.get("mean"), "std": recorded.get("std")},
-                "the model checkpoint's recorded (preprocess)")
+    from prunec.data import RECORDED_NORMALIZATION, recorded_normalization
+
+    if (recorded := recorded_normalization(meta)) is not None:
+        return {**options, "mean": recorded[0], "std": recorded[1]}, RECORDED_NORMALIZATION
     return options, None
 
 
@@ -475,7 +475,7 @@ def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> No
     own = dataset_info(cfg.data)
     info = renormalized(own, cfg.mean, cfg.std, normalization_source)  # bad values fail here, before any work
     cfg.mean, cfg.std = info.mean, info.std
-    if cfg.reuse_levels:  # before any work, not after the original's evaluation
+    if cfg.reuse_levels:  # before any work, not after the original's evaluation (the one check of its inputs)
         from prunec.reuse import check_same_normalization, read_source_report
 
         check_same_normalization(*read_source_report(cfg.reuse_levels), _normalization(info),

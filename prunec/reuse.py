@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import fx, nn
 
+from prunec.data import same_normalization
 from prunec.errors import UserError
 
 
@@ -52,14 +52,13 @@ def read_source_report(directory: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def reuse_levels(directory: str | Path, original: fx.GraphModule, x: torch.Tensor, cfg: Any,
-                 data_name: str, check_inputs: torch.Tensor,
-                 normalization: dict[str, list[float]] | None = None) -> ReusedLevels:
+                 data_name: str, check_inputs: torch.Tensor) -> ReusedLevels:
     """Rebuild DIR's mild and aggressive networks on ``original`` (see the module docstring).
 
     Fills ``cfg``'s level ratios, methods and fine-tuning epochs from DIR's report, so the new
     report states how the reused networks were made; ratios the user gave must match them.
-    ``check_inputs`` are a few images on which the rebuilt networks must reproduce DIR's;
-    ``normalization`` (mean/std) must be the one DIR's networks were fine-tuned on.
+    ``check_inputs`` are a few images on which the rebuilt networks must reproduce DIR's (fed
+    the same inputs, so the normalization is checked apart: :func:`check_same_normalization`).
     """
     from prunec.artifact import load_compiled
     from prunec.pipeline import prune_level
@@ -68,8 +67,6 @@ def reuse_levels(directory: str | Path, original: fx.GraphModule, x: torch.Tenso
     made_on = report.get("data", {}).get("name")
     if made_on != data_name:
         raise UserError(f"--reuse-levels {root} was compiled on {made_on}, not {data_name}")
-    if normalization is not None:
-        check_same_normalization(root, report, normalization)
     levels = report["levels"]
     for role in ("mild", "aggressive"):
         asked, made = getattr(cfg, role), float(levels[role]["ratio"])
@@ -116,8 +113,7 @@ def check_same_normalization(root: Path, report: dict[str, Any], normalization: 
     if theirs is None:
         return
     try:
-        same = all(len(theirs[k]) == len(normalization[k]) and np.allclose(theirs[k], normalization[k])
-                   for k in ("mean", "std"))
+        same = same_normalization(theirs, normalization)
     except (KeyError, TypeError, ValueError):
         raise UserError(f"--reuse-levels {root}: report.json records an unreadable data.normalization") from None
     if not same:

@@ -36,10 +36,13 @@ def normalization(args: argparse.Namespace, meta: dict[str, Any]
                   ) -> tuple[Any, Any, str | None]:
     """--mean/--std, else what the checkpoint records (``preprocess``), else None (the data set's);
     and where they came from, for error messages (None: the options)."""
+    from prunec.data import RECORDED_NORMALIZATION, recorded_normalization
+
     if args.mean is not None or args.std is not None:
         return args.mean, args.std, None
-    recorded = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
-    return recorded.get("mean"), recorded.get("std"), "MODEL's recorded (preprocess)"
+    if (recorded := recorded_normalization(meta)) is not None:
+        return recorded[0], recorded[1], RECORDED_NORMALIZATION
+    return None, None, None
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = False) -> None:

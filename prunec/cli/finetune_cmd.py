@@ -66,19 +66,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _check_teacher_normalization(meta: dict[str, Any], info: Any, teacher: str) -> None:
     """Distillation feeds the teacher the student's inputs: refuse a teacher trained on others."""
-    import numpy as np
+    from prunec.data import renormalized, same_normalization
 
     recorded = meta.get("preprocess")
     if not isinstance(recorded, dict):
         return
     try:
-        same = all(np.allclose(np.broadcast_to(np.asarray(recorded[k], dtype=np.float64), (len(mine),)), mine)
-                   for k, mine in (("mean", info.mean), ("std", info.std)))
-    except (KeyError, TypeError, ValueError):
-        return  # nothing readable recorded: trust the user
+        theirs = renormalized(info, recorded.get("mean"), recorded.get("std"), "--teacher's recorded (preprocess)")
+        same = same_normalization({"mean": theirs.mean, "std": theirs.std}, {"mean": info.mean, "std": info.std})
+    except UserError:
+        return  # a record that does not fit these images says nothing about them: _check_fits judges the teacher
     if not same:
-        raise UserError(f"--teacher {teacher} was trained on inputs normalized with mean {recorded['mean']} and "
-                        f"std {recorded['std']}, but MODEL gets mean {list(info.mean)} and std {list(info.std)}; "
+        raise UserError(f"--teacher {teacher} was trained on inputs normalized with mean {list(theirs.mean)} and "
+                        f"std {list(theirs.std)}, but MODEL gets mean {list(info.mean)} and std {list(info.std)}; "
                         "distilling needs the same inputs for both")
 
 
