@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="zoo:resnet20")
     parser.add_argument("--data", default="fashion-mnist",
-                        help="fashion-mnist, cifar10, synthetic or PATH.npz of your own")
+                        help="fashion-mnist, cifar10, synthetic, or your own PATH.npz or image folder DIR")
     parser.add_argument("--data-root", help=DATA_ROOT_HELP)
     parser.add_argument("--epochs", type=float, default=4.0)
     parser.add_argument("--lr", type=float, default=0.1)

@@ -5,7 +5,8 @@ Every split is returned as in-memory tensors: images already normalised with the
 set's mean/std (the model's input) and int64 labels. ``info.preprocess`` maps raw pixels
 in [0, 1] to that input, so a compiled model can say what it expects.
 
-Your own data: ``--data PATH.npz`` (see :func:`_user_npz` for the keys and layouts).
+Your own data: ``--data PATH.npz`` (see :func:`_user_npz` for the keys and layouts) or an
+image folder ``--data DIR`` (see :mod:`prunec.image_folder`).
 
 Splits (../shared/data/README.md):
 
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from prunec.errors import UserError
+from prunec.image_folder import is_image_folder, read_image_folder
 
 MIN_STD = 1e-6  # a smaller std would blow 0-1 pixels up past float32's range
 SPLITS = ("train", "calibration", "test")
@@ -113,16 +115,18 @@ DATASETS = {d.name: d for d in (FASHION_MNIST, CIFAR10, SYNTHETIC)}
 
 
 def is_data_file(name: str) -> bool:
-    """Whether ``--data`` names a file of the user's own rather than a built-in data set."""
-    return str(name).endswith(".npz")
+    """Whether ``--data`` names data of the user's own (a ``.npz`` or an image folder) rather
+    than a built-in data set; the built-in names win over a folder of the same name."""
+    name = str(name)
+    return name not in DATASETS and (name.endswith(".npz") or is_image_folder(name))
 
 
 def dataset_info(name: str) -> DatasetInfo:
     if is_data_file(name):
-        return _user_npz(name)[0]
+        return _user_data(name)[0]
     if name not in DATASETS:
-        raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)} "
-                        "or a PATH.npz of your own")
+        raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}, "
+                        "a PATH.npz or an image folder DIR of your own")
     return DATASETS[name]
 
 
@@ -189,7 +193,7 @@ def load_split(name: str, split: str, root: str | os.PathLike | None = None,
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     if is_data_file(name):
-        info, arrays = _user_npz(name)
+        info, arrays = _user_data(name)
         info = renormalized(info, mean, std)
         pixels, labels = arrays[split]
         x = torch.from_numpy(pixels).float()
@@ -298,7 +302,17 @@ def _read_cifar(base: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
-# --------------------------------------------------------------------------- your own (.npz)
+# --------------------------------------------------------------------------- your own (.npz or a folder)
+
+
+def _user_data(name: str) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """A data set of the user's own: an image folder (:mod:`prunec.image_folder`) or a ``.npz``."""
+    if not is_image_folder(name):
+        return _user_npz(name)
+    arrays, classes = read_image_folder(name)
+    root = Path(name).resolve()
+    return _assemble(str(root), dict(arrays), {"classes": np.array(classes)}, root.name,
+                     f"{root.name}: the images in {root / 'test'}")
 
 NPZ_SPLIT_KEYS = {"train": ("x_train", "y_train"), "calibration": ("x_calibration", "y_calibration"),
                   "test": ("x_test", "y_test")}
@@ -347,11 +361,22 @@ def _read_user_npz(path: str, _mtime: int, _size: int
             if len(splits[split][0]) != len(splits[split][1]):
                 raise UserError(f"{path}: {xk} has {len(splits[split][0])} images but {yk} "
                                 f"{len(splits[split][1])} labels")
+    name = Path(path).stem
+    return _assemble(path, splits, raw, name, f"{name}: x_test/y_test of {path}")
+
+
+def _assemble(path: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], extras: dict[str, np.ndarray],
+              name: str, test_note: str) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Check a user data set's splits (uint8 or 0-1 float NCHW, int labels) and describe it.
+
+    ``extras`` may hold ``num_classes``, ``mean``, ``std`` and ``classes``; a missing
+    calibration split is a seeded random tenth of the training images.
+    """
     if "calibration" not in splits:
         x, y = splits["train"]
         n_cal = max(1, int(round(len(y) * CALIBRATION_SHARE)))
         if len(y) - n_cal < 1:
-            raise UserError(f"{path}: x_train is too small to set aside calibration images")
+            raise UserError(f"{path}: too few training images to set aside calibration images")
         # a seeded random tenth: files are often sorted by class, and the last tenth would be one class
         order = np.random.default_rng(0).permutation(len(y))
         cal, keep = np.sort(order[:n_cal]), np.sort(order[n_cal:])
@@ -363,7 +388,7 @@ def _read_user_npz(path: str, _mtime: int, _size: int
         if len(y) == 0:
             raise UserError(f"{path}: the {split} split is empty")
     top = max(int(y.max()) for _, y in splits.values()) + 1
-    num_classes = _number(raw["num_classes"], "num_classes", path) if "num_classes" in raw else top
+    num_classes = _number(extras["num_classes"], "num_classes", path) if "num_classes" in extras else top
     if num_classes < max(2, top):
         raise UserError(f"{path}: labels go up to {top - 1}, so num_classes must be at least {max(2, top)}")
     seen = len(np.unique(np.concatenate([y for _, y in splits.values()])))
@@ -372,18 +397,17 @@ def _read_user_npz(path: str, _mtime: int, _size: int
     c, h, w = shapes["train"]
     train_x = splits["train"][0]
     scale = 255.0 if train_x.dtype == np.uint8 else 1.0
-    mean = _per_channel(raw["mean"], "mean", c, path) if "mean" in raw else \
+    mean = _per_channel(extras["mean"], "mean", c, path) if "mean" in extras else \
         tuple(float(train_x[:, i].mean() / scale) for i in range(c))
-    std = _per_channel(raw["std"], "std", c, path) if "std" in raw else \
+    std = _per_channel(extras["std"], "std", c, path) if "std" in extras else \
         tuple(max(float(train_x[:, i].std() / scale), 1e-6) for i in range(c))
     if min(std) <= 0:
         raise UserError(f"{path}: std must be positive")
-    classes = tuple(_text(v) for v in raw["classes"].reshape(-1)) if "classes" in raw else ()
+    classes = tuple(_text(v) for v in extras["classes"].reshape(-1)) if "classes" in extras else ()
     if classes and len(classes) != num_classes:
         raise UserError(f"{path}: {len(classes)} class names for {num_classes} classes")
-    name = Path(path).stem
     info = DatasetInfo(name, num_classes, c, h, mean, std, classes, image_width=w if w != h else None,
-                       test_note=f"{name}: x_test/y_test of {path}")
+                       test_note=test_note)
     return info, splits
 
 

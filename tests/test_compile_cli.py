@@ -224,17 +224,24 @@ def test_unstructured_levels_keep_their_zeros_and_are_credited(trained_synthetic
     assert report["levels"]["aggressive"]["macs"] == report["model"]["macs"]  # shapes unchanged
 
 
-def test_compile_on_your_own_npz(tmp_path):
-    """--data PATH.npz: non-square RGB images of 3 classes, end to end through the CLI."""
+@pytest.mark.parametrize("form", ["npz", "folder"])
+def test_compile_on_your_own_data(tmp_path, form):
+    """--data PATH.npz or an image folder DIR: non-square RGB images of 3 classes, end to end
+    through the CLI."""
     from tests.test_data import _own_npz
+    from tests.test_image_folder import write_folder
 
-    _own_npz(tmp_path / "flowers.npz")
+    arrays = _own_npz(tmp_path / "flowers.npz")
+    if form == "folder":
+        write_folder(tmp_path / "flowers", arrays, ["rose", "tulip", "iris"])
+    data = tmp_path / ("flowers.npz" if form == "npz" else "flowers")
     out = tmp_path / "out"
-    result = run_cli("compile", "zoo:resnet20", "--data", str(tmp_path / "flowers.npz"), "--mild", "0.3",
+    result = run_cli("compile", "zoo:resnet20", "--data", str(data), "--mild", "0.3",
                      "--aggressive", "0.7", "--epochs", "0.2", "--selector", "max-softmax", "--quiet", "-o", str(out))
     assert result.returncode == 0, result.stderr
     report = validate_report(json.loads((out / "report.json").read_text()))
     assert report["data"]["name"] == "flowers" and report["data"]["test_size"] == 30
+    assert report["data"]["calibration_size"] == 20
     assert report["model"]["input_shape"] == [1, 3, 12, 10] and report["model"]["num_classes"] == 3
     compiled = prunec.load_compiled(out / "model")
     assert compiled.model(torch.rand(5, 3, 12, 10)).shape == (5, 3)

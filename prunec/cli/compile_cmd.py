@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--target", default="eyeriss", help="hardware target (`prunec targets` lists them)")
     p.add_argument("--hw", help="hardware description YAML overriding the target's default")
-    p.add_argument("--data", help="fashion-mnist, cifar10, synthetic or PATH.npz of your own "
+    p.add_argument("--data", help="fashion-mnist, cifar10, synthetic, or your own PATH.npz or image folder DIR "
                    "(default: the checkpoint's data set)")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     add_normalization_arguments(p)
@@ -89,11 +89,12 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_model(args)
     data = args.data or meta.get("dataset")
     if args.data and meta.get("dataset") and dataset_info(args.data).name != meta["dataset"]:
-        hint = meta["dataset"] if meta["dataset"] in DATASETS else f"the {meta['dataset']}.npz it was trained on"
+        hint = meta["dataset"] if meta["dataset"] in DATASETS else f"the {meta['dataset']} data it was trained on"
         raise UserError(f"{args.model} was trained on {meta['dataset']}, not {args.data}; "
                         f"compile it with --data {hint}")
     if not data:
-        raise UserError("name the data set with --data (fashion-mnist, cifar10, synthetic or PATH.npz)")
+        raise UserError("name the data set with --data (fashion-mnist, cifar10, synthetic, PATH.npz or an image "
+                        "folder DIR)")
     if args.input_shape:
         shape = parse_input_shape(args.input_shape)
         info = dataset_info(data)

@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with --teacher the loss adds knowledge distillation from it. Runs data-parallel "
         "under torchrun.")
     add_model_arguments(p)
-    p.add_argument("--data", required=True, help="fashion-mnist, cifar10, synthetic or PATH.npz of your own")
+    p.add_argument("--data", required=True,
+                   help="fashion-mnist, cifar10, synthetic, or your own PATH.npz or image folder DIR")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     add_normalization_arguments(p)
     p.add_argument("--teacher", metavar="MODEL", help="model to distil from (e.g. the unpruned original)")
