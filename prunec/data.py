@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from prunec.errors import UserError
-from prunec.image_folder import is_image_folder, read_image_folder
+from prunec.image_folder import Signature, folder_version, is_image_folder, read_folder
 
 MIN_STD = 1e-6  # a smaller std would blow 0-1 pixels up past float32's range
 SPLITS = ("train", "calibration", "test")
@@ -125,6 +125,8 @@ def dataset_info(name: str) -> DatasetInfo:
     if is_data_file(name):
         return _user_data(name)[0]
     if name not in DATASETS:
+        if os.sep in name or name.startswith("."):
+            raise UserError(f"data folder not found: {name}")
         raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}, "
                         "a PATH.npz or an image folder DIR of your own")
     return DATASETS[name]
@@ -307,12 +309,17 @@ def _read_cifar(base: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _user_data(name: str) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """A data set of the user's own: an image folder (:mod:`prunec.image_folder`) or a ``.npz``."""
-    if not is_image_folder(name):
-        return _user_npz(name)
-    arrays, classes = read_image_folder(name)
-    root = Path(name).resolve()
-    return _assemble(str(root), dict(arrays), {"classes": np.array(classes)}, root.name,
-                     f"{root.name}: the images in {root / 'test'}")
+    if is_image_folder(name):
+        return _image_folder(*folder_version(name))
+    return _user_npz(name)
+
+
+@functools.lru_cache(maxsize=2)
+def _image_folder(root: str, signature: Signature) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    arrays, classes = read_folder(root, signature)
+    name = Path(root).name
+    return _assemble(root, arrays, {"classes": np.array(classes)}, name, f"{name}: the images in {Path(root) / 'test'}")
+
 
 NPZ_SPLIT_KEYS = {"train": ("x_train", "y_train"), "calibration": ("x_calibration", "y_calibration"),
                   "test": ("x_test", "y_test")}
@@ -323,7 +330,7 @@ def _user_npz(path: str | os.PathLike) -> tuple[DatasetInfo, dict[str, tuple[np.
     """A data set of your own in one ``.npz``; read once per file version.
 
     Keys: ``x_train``, ``y_train``, ``x_test``, ``y_test`` and optionally ``x_calibration``,
-    ``y_calibration`` (else the last 10 % of the training images calibrate; the levels are
+    ``y_calibration`` (else a seeded random 10 % of the training images calibrate; the levels are
     fine-tuned on the rest). Images are uint8 (0-255) or floats (0-1), shaped N x H x W,
     N x H x W x C or N x C x H x W with C 1 or 3 (``layout`` = "NCHW"/"NHWC" settles an
     ambiguous shape); labels are integers 0..K-1. Optional: ``num_classes``, ``classes``,
@@ -389,6 +396,8 @@ def _assemble(path: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], extra
             raise UserError(f"{path}: the {split} split is empty")
     top = max(int(y.max()) for _, y in splits.values()) + 1
     num_classes = _number(extras["num_classes"], "num_classes", path) if "num_classes" in extras else top
+    if "num_classes" not in extras and top < 2:
+        raise UserError(f"{path}: one class only (label 0); a classifier needs at least 2")
     if num_classes < max(2, top):
         raise UserError(f"{path}: labels go up to {top - 1}, so num_classes must be at least {max(2, top)}")
     seen = len(np.unique(np.concatenate([y for _, y in splits.values()])))

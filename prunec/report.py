@@ -413,7 +413,7 @@ def _write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
         if isinstance(data, bytes):
             tmp.write_bytes(data)
         else:
-            tmp.write_text(data, encoding="utf-8")
+            tmp.write_text(data, encoding="utf-8", errors="backslashreplace")  # odd file names
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -29,14 +29,17 @@ def write_folder(root: Path, arrays: dict[str, np.ndarray], classes: list[str]) 
             Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(folder / f"{i:05d}.png")
 
 
-def _in_folder_order(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The arrays reordered as a folder lists them: by class, then by file name (the index)."""
+def _in_folder_order(arrays: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """The arrays as a folder lists them: labels renumbered to the sorted class names, images by
+    class, then by file name (the index)."""
+    rank = np.argsort(np.argsort(names))  # label -> position of its name in sorted order
     out = {}
     for key in arrays:
         if key.startswith("x_"):
             split = key[2:]
-            order = np.lexsort((np.arange(len(arrays[f"y_{split}"])), arrays[f"y_{split}"]))
-            out[key], out[f"y_{split}"] = arrays[key][order], arrays[f"y_{split}"][order]
+            y = rank[arrays[f"y_{split}"]]
+            order = np.lexsort((np.arange(len(y)), y))
+            out[key], out[f"y_{split}"] = arrays[key][order], y[order]
     return out
 
 
@@ -70,11 +73,11 @@ def test_a_folder_reads_as_the_same_images_in_a_npz(seed, channels, h, w, classe
     labels (in the folder's order) -- values, labels, class names, mean/std, and the seeded
     calibration tenth when there is no calibration/ folder."""
     arrays = _random_arrays(seed, channels, h, w, classes, calibration)
-    names = [f"class_{c}" for c in range(classes)]
+    names = ["zebra", "ant", "moth", "Cat"][:classes]  # not in sorted order: labels follow the sorted names
     with tempfile.TemporaryDirectory() as tmp:
         folder, npz = Path(tmp) / "pets", Path(tmp) / "pets.npz"
         write_folder(folder, arrays, names)
-        np.savez(npz, **_in_folder_order(arrays), classes=np.array(names))
+        np.savez(npz, **_in_folder_order(arrays, names), classes=np.array(sorted(names)))
         _assert_same_data(folder, npz)
         assert dataset_info(str(folder)).name == "pets"
 
@@ -118,6 +121,10 @@ def _png(path: Path, size: tuple[int, int] = (6, 6)) -> None:
     ({"train/a/0.png": None, "train/b/0.png": (7, 6), "test/a/0.png": None}, "is 7x6 but"),
     ({"train/a/0.png": None, "train/b/0.png": b"not a png", "test/a/0.png": None}, "cannot read image"),
     ({"train/a/0.png": None, "test/a/0.png": None}, "too few training images"),
+    ({"train/a/0.png": None, "train/a/1.png": None, "test/a/0.png": None}, "one class only"),
+    ({"train/a/0.png": None, "train/b/x.txt": "text", "train/c/0.png": None, "test/a/0.png": None},
+     "class folder .*b holds no images"),
+    ({"train/a/0.png": None, "train/b/sub/0.png": None, "test/a/0.png": None}, "nested folders are not read"),
 ])
 def test_a_bad_folder_is_one_clear_error(tmp_path, layout, needle):
     for rel, what in layout.items():
@@ -129,6 +136,50 @@ def test_a_bad_folder_is_one_clear_error(tmp_path, layout, needle):
             path.write_bytes(what if isinstance(what, bytes) else what.encode())
     with pytest.raises(UserError, match=needle):
         load_split(str(tmp_path), "train")
+
+
+@pytest.mark.parametrize(("mode", "pixels"), [("I;16", np.full((6, 6), 1000, np.uint16)),
+                                             ("F", np.full((6, 6), 0.5, np.float32))])
+def test_images_deeper_than_8_bits_are_refused_not_clipped(tmp_path, mode, pixels):
+    """convert("L") would clip 16-bit values to 255 and floats to 0: every image one constant."""
+    for rel in ("train/a/0.png", "train/a/1.png", "test/a/0.png"):
+        _png(tmp_path / rel)
+    Image.fromarray(pixels).save(tmp_path / "train" / "a" / "2.tif")
+    with pytest.raises(UserError, match=f"has '{mode}' pixels.*convert it to 8 bits"):
+        load_split(str(tmp_path), "train")
+
+
+def test_palette_rgba_and_oversized_images(tmp_path, monkeypatch):
+    """A palette of greys reads as grayscale, RGBA as its RGB; an image past PIL's
+    decompression-bomb limit is one clear error, not a traceback."""
+    rng = np.random.default_rng(2)
+    grey = rng.integers(0, 256, (6, 5)).astype(np.uint8)
+    for split in ("train", "calibration", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.fromarray(grey).convert("P").save(tmp_path / split / cls / "0.gif")
+    assert load_split(str(tmp_path), "train").info.in_channels == 1
+    rgba = rng.integers(0, 256, (6, 5, 4)).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "test" / "a" / "1.png")
+    test = load_split(str(tmp_path), "test")
+    raw = test.x * torch.tensor(test.info.std).view(1, -1, 1, 1) + torch.tensor(test.info.mean).view(1, -1, 1, 1)
+    np.testing.assert_allclose(raw[1].permute(1, 2, 0).numpy() * 255, rgba[..., :3], atol=1e-3)  # a/0, a/1, b/0
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    (tmp_path / "test" / "a" / "2.png").write_bytes((tmp_path / "test" / "a" / "1.png").read_bytes())
+    with pytest.raises(UserError, match="too large to read safely"):
+        load_split(str(tmp_path), "test")
+
+
+def test_an_added_image_is_read(tmp_path):
+    write_folder(tmp_path, _random_arrays(0, 1, 5, 5, 2, calibration=True), ["x", "y"])
+    before = len(load_split(str(tmp_path), "test"))
+    _png(tmp_path / "test" / "y" / "extra.png", (5, 5))
+    assert len(load_split(str(tmp_path), "test")) == before + 1
+
+
+def test_a_missing_folder_is_named(tmp_path):
+    with pytest.raises(UserError, match="data folder not found"):
+        dataset_info(str(tmp_path / "nope"))
 
 
 def test_a_builtin_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
@@ -146,3 +197,16 @@ def test_cli_names_a_folder_without_test_images(tmp_path):
     assert_user_error(run_cli("compile", "zoo:resnet20", "--data", str(tmp_path / "broken"), "--quiet", "-o", str(out)),
                       "has no test/ subfolder")
     assert not out.exists()
+
+
+def test_compile_asks_for_the_data_a_checkpoint_was_trained_on(tmp_path):
+    """Without --data, a checkpoint trained on a data set of the user's own is refused by name
+    (a ./flowers folder in the working directory could be other data)."""
+    from prunec import zoo
+    from prunec.frontend import save_checkpoint
+
+    path = tmp_path / "flowers.pt"
+    save_checkpoint(zoo.build("resnet20", in_channels=3, num_classes=3), str(path), "zoo:resnet20", 3, 3,
+                    dataset="flowers", input_shape=[1, 3, 12, 10])
+    assert_user_error(run_cli("compile", str(path), "--quiet", "-o", str(tmp_path / "out")),
+                      "trained on flowers", "name it with --data")

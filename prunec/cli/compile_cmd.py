@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         args.in_channels = args.in_channels or info.in_channels
         args.num_classes = args.num_classes or info.num_classes
     model, meta = load_model(args)
+    if not args.data and meta.get("dataset") and meta["dataset"] not in DATASETS:
+        raise UserError(f"{args.model} was trained on {meta['dataset']}, a data set of your own: name it with --data")
     data = args.data or meta.get("dataset")
     if args.data and meta.get("dataset") and dataset_info(args.data).name != meta["dataset"]:
         hint = meta["dataset"] if meta["dataset"] in DATASETS else f"the {meta['dataset']} data it was trained on"
