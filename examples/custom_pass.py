@@ -8,7 +8,8 @@ Run it:
 
     prunec inspect zoo:mobilenetv2 --input-shape 1,3,32,32 --pass examples.custom_pass:relu6_to_relu
 
-(with the repository root on PYTHONPATH), or register it for ``prunec passes`` through
+(from the repository root: a ``module:callable`` resolves from the working directory
+too, after anything installed), or register it for ``prunec passes`` through
 the entry-point group ``prunec.passes`` in your own package's pyproject.toml:
 
     [project.entry-points."prunec.passes"]

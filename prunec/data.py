@@ -50,6 +50,11 @@ class Normalize(torch.nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (an fx Proxy passes: a model may trace through its own Normalize)
+        if isinstance(x, np.ndarray) or (isinstance(x, torch.Tensor) and not torch.is_floating_point(x)):
+            kind = x.dtype if isinstance(x, torch.Tensor) else "a numpy array"
+            raise TypeError(f"Normalize takes a float tensor of 0-1 pixels, got {kind}; for uint8 images pass "
+                            f"torch.as_tensor(images).float() / 255")
         return (x - self.mean) / self.std
 
 
@@ -153,13 +158,17 @@ def renormalized(info: DatasetInfo, mean: Any = None, std: Any = None, source: s
         if len(got) == 1:
             got *= info.in_channels
         if len(got) != info.in_channels:
+            counts = "1" if info.in_channels == 1 else f"1 or {info.in_channels}"
             raise UserError(f"{label(key)} has {len(got)} values but {info.name}'s images have {info.in_channels} "
-                            f"channel(s); give 1 or {info.in_channels}")
+                            f"channel(s); give {counts}")
         if not all(np.isfinite(got)):
             raise UserError(f"{label(key)} must be finite numbers, got {', '.join(f'{v:g}' for v in got)}")
         return got
 
     new_mean, new_std = per_channel(mean, "mean", info.mean), per_channel(std, "std", info.std)
+    if max(new_mean) > 1:
+        raise UserError(f"{label('mean')} is on the 0-1 pixel scale, got {', '.join(f'{v:g}' for v in new_mean)}; "
+                        f"divide 0-255 values by 255 (mean and std alike)")
     if min(new_std) < MIN_STD:
         raise UserError(f"{label('std')} must be positive (at least {MIN_STD:g}), "
                         f"got {', '.join(f'{v:g}' for v in new_std)}")
@@ -351,7 +360,12 @@ def _read_user_npz(path: str, _mtime: int, _size: int
     try:
         with np.load(path, allow_pickle=False) as data:
             raw = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise UserError(f"{path} holds Python objects (object arrays), which prunec does not unpickle; store "
+                            f"numeric arrays (images uint8 or float, labels integers)") from None
+        raise UserError(f"{path} is not a readable .npz file: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path} is not a readable .npz file: {exc}") from None
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in raw]
     if missing:

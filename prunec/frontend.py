@@ -88,17 +88,28 @@ def _torch_load(path: str, weights_only: bool) -> Any:
         raise UserError(f"model path is a directory, not a .pt file: {path}") from None
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if weights_only and ("Weights only load failed" in text or "GLOBAL" in text):
+        if weights_only and ("Weights only load failed" in text or "GLOBAL" in text) and _looks_like_torch_file(path):
             raise UserError(
                 f"{path} holds a pickled Python object (e.g. a whole nn.Module), not a state "
                 "dict; unpickling runs arbitrary code, so prunec refuses it. If you trust the "
                 "file, pass --trust-model; otherwise save model.state_dict() and use --arch"
             ) from None
+        if not _looks_like_torch_file(path):
+            raise UserError(f"{path} is not a PyTorch file (neither a torch.save archive nor a pickle)") from None
         raise UserError(f"{path} is not a readable PyTorch file ({_first_line(exc)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise UserError(
             f"{path} is corrupted or truncated, not a readable PyTorch file ({_first_line(exc)})"
         ) from None
+
+
+def _looks_like_torch_file(path: str) -> bool:
+    """A zip archive (torch.save's format) or a pickle stream: not, say, a text file named .pt."""
+    try:
+        with open(path, "rb") as fh:
+            return zipfile.is_zipfile(fh) or fh.seek(0) == 0 and fh.read(1) == b"\x80"
+    except OSError:
+        return False
 
 
 def _load_file(
@@ -133,9 +144,8 @@ def _load_file(
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise UserError(
-            f"the weights in {path} do not fit {arch}: {_first_line(exc)}"
-        ) from None
+        details = [line.strip() for line in str(exc).splitlines()[1:3] if line.strip()]
+        raise UserError(f"the weights in {path} do not fit {arch}: {'; '.join(details) or _first_line(exc)}") from None
     meta["arch"] = arch
     meta.setdefault("arch_kwargs", {"in_channels": in_channels, "num_classes": num_classes})
     return model.eval(), meta
@@ -164,8 +174,13 @@ def save_checkpoint(
                "arch_kwargs": {"in_channels": in_channels, "num_classes": num_classes},
                "state_dict": model.state_dict(), **meta}
     tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a file it cannot open as RuntimeError
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise UserError(f"cannot write {path}: {getattr(exc, 'strerror', None) or _first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

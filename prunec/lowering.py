@@ -27,6 +27,7 @@ from torch import fx, nn
 
 from prunec.backends.eyeriss.ir import LoweredProgram
 from prunec.errors import UserError
+from prunec.terminal import make_console
 
 _MAPPED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
@@ -126,10 +127,9 @@ class _SparsityProbe(fx.Interpreter):
 
 def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     """Print a saved IR (``LoweredProgram.to_dict()``) as rich tables: layers, then totals."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     try:
         layers, totals = ir["layers"], ir["totals"]
     except (KeyError, TypeError):

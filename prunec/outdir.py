@@ -24,10 +24,10 @@ MARKER = "report.json"
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
     """Fail early, before any work, if ``path`` cannot become the output directory."""
     target = Path(path).resolve()
-    if target.exists() and not force:
-        raise UserError(f"output directory {path} already exists; pass --force to replace it")
     if target.exists() and not target.is_dir():
         raise UserError(f"output path {path} exists and is not a directory")
+    if target.exists() and not force:
+        raise UserError(f"output directory {path} already exists; pass --force to replace it")
     if target.exists() and force:
         if target == Path.cwd().resolve() or target in Path.cwd().resolve().parents:
             raise UserError(f"refusing to replace {path}: it is (or holds) the working directory")
@@ -40,13 +40,30 @@ def check_writable(path: str | os.PathLike, force: bool) -> Path:
 
 def ensure_writable_directory(directory: Path, context: str) -> None:
     """Create ``directory`` if needed; one clear error, prefixed by ``context``, if it cannot be
-    created or written."""
+    created or written. Writing is tried, not inferred from permission bits, which say yes to
+    root on a read-only mount or on /proc."""
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{context}: {directory} is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{context}: cannot create {directory} ({exc.strerror})") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise UserError(f"{context}: {directory} is not writable")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UserError(f"{context}: {directory} is not writable ({exc.strerror})") from None
+
+
+def check_writable_file(path: str | os.PathLike) -> Path:
+    """Fail early, before any work, if the file ``path`` cannot be written (its directory must exist)."""
+    target = Path(path).absolute()
+    if target.is_dir():
+        raise UserError(f"cannot write {path}: it is a directory")
+    if not target.parent.exists():
+        raise UserError(f"cannot write {path}: directory {target.parent} does not exist")
+    ensure_writable_directory(target.parent, f"cannot write {path}")
+    return target
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from prunec import __version__
 from prunec.data import Split, load_split
 from prunec.errors import UserError
 from prunec.report import MEMORY_LEVELS
+from prunec.terminal import make_console
 
 #: Candidate channel-pruning ratios the level search tries (0 = the unpruned network).
 SEARCH_RATIOS = (0.3, 0.5, 0.6, 0.7, 0.8)
@@ -155,7 +156,7 @@ def finetune_level(model: nn.Module, teacher: nn.Module, train: Split, epochs: f
         done = finetune(model, train, teacher=teacher, progress=cfg.progress, description=description,
                         checkpoint_dir=checkpoint_dir, keep_last_checkpoint_only=only_last, **settings)
         if done.resumed_from_step is not None and cfg.progress:
-            Console(stderr=True).print(f"{description}: resumed at step {done.resumed_from_step} of "
+            make_console(stderr=True).print(f"{description}: resumed at step {done.resumed_from_step} of "
                                        f"{done.total_steps} from {checkpoint_dir}")
     return model.eval()
 
@@ -301,7 +302,7 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
         check_writable(output, force)  # fail before hours of work, not after
     if cfg.checkpoint_dir is not None:
         _prepare_checkpoint_dir(cfg.checkpoint_dir, output)
-    console = console or Console(stderr=True, quiet=not cfg.progress)
+    console = console or make_console(stderr=True, quiet=not cfg.progress)
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -328,7 +329,7 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     orig_energy = per_inference(orig_program)
     _log(console, "[1/6]", f"test accuracy {orig_test_acc:.2f}%, Eyeriss energy {orig_energy:.4g} per inference")
     if (suspicious := near_chance_note(orig_test_acc, info)) is not None:
-        (console if not console.quiet else Console(stderr=True)).print(f"[bold yellow]warning:[/] {suspicious}")
+        (console if not console.quiet else make_console(stderr=True)).print(f"[bold yellow]warning:[/] {suspicious}")
 
     candidates: list[Level] = []
     if reused is not None:

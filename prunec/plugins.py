@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 from prunec.errors import UserError
@@ -11,6 +13,9 @@ from prunec.errors import UserError
 def import_object(spec: str, what: str) -> Any:
     """The object ``spec`` names; a bad spec is a :class:`UserError` saying which ``what`` failed."""
     module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        # as `python -m` would: a module next to the user resolves, after anything installed
+        sys.path.append(os.getcwd())
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:

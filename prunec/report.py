@@ -42,6 +42,7 @@ from typing import (
 import numpy as np
 
 from prunec.errors import UserError
+from prunec.terminal import make_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -734,7 +735,7 @@ def render_markdown(d: dict[str, Any]) -> str:
     rows = []
     for r in variant_rows(d):
         rows.append([f"**{r['variant']}**" if r["variant"] == "dynamic" else r["variant"],
-                     f"{r['accuracy']:.2f}", f"{-r['drop']:+.2f}" if r["variant"] != "original" else "—",
+                     f"{r['accuracy']:.2f}", _signed(-r["drop"]) if r["variant"] != "original" else "—",
                      fmt_energy(r["energy"]), f"{r['relative']:.1%}", _share(r["mild_share"]),
                      _variant_note(d, r["variant"])])
     add(_table(["variant", "accuracy %", "Δ acc (pts)", "energy", "rel. energy", "→ mild", "what"],
@@ -852,13 +853,17 @@ def render_markdown(d: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- terminal
 
 
+def _signed(points: float) -> str:
+    """``+1.23`` / ``-1.23``, and ``+0.00`` rather than ``-0.00`` for a change that rounds to none."""
+    return f"{round(points, 2) + 0.0:+.2f}"
+
+
 def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
     """The terminal view: one table of variants and the verdict line."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     m, data = d["model"], d["data"]
     table = Table(title=escape(f"prunec — {m['arch']} on {data['name']} ({d['target']}, "
                                f"batch {d['batch']})"),
@@ -872,7 +877,7 @@ def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
     for r in variant_rows(d):
         style = "bold" if r["variant"] == "dynamic" else ("dim" if r["variant"] == "oracle" else None)
         table.add_row(r["variant"], f"{r['accuracy']:.2f}",
-                      "—" if r["variant"] == "original" else f"{-r['drop']:+.2f}",
+                      "—" if r["variant"] == "original" else _signed(-r["drop"]),
                       fmt_energy(r["energy"]), f"{r['relative']:.1%}", _share(r["mild_share"]),
                       style=style)
     console.print(table)

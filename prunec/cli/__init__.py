@@ -19,8 +19,16 @@ from prunec.interrupts import catching_interrupts
 COMMANDS = ["compile", "inspect", "prune", "finetune", "lower", "report", "passes", "targets"]
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line and exit code 2, like every other user error (argparse
+    would print the whole usage block first); subcommand parsers inherit it."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="prunec",
         description="Compile a trained CNN into a dynamic two-level pruned model and report "
         "its energy on the Eyeriss accelerator.",

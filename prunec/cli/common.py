@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 import torch
@@ -64,6 +65,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = 
 def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     from prunec.frontend import load_with_meta
 
+    if args.model.startswith("zoo:"):  # fresh weights: the same command gives the same network
+        torch.manual_seed(getattr(args, "seed", 0) or 0)
     return load_with_meta(args.model, arch=args.arch, trust_model=args.trust_model,
                           in_channels=args.in_channels, num_classes=args.num_classes)
 
@@ -115,5 +118,6 @@ def emit_json(data: Any, output: str | None) -> None:
     text = json.dumps(data, indent=2) + "\n"
     if output:
         write_text_atomic(output, text)
+        print(f"wrote {output}", file=sys.stderr)
     else:
         print(text, end="")

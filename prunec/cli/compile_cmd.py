@@ -13,6 +13,7 @@ from prunec.cli.common import (
     add_normalization_arguments,
     load_model,
 )
+from prunec.terminal import make_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +72,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
 
     from prunec.errors import UserError
     from prunec.frontend import parse_input_shape
@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     from prunec.report import print_summary
 
     check_writable(args.output, args.force)
+    if args.data is not None and not args.data.strip():
+        raise UserError("--data is empty; name a data set (fashion-mnist, cifar10, synthetic, PATH.npz or an image "
+                        "folder DIR), or leave it out to use the checkpoint's")
     from prunec.data import DATASETS, dataset_info
 
     if args.model.startswith("zoo:") and args.data:  # a fresh zoo net, shaped for the data set
@@ -118,6 +121,6 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint_dir,
         command="prunec " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     if not args.quiet:
-        print_summary(result.report, Console())
-        Console().print(f"wrote {args.output}/ (report.md, report.json, model/, model.onnx, ir.json, plots)")
+        print_summary(result.report, make_console())
+        make_console().print(f"wrote {args.output}/ (report.md, report.json, model/, model.onnx, ir.json, plots)")
     return 0

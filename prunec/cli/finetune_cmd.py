@@ -8,7 +8,6 @@ rank 0 prints and writes the output.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -22,6 +21,7 @@ from prunec.cli.common import (
     normalization,
 )
 from prunec.errors import UserError
+from prunec.outdir import check_writable_file
 
 #: Checkpoint keys save_checkpoint writes itself (or the loader adds); all others pass through.
 _RESERVED = ("format", "arch", "arch_kwargs", "state_dict", "source")
@@ -89,9 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from prunec.training import evaluate, finetune
 
     info = dataset_info(args.data)
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(out_dir):
-        raise UserError(f"cannot write {args.output}: directory {out_dir} does not exist")
+    check_writable_file(args.output)
     if args.train_subset is not None and args.train_subset < 1:
         raise UserError(f"--train-subset must be positive, got {args.train_subset}")
     if args.model.startswith("zoo:"):  # a fresh zoo net takes the data set's shape by default
@@ -134,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     kept.setdefault("dataset", info.name)
     kept.setdefault("input_shape", list(info.input_shape))
     kept["preprocess"] = {"mean": list(info.mean), "std": list(info.std)}  # what these weights were trained on
-    summary = (f"{result.steps} steps ({result.epochs:.2f} epochs), train loss {result.loss:.4f}, "
+    steps = f"{result.steps} step{'s' if result.steps != 1 else ''}"
+    summary = (f"{steps} ({result.epochs:.2f} epochs), train loss {result.loss:.4f}, "
                f"train accuracy {result.accuracy:.2f}%")
     if args.evaluate:
         test = load_split(args.data, "test", args.data_root, info.mean, info.std)

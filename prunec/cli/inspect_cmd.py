@@ -6,11 +6,11 @@ import argparse
 import json
 import os
 
-from rich.console import Console
 from rich.table import Table
 
 from prunec.cli.common import add_model_arguments, emit_json, load_and_trace
 from prunec.errors import UserError
+from prunec.terminal import make_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +54,7 @@ def _print_table(report: dict) -> None:
     totals = report["totals"]
     table.add_section()
     table.add_row("total", "", "", "", f"{totals['params']:,}", f"{totals['macs']:,}")
-    Console().print(table)
+    make_console().print(table)
 
 
 def _inspect_ir(path: str, fmt: str, output: str | None) -> int:

@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     sparsity = _read_sparsity(args.activation_sparsity)
     mappings = _read_mappings(args.mappings)
     gm, x, _ = load_and_trace(args)
+    if args.routed_share is not None and not any(n.meta.get("role") for n in gm.graph.nodes):
+        raise UserError(f"--routed-share applies only to a dynamic model (mild and aggressive networks); "
+                        f"{args.model} is a single network")
     program = lower(gm, None, target=args.target, batch=args.batch or int(x.shape[0]), hw=args.hw,
                     activation_sparsity=sparsity, routed_share=args.routed_share,
                     zero_gating=not args.no_zero_gating, rlc=not args.no_rlc,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
+
+from prunec.terminal import make_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("what it does")
     for name, entry in available_passes().items():
         table.add_row(name, entry.doc)
-    Console().print(table)
+    make_console().print(table)
     return 0

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 import torch
-from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from prunec.cli.common import add_model_arguments, load_and_trace
 from prunec.errors import UserError
+from prunec.outdir import check_writable_file
+from prunec.terminal import make_console
 
 #: Checkpoint keys the pruned checkpoint sets itself rather than carrying over.
 _OWN_KEYS = {"format", "arch", "arch_kwargs", "state_dict", "source", "module_configs",
@@ -21,8 +21,8 @@ _OWN_KEYS = {"format", "arch", "arch_kwargs", "state_dict", "source", "module_co
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="remove channels (structured) or weights (unstructured)",
-                       description="Prune MODEL once and write a checkpoint that `prunec load` "
-                       "and every other subcommand read back.")
+                       description="Prune MODEL once and write a checkpoint that every other subcommand "
+                       "and prunec.load() read back.")
     add_model_arguments(p)
     p.add_argument("--ratio", type=float, required=True, help="share to remove, in [0, 1)")
     p.add_argument("--method", default="l1", help="importance: l1 (default), l2, bn_scale, random")
@@ -59,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from prunec.frontend import save_checkpoint
     from prunec.pruning import module_configs, prune, rebuild_pruned
 
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(out_dir):
-        raise UserError(f"cannot write {args.output}: directory {out_dir} does not exist")
+    check_writable_file(args.output)
     gm, x, meta = load_and_trace(args)
     arch = meta.get("arch") or (args.model if args.model.startswith("zoo:") else None)
     if not arch:
@@ -102,6 +100,6 @@ def _print_summary(before: nn.Module, after: nn.Module, x: torch.Tensor, args: a
             ("MACs", _macs(before, x), _macs(after, x))]
     for label, a, b in rows:
         table.add_row(label, f"{a:,}", f"{b:,}", f"{(b - a) / a:+.1%}" if a else "-")
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print(f"wrote {args.output}")

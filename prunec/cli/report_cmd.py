@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from prunec.terminal import make_console
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -24,7 +26,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
 
     from prunec.errors import UserError
     from prunec.report import load_report, print_summary, render_all, render_markdown
@@ -44,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_summary(report)
     # Stdout stays a clean table/markdown/JSON stream; say what was written on stderr.
-    Console(stderr=True).print("wrote " + ", ".join(str(p) for p in written), highlight=False,
+    make_console(stderr=True).print("wrote " + ", ".join(str(p) for p in written), highlight=False,
                                markup=False)
     return 0

@@ -1,0 +1,148 @@
+"""Mistakes a first-time user made, each ending in one clear line and exit 2 with nothing
+written, and the small surprises found with them (unseeded zoo weights, a pass module next to
+the user that did not import, tables cut to 80 columns in a log)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from prunec import zoo
+from prunec.errors import UserError
+from tests.conftest import assert_user_error, run_cli
+
+UNWRITABLE = "/proc/prunec-test/out"  # a directory nobody can create, root included
+
+
+def _leftovers(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_prune_and_finetune_outputs_that_cannot_be_written(tmp_path):
+    (tmp_path / "taken").mkdir()
+    for args in (["prune", "zoo:resnet20", "--ratio", "0.5"],
+                 ["finetune", "zoo:resnet20", "--data", "synthetic", "--in-channels", "1", "--num-classes", "4",
+                  "--epochs", "0.1"]):
+        assert_user_error(run_cli(*args, "-o", UNWRITABLE + ".pt"), "cannot write", "does not exist")
+        assert_user_error(run_cli(*args, "-o", "/proc/x.pt"), "cannot write", "not writable")
+        assert_user_error(run_cli(*args, "-o", str(tmp_path / "taken")), "is a directory")
+        assert _leftovers(tmp_path) == ["taken"] and _leftovers(tmp_path / "taken") == []
+
+
+def test_a_failed_checkpoint_save_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from prunec.frontend import save_checkpoint
+
+    def broken_save(obj, path):  # what torch raises when it cannot open the file
+        open(path, "wb").close()
+        raise RuntimeError("[enforce fail at inline_container.cc:747] . open file failed")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(UserError, match="cannot write .*open file failed"):
+        save_checkpoint(zoo.build("resnet20", 1, 4), str(tmp_path / "m.pt"), "zoo:resnet20", 1, 4)
+    assert _leftovers(tmp_path) == []
+
+
+def test_compile_output_that_cannot_be_created_is_refused_before_any_work(tmp_path):
+    result = run_cli("compile", "zoo:resnet20", "--data", "synthetic", "-o", "/proc/prunec-out")
+    assert_user_error(result, "cannot write /proc/prunec-out", "not writable")
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = run_cli("compile", "zoo:resnet20", "--data", "synthetic", "-o", str(tmp_path / "precious.txt"))
+    assert_user_error(result, "exists and is not a directory")
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--data", ""], "--data is empty"),
+    (["--data", "synthetic", "--mean", "128", "--std", "64"], "0-1 pixel scale"),
+    (["--data", "synthetic", "--mean", "0.5,0.5"], "give 1"),
+    (["--data", "synthetic", "--mean", "abc"], "expected comma-separated numbers"),
+    (["--data", "synthetic", "--no-such-option"], "unrecognized arguments"),
+])
+def test_bad_options_are_one_line(tmp_path, args, needle):
+    """argparse's own errors too: one line naming the option, not the whole usage block."""
+    out = tmp_path / "out"
+    assert_user_error(run_cli("compile", "zoo:resnet20", *args, "-o", str(out)), needle)
+    assert not out.exists()
+
+
+def test_files_that_are_not_what_they_claim(tmp_path):
+    text = tmp_path / "model.pt"
+    text.write_text("not a model\n")
+    for extra in ([], ["--trust-model"]):
+        assert_user_error(run_cli("inspect", str(text), *extra), "is not a PyTorch file")
+    weights = tmp_path / "seven.pt"
+    torch.save(zoo.build("resnet20", 3, 7).state_dict(), weights)
+    assert_user_error(run_cli("inspect", str(weights), "--arch", "zoo:resnet20", "--num-classes", "10"),
+                      "do not fit zoo:resnet20", "size mismatch for fc.weight")
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, x_train=np.array([object()]), y_train=np.zeros(1), x_test=np.zeros(1), y_test=np.zeros(1))
+    assert_user_error(run_cli("finetune", "zoo:resnet20", "--data", str(objects), "-o", str(tmp_path / "f.pt")),
+                      "holds Python objects")
+
+
+def test_fresh_zoo_weights_are_seeded():
+    """The same command builds the same network (compile's --reuse-levels relies on it);
+    another --seed builds another."""
+    from prunec.cli.common import load_model
+
+    earlier = iter(range(100, 200))
+
+    def weights(seed: int) -> torch.Tensor:
+        torch.manual_seed(next(earlier))  # whatever the process drew before differs every time
+        args = argparse.Namespace(model="zoo:resnet20", arch=None, trust_model=False, in_channels=3,
+                                  num_classes=10, seed=seed)
+        return load_model(args)[0].conv1.weight.detach().clone()
+
+    assert torch.equal(weights(0), weights(0)) and not torch.equal(weights(0), weights(1))
+
+
+def test_a_pass_module_in_the_working_directory_imports(tmp_path, monkeypatch):
+    """`prunec ...` (a console script, unlike `python -m`) does not put the working directory on
+    sys.path; the README's `--pass examples.custom_pass:relu6_to_relu` run from a checkout needs it."""
+    from prunec.plugins import import_object
+
+    (tmp_path / "my_passes_here.py").write_text("def identity(gm):\n    return gm\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert import_object("my_passes_here:identity", "pass").__name__ == "identity"
+    assert sys.path[-1] == str(tmp_path)  # after everything installed: it shadows nothing
+
+
+def test_tables_in_a_log_are_not_cut_to_80_columns(monkeypatch):
+    from prunec.terminal import LOG_WIDTH, make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    console = make_console()
+    assert not console.is_terminal and console.width == LOG_WIDTH
+    monkeypatch.setenv("COLUMNS", "100")
+    assert make_console().width == 100
+
+
+def test_lower_routed_share_needs_a_dynamic_model_and_o_says_where(tmp_path):
+    assert_user_error(run_cli("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--routed-share", "0.3"),
+                      "--routed-share applies only to a dynamic model")
+    out = tmp_path / "ir.json"
+    result = run_cli("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json", "-o", str(out))
+    assert result.returncode == 0 and f"wrote {out}" in result.stderr and out.exists()
+
+
+def test_normalize_refuses_raw_pixels():
+    from prunec.data import Normalize
+
+    norm = Normalize((0.5,), (0.25,))
+    for raw in (torch.full((1, 1, 2, 2), 200, dtype=torch.uint8), np.zeros((1, 1, 2, 2))):
+        with pytest.raises(TypeError, match="float tensor of 0-1 pixels"):
+            norm(raw)
+    assert torch.allclose(norm(torch.full((1, 1, 2, 2), 0.75)), torch.ones(1, 1, 2, 2))
+
+
+@pytest.mark.parametrize(("points", "shown"), [(-0.0, "+0.00"), (-0.004, "+0.00"), (0.004, "+0.00"),
+                                               (-1.236, "-1.24"), (2.5, "+2.50")])
+def test_accuracy_changes_never_read_minus_zero(points, shown):
+    from prunec.report import _signed
+
+    assert _signed(points) == shown
