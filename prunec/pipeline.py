@@ -332,6 +332,8 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
         (console if not console.quiet else make_console(stderr=True)).print(f"[bold yellow]warning:[/] {suspicious}")
 
     candidates: list[Level] = []
+    if reused is not None or (cfg.mild is not None and cfg.aggressive is not None):
+        _log(console, "[2/6]", "levels given, no search" if reused is None else "levels reused, no search")
     if reused is not None:
         mild, aggressive = reused.mild, reused.aggressive
         _log(console, "[3/6]", f"reusing the fine-tuned levels of {reused.directory}: mild {cfg.mild:.2f}, "

@@ -421,11 +421,18 @@ def _sync_buffers(model: nn.Module) -> None:
 
 
 class _Progress:
-    """A transient rich progress bar with loss and running accuracy (no-op when hidden)."""
+    """A transient rich progress bar with loss and running accuracy, on stderr beside the log.
+
+    A no-op when hidden, and when stderr is not a terminal: there a bar cannot redraw and
+    would only leave an empty line in the log.
+    """
 
     def __init__(self, description: str, total: int, done: int, show: bool) -> None:
+        from prunec.terminal import make_console
+
         self.progress = None
-        if not show:
+        console = make_console(stderr=True)
+        if not show or not console.is_terminal:
             return
         from rich.progress import (
             BarColumn,
@@ -439,7 +446,7 @@ class _Progress:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("epoch {task.fields[epoch]}  loss {task.fields[loss]}  acc {task.fields[acc]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
+            TimeElapsedColumn(), TimeRemainingColumn(), transient=True, console=console)
         self.task = self.progress.add_task(description, total=total, completed=done,
                                            epoch="-", loss="-", acc="-")
         self.progress.start()

@@ -118,6 +118,9 @@ def test_tables_in_a_log_are_not_cut_to_80_columns(monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
     console = make_console()
     assert not console.is_terminal and console.width == LOG_WIDTH
+    with console.capture() as captured:
+        console.print("word " * 100)
+    assert captured.get().count("\n") == 1  # one message, one line
     monkeypatch.setenv("COLUMNS", "100")
     assert make_console().width == 100
 
@@ -146,3 +149,14 @@ def test_accuracy_changes_never_read_minus_zero(points, shown):
     from prunec.report import _signed
 
     assert _signed(points) == shown
+
+
+def test_progress_bars_leave_no_empty_lines_in_a_log(capsys):
+    """A rich bar that cannot redraw (stderr not a terminal) printed one empty line per bar."""
+    from prunec.training import _Progress
+
+    bar = _Progress("fine-tune", total=3, done=0, show=True)
+    bar.update(3, 0.5, 50.0, 1)
+    bar.close()
+    captured = capsys.readouterr()
+    assert bar.progress is None and captured.out == "" and captured.err == ""
