@@ -187,7 +187,15 @@ class DynamicModel(nn.Module):
 
     def forward(self, x: torch.Tensor, return_route: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        logits, route = self.graph_module(x)
+        try:
+            logits, route = self.graph_module(x)
+        except (AssertionError, RuntimeError) as exc:
+            expected = self.input_shape[1:] if self.input_shape else None
+            if expected and isinstance(x, torch.Tensor) and tuple(x.shape[1:]) != expected:
+                # a loaded model's exported parts fail on a guard deep inside; say what they expect
+                raise ValueError(f"this model takes N x {' x '.join(map(str, expected))} inputs, got "
+                                 f"{' x '.join(map(str, x.shape)) or 'a scalar'}") from exc
+            raise
         return (logits, route) if return_route else logits
 
     @torch.no_grad()

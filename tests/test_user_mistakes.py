@@ -160,3 +160,16 @@ def test_progress_bars_leave_no_empty_lines_in_a_log(capsys):
     bar.close()
     captured = capsys.readouterr()
     assert bar.progress is None and captured.out == "" and captured.err == ""
+
+
+def test_a_loaded_model_names_the_input_shape_it_takes():
+    """The exported parts fail on a torch.export guard for any other image size; the user
+    should read the shape the model takes instead."""
+    import prunec
+    from tests.conftest import ROOT
+
+    compiled = prunec.load_compiled(ROOT / "benchmarks" / "results" / "artifacts" / "resnet20_fashion-mnist" / "model")
+    assert compiled.model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    for shape in ((2, 1, 16, 16), (2, 3, 28, 28)):
+        with pytest.raises(ValueError, match=r"takes N x 1 x 28 x 28 inputs, got 2 x \d x \d+ x \d+"):
+            compiled.model(torch.rand(*shape))
