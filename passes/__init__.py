@@ -179,7 +179,10 @@ def run_passes(
         cause = exc.__cause__ or exc
         if isinstance(cause, UserError):
             raise cause from None
-        raise UserError(f"pass failed: {str(exc).strip().splitlines()[0]}") from None
+        where = str(exc).strip().splitlines()[0] if str(exc).strip() else "a pass raised"
+        why = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        detail = f"; {type(cause).__name__}: {why}" if cause is not exc else ""
+        raise UserError(f"pass failed: {where}{detail}") from None
     out = result.graph_module
     out.recompile()
     return out

@@ -203,6 +203,23 @@ def _safe_export_load(path: Path) -> torch.export.ExportedProgram:
         raise UserError(f"cannot load {path}: {first}") from None
 
 
+INFERENCE_ONLY = ("a loaded compiled model runs inference only (its parts are torch.export graphs with "
+                  "batch norm in eval form); fine-tune the networks before compiling")
+
+
+def _inference_only(module: nn.Module) -> nn.Module:
+    """An exported part whose ``.eval()`` works, as users call it first thing after loading
+    (torch's own refuses ``train()`` in both modes), and whose ``.train()`` says why not."""
+    def train(mode: bool = True) -> nn.Module:
+        if mode:
+            raise RuntimeError(INFERENCE_ONLY)
+        return set_eval(module)
+
+    module.train = train  # type: ignore[method-assign]
+    module.eval = lambda: train(False)  # type: ignore[method-assign]
+    return set_eval(module)
+
+
 def load_compiled(path: str | os.PathLike) -> CompiledModel:
     """Load a model saved by :func:`save_compiled` (a directory or its manifest.json).
 
@@ -237,7 +254,7 @@ def load_compiled(path: str | os.PathLike) -> CompiledModel:
         if name not in PARTS or Path(file).name != file or not part.is_file():
             raise UserError(f"compiled model part {name!r} ({file}) is missing or invalid in {root}")
         programs[name] = _safe_export_load(part)
-    modules = {name: set_eval(ep.module()) for name, ep in programs.items()}
+    modules = {name: _inference_only(ep.module()) for name, ep in programs.items()}
     for module in modules.values():
         for p in module.parameters():
             p.requires_grad_(False)

@@ -59,6 +59,8 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
 
     tgt = get_target(target)
     inputs = _as_tuple(example_inputs)
+    if getattr(model, "_exported_parts", None) is not None:  # prunec.load_compiled's model
+        raise UserError(EXPORTED)
     if isinstance(model, fx.GraphModule):
         gm = model
         if inputs:
@@ -71,8 +73,17 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
         gm = trace(model, inputs)
     if not isinstance(batch, int) or batch < 1:
         raise UserError(f"batch must be a positive integer, got {batch!r}")
-    return tgt.lower(gm, batch=batch, hw=hw, activation_sparsity=activation_sparsity,
-                     routed_share=routed_share, **options)
+    program = tgt.lower(gm, batch=batch, hw=hw, activation_sparsity=activation_sparsity,
+                        routed_share=routed_share, **options)
+    if not program.layers and any(n.op == "call_function" and "convolution" in str(n.target)
+                                  or "aten.conv" in str(n.target) or "aten.linear" in str(n.target)
+                                  for n in gm.graph.nodes):
+        raise UserError(EXPORTED)  # a graph of aten ops: every layer would be silently unmapped
+    return program
+
+
+EXPORTED = ("this model holds torch.export (aten-level) graphs, which prunec does not lower: lower the "
+            "nn.Module before exporting it; a compile's lowered IR is its DIR/ir.json")
 
 
 def measure_activation_sparsity(model: nn.Module | fx.GraphModule,
@@ -162,7 +173,7 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     if "latency_ms" in totals:
         tot.add_row("latency (ms)", f"{totals['latency_ms']:.4g}")
     for role, v in totals.get("by_role", {}).items():
-        tot.add_row(f"energy per inference [{role}]", f"{v['energy_per_inference']:.5g}")
+        tot.add_row(f"energy per inference, {role}", f"{v['energy_per_inference']:.5g}")
     if "expected_energy_per_inference" in totals:
         tot.add_row(f"expected energy per inference (routed {totals['routed_share']:.3g})",
                     f"{totals['expected_energy_per_inference']:.5g}")

@@ -7,9 +7,11 @@ benchmark (benchmarks/reproduce.py) can drive the same steps and cache between t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import inspect
 import itertools
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -293,8 +295,16 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     ``options`` are :class:`CompileConfig` fields. With ``output`` every artefact is written
     to that directory atomically (see :mod:`prunec.outdir`).
     """
+    from prunec.data import Split
     from prunec.outdir import atomic_directory, check_writable
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"prunec.compile takes an nn.Module, got {type(model).__name__}; load a checkpoint, state "
+                        f"dict or zoo:NAME first with prunec.load(...)")
+    if not isinstance(data, (str, os.PathLike, Split)):
+        raise TypeError(f"data must be a data set name, a PATH.npz or image folder, or a prunec.data.Split; got "
+                        f"{type(data).__name__}")
+    data = os.fspath(data) if isinstance(data, os.PathLike) else data
     options, normalization_source = _model_normalization(options, data, model_meta)
     cfg = CompileConfig(data=data if isinstance(data, str) else data.info.name, **options)
     _validate(cfg, normalization_source)
@@ -313,7 +323,9 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     train, calib, test = _splits(cfg)
     info = test.info
     x = test.x[:1].clone()
+    was_training = model.training
     _check_model_fits(model, x, info.num_classes)
+    model.train(was_training)  # the caller's model comes back in the mode it came in
     original = trace(model, x, leaf_modules=cfg.leaf_modules)
     reused = None
     if cfg.reuse_levels:  # checked against this model before the work below
@@ -392,6 +404,12 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     return result
 
 
+def _hardware_info(hw: dict[str, Any]) -> dict[str, Any]:
+    """The report's record of the hardware the energies were costed on (from the lowered IR)."""
+    return {"name": str(hw.get("name", "?")), "energy_unit": str(hw.get("energy_unit", "normalized")),
+            "energy_per_access": {k: float(v) for k, v in hw.get("energy_per_access", {}).items()}}
+
+
 def _note_reuse(report: dict[str, Any], reused: Any) -> None:
     """The report of a --reuse-levels run says where its networks were fine-tuned, and keeps the
     single-level points that run measured (they do not depend on the selector)."""
@@ -447,6 +465,13 @@ def _model_normalization(options: dict[str, Any], data: str | Split, meta: dict[
 
 
 def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> None:
+    for f in dataclasses.fields(cfg):  # the Python API takes anything: a "0.3" would fail deep inside
+        value = getattr(cfg, f.name)
+        if str(f.type).split(" |")[0] in ("float", "int") and value is not None and \
+                (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"{f.name} must be a number, got {value!r}")
+    if cfg.sparsity_samples < 1 or cfg.batch_size < 1:
+        raise UserError("sparsity_samples and batch_size must be at least 1")
     for name in ("mild", "aggressive"):
         value = getattr(cfg, name)
         if value is not None and not 0 <= value < 1:
@@ -570,6 +595,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
     final = torch.where(route[:, None], logits_m, logits_a)
     dyn_acc = _acc(final, test.y)
     share = float(route.float().mean())
+    dyn_program.routed_share = share  # ir.json's totals then hold the expected energy at it
     e_dyn = costs["base"] + share * costs["mild"]
     oracle_route = ~correct_a
     oracle_acc = 100 * float((correct_a | correct_m).float().mean())
@@ -596,8 +622,9 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
     drop = orig_test_acc - dyn_acc
     notes = [note] if (note := near_chance_note(orig_test_acc, test.info)) is not None else []
     if reduction < 0.70 or drop > 2.0:
+        change = f"{drop:.2f} points loss" if drop >= 0 else f"an accuracy gain of {-drop:.2f} points"
         notes.append(f"Target (>= 70 % energy reduction at <= 2.0 points accuracy loss) missed: "
-                     f"{reduction:.1%} reduction at {drop:.2f} points loss.")
+                     f"{reduction:.1%} reduction at {change}.")
     if compiled.chosen is not None and not compiled.chosen.feasible:
         notes.append("No threshold met the accuracy constraint on calibration data; every input goes to "
                      "the mild network.")
@@ -618,7 +645,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
         "data": {"name": test.info.name, "calibration_size": len(calib), "test_size": len(test),
                  "normalization": _normalization(test.info),
                  "test_split_note": test.info.test_note or _split_note(test.info.name)},
-        "target": cfg.target, "batch": cfg.batch,
+        "target": cfg.target, "batch": cfg.batch, "hardware": _hardware_info(dyn_program.hardware),
         "levels": {"mild": {"ratio": cfg.mild, "method": cfg.method, "params": params["mild"],
                             "macs": macs["mild"], "fine_tune_epochs": cfg.epochs if cfg.mild else 0},
                    "aggressive": {"ratio": cfg.aggressive, "method": cfg.aggressive_method or cfg.method,

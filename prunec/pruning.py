@@ -82,7 +82,8 @@ def prune(
     inputs = _as_inputs(example_inputs)
     gm = trace(copy.deepcopy(model), inputs)
     expected = output_shapes(gm)
-    options = dict(method=method, scope=scope, ignore=tuple(ignore), round_to=round_to, seed=seed,
+    ignore = (ignore,) if isinstance(ignore, str) else tuple(ignore)  # one pattern, not its characters
+    options = dict(method=method, scope=scope, ignore=ignore, round_to=round_to, seed=seed,
                    inplace=True)
     result = _call(fn, gm, ratio, options)
     if not isinstance(result, nn.Module):

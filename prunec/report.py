@@ -273,8 +273,27 @@ class _ReportRequired(TypedDict):
     wall_seconds: Energy
 
 
+class EnergyPerAccess(TypedDict, total=False):
+    mac: Annotated[float, Range(0.0)]
+    rf: Annotated[float, Range(0.0)]
+    array: Annotated[float, Range(0.0)]
+    glb: Annotated[float, Range(0.0)]
+    dram: Annotated[float, Range(0.0)]
+    static_per_pe_cycle: Annotated[float, Range(0.0)]
+
+
+class HardwareInfo(TypedDict):
+    """What the energies were costed on: the target's hardware description (``--hw`` or its default)."""
+
+    name: str
+    energy_unit: str  # "normalized" (one MAC = 1) or "pJ"
+    energy_per_access: EnergyPerAccess
+
+
 class Report(_ReportRequired, total=False):
     """The whole of ``report.json``. Keys not listed here are kept and ignored."""
+
+    hardware: HardwareInfo  # absent in reports made before prunec recorded it (those used Eyeriss v1)
 
     test_sweep: list[SweepPoint]  # the calibration thresholds evaluated on the test split
     levels_from: LevelsFrom  # set by --reuse-levels
@@ -692,6 +711,20 @@ def input_normalization(report: dict[str, Any]) -> dict[str, list[float]]:
     return dict(report.get("data", {}).get("normalization") or {})
 
 
+def _energy_units_text(hw: HardwareInfo | None) -> str:
+    """How to read the energies: the costs per access of the hardware they were costed on."""
+    if hw is None:  # reports made before the hardware was recorded: the shipped Eyeriss v1 costs
+        hw = {"name": "eyeriss_v1", "energy_unit": "normalized",
+              "energy_per_access": {"mac": 1, "rf": 1, "array": 2, "glb": 6, "dram": 200}}
+    e = hw["energy_per_access"]
+    costs = ", ".join(f"{label} {e[key]:g}" for key, label in (("rf", "register file"), ("array", "inter-PE array"),
+                                                              ("glb", "global buffer"), ("dram", "DRAM"))
+                      if key in e)
+    unit = "normalised units (one 16-bit MAC = 1)" if hw["energy_unit"] == "normalized" else \
+        f"{hw['energy_unit']} (one MAC = {e.get('mac', 0):g})"
+    return f"Energy is per inference in {unit}, costed on {hw['name']}: {costs} per access."
+
+
 def _normalization_text(norm: Normalization | None) -> str:
     if norm is None:
         return ""
@@ -830,17 +863,17 @@ def render_markdown(d: dict[str, Any]) -> str:
 
     add("## How to read this report")
     add("")
-    add("- Energy is per inference in normalised units: one 16-bit MAC = 1, register file 1, "
-        "inter-PE array 2, global buffer 6, DRAM 200 per access (Eyeriss, ISCA 2016). Every variant "
-        f"is lowered by the same backend at batch {d['batch']}, so the numbers compare directly.")
+    add(f"- {_energy_units_text(d.get('hardware'))} Every variant is lowered by the same backend at batch "
+        f"{d['batch']}, so the numbers compare directly.")
     add("- The dynamic model always runs the aggressive trunk, its head and the selector; the mild "
         "network runs only for the inputs the selector rejects, so its energy counts with weight "
         "p (the share sent to mild): E_dyn = E(trunk) + E(head) + E(selector) + p · E(mild).")
     add(f"- Energy reduction is 1 − E_dyn / E(original); accuracy loss is original − dynamic in "
         f"percentage points, both on the test split ({data['test_size']:,} images, never used to "
         "train or calibrate). The target is ≥ 70 % reduction at ≤ 2.0 pts loss.")
-    add("- The oracle sends an input to the mild network exactly when the aggressive one is wrong "
-        "and the mild one right: no real selector can beat it, so it bounds the method.")
+    add("- The oracle knows the labels and sends an input to the mild network exactly when the "
+        "aggressive one is wrong: it is right wherever either network is, which bounds what any "
+        "selector can reach with this pair.")
     add("- The sweep moves the selector threshold τ: more inputs to mild means more accuracy and "
         "more energy. τ is chosen on the calibration split; the test columns show how that choice "
         "holds up on unseen data.")

@@ -63,6 +63,11 @@ def test_writes_every_output(compiled_dir):
     assert "Target" in (compiled_dir / "report.md").read_text()
     ir = json.loads((compiled_dir / "ir.json").read_text())
     assert {layer["role"] for layer in ir["layers"]} == {"trunk", "head", "selector", "mild"}
+    # the IR's totals hold the expected energy at the routed share, as report.json's dynamic energy
+    assert ir["totals"]["routed_share"] == report["mild_share"]
+    assert ir["totals"]["expected_energy_per_inference"] == pytest.approx(e["dynamic"], rel=1e-9)
+    # and the report records what the energies were costed on
+    assert report["hardware"]["name"] == "eyeriss_v1" and report["hardware"]["energy_per_access"]["dram"] == 200
 
 
 def test_compiled_model_loads_and_onnx_agrees(compiled_dir):
@@ -70,6 +75,12 @@ def test_compiled_model_loads_and_onnx_agrees(compiled_dir):
 
     compiled = prunec.load_compiled(compiled_dir / "model")
     x = load_split("synthetic", "test").x[:16]
+    for part in (compiled.model, compiled.mild, compiled.aggressive):
+        part.eval()  # users' first call after loading; torch's exported modules refuse it
+    with pytest.raises(RuntimeError, match="inference only"):
+        compiled.model.train()
+    with pytest.raises(UserError, match="torch.export"):
+        prunec.lower(compiled.model, x[:1])
     logits, route = compiled.model(x, return_route=True)
     assert logits.shape == (16, 4) and route.dtype == torch.bool
     session = ort.InferenceSession(str(compiled_dir / "model.onnx"))

@@ -1,6 +1,7 @@
-"""Mistakes a first-time user made, each ending in one clear line and exit 2 with nothing
-written, and the small surprises found with them (unseeded zoo weights, a pass module next to
-the user that did not import, tables cut to 80 columns in a log)."""
+"""Mistakes first-time users made, on the command line and in Python, each ending in one clear
+message (and exit 2, nothing written, on the command line), and the surprises found with them
+(unseeded zoo weights, a pass module next to the user that did not import, tables cut to 80
+columns in a log, a report that named the default chip whatever --hw said)."""
 
 from __future__ import annotations
 
@@ -173,3 +174,52 @@ def test_a_loaded_model_names_the_input_shape_it_takes():
     for shape in ((2, 1, 16, 16), (2, 3, 28, 28)):
         with pytest.raises(ValueError, match=r"takes N x 1 x 28 x 28 inputs, got 2 x \d x \d+ x \d+"):
             compiled.model(torch.rand(*shape))
+
+
+def test_python_api_mistakes_fail_before_any_work():
+    import prunec
+
+    model = zoo.build("resnet20", 1, 4)
+    with pytest.raises(TypeError, match="takes an nn.Module, got str.*prunec.load"):
+        prunec.compile("zoo:resnet20", "synthetic")
+    with pytest.raises(TypeError, match="data must be"):
+        prunec.compile(model, 3)
+    with pytest.raises(UserError, match="mild must be a number, got '0.3'"):
+        prunec.compile(model, "synthetic", mild="0.3", aggressive=0.7)
+    with pytest.raises(UserError, match="sparsity_samples"):
+        prunec.compile(model, "synthetic", sparsity_samples=0)
+    pruned = prunec.prune(model, torch.rand(1, 1, 16, 16), 0.5, ignore="conv1")  # one pattern, not 5 letters
+    assert pruned.conv1.out_channels == model.conv1.out_channels
+
+
+def test_a_failing_pass_says_why(tmp_path):
+    (tmp_path / "breaks.py").write_text("def boom(gm):\n    raise RuntimeError('the reason, in my words')\n")
+    assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", "breaks:boom", cwd=tmp_path),
+                      "'boom' pass", "RuntimeError: the reason, in my words")
+
+
+def test_the_report_names_the_hardware_it_was_costed_on(tmp_path):
+    """A custom --hw in pJ: report.json records it and report.md's reading guide quotes its
+    costs, not the shipped chip's."""
+    import json
+
+    import yaml
+
+    from prunec.backends.eyeriss.hardware import DEFAULT_HW
+    from prunec.report import render_markdown
+
+    hw = yaml.safe_load(open(DEFAULT_HW))
+    hw.update(name="my_chip")
+    hw["energy"].update(unit="pJ", dram=50.0, glb=3.0)
+    (tmp_path / "chip.yaml").write_text(yaml.safe_dump(hw))
+    out = tmp_path / "out"
+    result = run_cli("compile", "zoo:resnet20", "--data", "synthetic", "--mild", "0.3", "--aggressive", "0.7",
+                     "--epochs", "0.1", "--selector", "max-softmax", "--hw", str(tmp_path / "chip.yaml"), "--quiet",
+                     "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["hardware"]["name"] == "my_chip" and report["hardware"]["energy_unit"] == "pJ"
+    text = (out / "report.md").read_text()
+    assert "costed on my_chip" in text and "DRAM 50 per access" in text and "DRAM 200" not in text
+    del report["hardware"]  # a report made before the field: the shipped chip's costs, as then
+    assert "costed on eyeriss_v1" in render_markdown(report) and "DRAM 200 per access" in render_markdown(report)
