@@ -114,7 +114,8 @@ def resolve_pass(spec: str | PassFn, **options: Any) -> PassFn:
     into a runnable pass."""
     if callable(spec):
         return spec
-    if "{" in spec:
+    braces = "{" in spec  # NAME{} calls a factory without options
+    if braces:
         spec, parsed = parse_pass_spec(spec)
         options = {**parsed, **options}
     if ":" in spec:
@@ -126,7 +127,7 @@ def resolve_pass(spec: str | PassFn, **options: Any) -> PassFn:
         obj = registry[spec].factory
         if obj is None:
             raise UserError(f"pass {spec!r} {registry[spec].doc}")
-    if options or inspect.isclass(obj):
+    if options or braces or inspect.isclass(obj):
         try:
             inspect.signature(obj).bind(**options)
         except TypeError as exc:
@@ -164,7 +165,10 @@ def run_passes(
         assert isinstance(module, fx.GraphModule)
         module.graph.lint()
         if example_inputs is not None:
-            propagate_shapes(module, example_inputs)
+            try:
+                propagate_shapes(module, example_inputs)
+            except UserError as exc:  # the input ran before the pass: the pass broke the graph
+                raise UserError(f"a pass left a graph that no longer runs: {exc}") from None
             got = _output_shapes(module)
             if got != expected:
                 raise UserError(f"a pass changed the model's output shape from {expected} to {got}")
@@ -197,6 +201,11 @@ def _normalise(fn: PassFn) -> Callable[[fx.GraphModule], PassResult]:
             return result
         if isinstance(result, fx.GraphModule):
             return PassResult(result, True)
+        if result is not None:  # silently ignoring it would make a mistaken pass a no-op
+            name = getattr(fn, "__name__", repr(fn))
+            hint = f"; {name} looks like a factory: give its options, NAME{{...}}" if callable(result) else ""
+            raise UserError(f"pass {name} returned {type(result).__name__}; a pass returns a PassResult, a "
+                            f"GraphModule or None (edited in place){hint}")
         return PassResult(gm, True)
 
     run.__name__ = getattr(fn, "__name__", type(fn).__name__)

@@ -73,6 +73,7 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
         gm = trace(model, inputs)
     if not isinstance(batch, int) or batch < 1:
         raise UserError(f"batch must be a positive integer, got {batch!r}")
+    _check_lowering_inputs(gm, activation_sparsity, routed_share)
     program = tgt.lower(gm, batch=batch, hw=hw, activation_sparsity=activation_sparsity,
                         routed_share=routed_share, **options)
     if not program.layers and any(n.op == "call_function" and "convolution" in str(n.target)
@@ -80,6 +81,24 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
                                   for n in gm.graph.nodes):
         raise UserError(EXPORTED)  # a graph of aten ops: every layer would be silently unmapped
     return program
+
+
+def _check_lowering_inputs(gm: fx.GraphModule, activation_sparsity: Mapping[str, float] | None,
+                           routed_share: float | None) -> None:
+    """What a caller can get wrong and the backend would silently ignore or misuse."""
+    names = {n.name for n in gm.graph.nodes}
+    for name, share in (activation_sparsity or {}).items():
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise UserError(f"activation_sparsity[{name!r}] must be a share of zeros in [0, 1], got {share!r}")
+        if name not in names:
+            raise UserError(f"activation_sparsity names {name!r}, which is no node of this model "
+                            f"(node names as `prunec inspect` lists them)")
+    if routed_share is not None:
+        if isinstance(routed_share, bool) or not isinstance(routed_share, (int, float)) or not 0 <= routed_share <= 1:
+            raise UserError(f"routed_share must be between 0 and 1, got {routed_share!r}")
+        if not any(n.meta.get("role") for n in gm.graph.nodes):
+            raise UserError("routed_share applies only to a dynamic model (mild and aggressive networks); this is "
+                            "a single network")
 
 
 EXPORTED = ("this model holds torch.export (aten-level) graphs, which prunec does not lower: lower the "

@@ -128,7 +128,7 @@ def test_tables_in_a_log_are_not_cut_to_80_columns(monkeypatch):
 
 def test_lower_routed_share_needs_a_dynamic_model_and_o_says_where(tmp_path):
     assert_user_error(run_cli("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--routed-share", "0.3"),
-                      "--routed-share applies only to a dynamic model")
+                      "routed_share applies only to a dynamic model")
     out = tmp_path / "ir.json"
     result = run_cli("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json", "-o", str(out))
     assert result.returncode == 0 and f"wrote {out}" in result.stderr and out.exists()
@@ -223,3 +223,26 @@ def test_the_report_names_the_hardware_it_was_costed_on(tmp_path):
     assert "costed on my_chip" in text and "DRAM 50 per access" in text and "DRAM 200" not in text
     del report["hardware"]  # a report made before the field: the shipped chip's costs, as then
     assert "costed on eyeriss_v1" in render_markdown(report) and "DRAM 200 per access" in render_markdown(report)
+
+
+def test_lower_checks_what_the_backend_would_ignore():
+    import prunec
+
+    model, x = zoo.build("resnet20", 1, 4), torch.rand(1, 1, 16, 16)
+    for kwargs, needle in ((dict(activation_sparsity={"conv1": 1.5}), r"\[0, 1\], got 1.5"),
+                           (dict(activation_sparsity={"no_such_layer": 0.5}), "no node of this model"),
+                           (dict(routed_share=0.3), "only to a dynamic model"),
+                           (dict(hw={"name": "x"}), "hw must be a hardware YAML path")):
+        with pytest.raises(UserError, match=needle):
+            prunec.lower(model, x, **kwargs)
+    assert prunec.lower(model, x, activation_sparsity={"conv1": 0.5}).layers
+
+
+def test_passes_that_return_something_else_are_refused(tmp_path):
+    (tmp_path / "odd.py").write_text("def forty_two(gm):\n    return 42\n\n"
+                                     "def factory(scale=1):\n    return lambda gm: None\n")
+    assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", "odd:forty_two", cwd=tmp_path),
+                      "returned int")
+    assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", "odd:factory", cwd=tmp_path),
+                      "looks like a factory")
+    assert run_cli("inspect", "zoo:resnet20", "--pass", "odd:factory{}", cwd=tmp_path).returncode == 0

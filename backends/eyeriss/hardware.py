@@ -113,6 +113,9 @@ def _section(data: dict, key: str, path: str, keys: set[str]) -> dict:
 def load_hardware(path: str | None = None) -> Hardware:
     """Read and validate a hardware YAML file (default: the shipped Eyeriss v1 chip)."""
     path = path or DEFAULT_HW
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserError(f"hw must be a hardware YAML path, got {type(path).__name__} (a parsed mapping goes to "
+                        f"parse_hardware())")
     try:
         with open(path) as fh:
             data = yaml.safe_load(fh)

@@ -71,14 +71,9 @@ def run(args: argparse.Namespace) -> int:
     get_target(args.target)  # fail fast on an unknown target, before loading the model
     if args.batch is not None and args.batch < 1:
         raise UserError(f"--batch must be a positive integer, got {args.batch}")
-    if args.routed_share is not None and not 0 <= args.routed_share <= 1:
-        raise UserError(f"--routed-share must be between 0 and 1, got {args.routed_share}")
     sparsity = _read_sparsity(args.activation_sparsity)
     mappings = _read_mappings(args.mappings)
     gm, x, _ = load_and_trace(args)
-    if args.routed_share is not None and not any(n.meta.get("role") for n in gm.graph.nodes):
-        raise UserError(f"--routed-share applies only to a dynamic model (mild and aggressive networks); "
-                        f"{args.model} is a single network")
     program = lower(gm, None, target=args.target, batch=args.batch or int(x.shape[0]), hw=args.hw,
                     activation_sparsity=sparsity, routed_share=args.routed_share,
                     zero_gating=not args.no_zero_gating, rlc=not args.no_rlc,
