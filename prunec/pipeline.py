@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import inspect
 import itertools
+import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -468,7 +469,7 @@ def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> No
     for f in dataclasses.fields(cfg):  # the Python API takes anything: a "0.3" would fail deep inside
         value = getattr(cfg, f.name)
         if str(f.type).split(" |")[0] in ("float", "int") and value is not None and \
-                (isinstance(value, bool) or not isinstance(value, (int, float))):
+                (isinstance(value, bool) or not isinstance(value, numbers.Real)):  # numpy scalars are Real
             raise UserError(f"{f.name} must be a number, got {value!r}")
     if cfg.sparsity_samples < 1 or cfg.batch_size < 1:
         raise UserError("sparsity_samples and batch_size must be at least 1")

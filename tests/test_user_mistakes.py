@@ -188,6 +188,9 @@ def test_python_api_mistakes_fail_before_any_work():
         prunec.compile(model, "synthetic", mild="0.3", aggressive=0.7)
     with pytest.raises(UserError, match="sparsity_samples"):
         prunec.compile(model, "synthetic", sparsity_samples=0)
+    from prunec.pipeline import CompileConfig, _validate  # numpy scalars are numbers too
+
+    _validate(CompileConfig(data="synthetic", mild=np.float32(0.3), aggressive=np.float64(0.7), seed=np.int64(1)))
     pruned = prunec.prune(model, torch.rand(1, 1, 16, 16), 0.5, ignore="conv1")  # one pattern, not 5 letters
     assert pruned.conv1.out_channels == model.conv1.out_channels
 
