@@ -166,7 +166,7 @@ def renormalized(info: DatasetInfo, mean: Any = None, std: Any = None, source: s
         return got
 
     new_mean, new_std = per_channel(mean, "mean", info.mean), per_channel(std, "std", info.std)
-    if max(new_mean) > 1:
+    if mean is not None and max(new_mean) > 1:
         raise UserError(f"{label('mean')} is on the 0-1 pixel scale, got {', '.join(f'{v:g}' for v in new_mean)}; "
                         f"divide 0-255 values by 255 (mean and std alike)")
     if min(new_std) < MIN_STD:
@@ -426,6 +426,9 @@ def _assemble(path: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], extra
         tuple(max(float(train_x[:, i].std() / scale), 1e-6) for i in range(c))
     if min(std) <= 0:
         raise UserError(f"{path}: std must be positive")
+    if max(mean) > 1:
+        raise UserError(f"{path}: mean is on the 0-1 pixel scale, got {', '.join(f'{v:g}' for v in mean)}; divide "
+                        f"0-255 values by 255 (mean and std alike)")
     classes = tuple(_text(v) for v in extras["classes"].reshape(-1)) if "classes" in extras else ()
     if classes and len(classes) != num_classes:
         raise UserError(f"{path}: {len(classes)} class names for {num_classes} classes")

@@ -6,3 +6,10 @@ class UserError(Exception):
 
     The message is the whole story: it says what is wrong and what to do.
     """
+
+
+def is_number(value: object) -> bool:
+    """Whether a value a user passed is a real number: Python's or numpy's, not a bool or a string."""
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

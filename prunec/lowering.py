@@ -26,7 +26,7 @@ import torch
 from torch import fx, nn
 
 from prunec.backends.eyeriss.ir import LoweredProgram
-from prunec.errors import UserError
+from prunec.errors import UserError, is_number
 from prunec.terminal import make_console
 
 _MAPPED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -76,8 +76,9 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
     _check_lowering_inputs(gm, activation_sparsity, routed_share)
     program = tgt.lower(gm, batch=batch, hw=hw, activation_sparsity=activation_sparsity,
                         routed_share=routed_share, **options)
-    if not program.layers and any(n.op == "call_function" and "convolution" in str(n.target)
-                                  or "aten.conv" in str(n.target) or "aten.linear" in str(n.target)
+    if not program.layers and any(n.op == "call_function" and ("aten.conv" in str(n.target)
+                                                                or "aten.linear" in str(n.target)
+                                                                or "convolution" in str(n.target))
                                   for n in gm.graph.nodes):
         raise UserError(EXPORTED)  # a graph of aten ops: every layer would be silently unmapped
     return program
@@ -87,10 +88,10 @@ def _check_lowering_inputs(gm: fx.GraphModule, activation_sparsity: Mapping[str,
                            routed_share: float | None) -> None:
     """What a caller can get wrong and the backend would silently ignore or misuse."""
     for name, share in (activation_sparsity or {}).items():
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        if not is_number(share) or not 0 <= share <= 1:
             raise UserError(f"activation_sparsity[{name!r}] must be a share of zeros in [0, 1], got {share!r}")
     if routed_share is not None:
-        if isinstance(routed_share, bool) or not isinstance(routed_share, (int, float)) or not 0 <= routed_share <= 1:
+        if not is_number(routed_share) or not 0 <= routed_share <= 1:
             raise UserError(f"routed_share must be between 0 and 1, got {routed_share!r}")
         if not any(n.meta.get("role") for n in gm.graph.nodes):
             raise UserError("routed_share applies only to a dynamic model (mild and aggressive networks); this is "

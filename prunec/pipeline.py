@@ -7,13 +7,12 @@ benchmark (benchmarks/reproduce.py) can drive the same steps and cache between t
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import inspect
 import itertools
-import numbers
 import os
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from torch import fx, nn
 
 from prunec import __version__
 from prunec.data import Split, load_split
-from prunec.errors import UserError
+from prunec.errors import UserError, is_number
 from prunec.report import MEMORY_LEVELS
 from prunec.terminal import make_console
 
@@ -324,9 +323,7 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     train, calib, test = _splits(cfg)
     info = test.info
     x = test.x[:1].clone()
-    was_training = model.training
-    _check_model_fits(model, x, info.num_classes)
-    model.train(was_training)  # the caller's model comes back in the mode it came in
+    _check_model_fits(model, x, info.num_classes)  # leaves the model in eval mode: the traced original shares it
     original = trace(model, x, leaf_modules=cfg.leaf_modules)
     reused = None
     if cfg.reuse_levels:  # checked against this model before the work below
@@ -466,11 +463,11 @@ def _model_normalization(options: dict[str, Any], data: str | Split, meta: dict[
 
 
 def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> None:
-    for f in dataclasses.fields(cfg):  # the Python API takes anything: a "0.3" would fail deep inside
-        value = getattr(cfg, f.name)
-        if str(f.type).split(" |")[0] in ("float", "int") and value is not None and \
-                (isinstance(value, bool) or not isinstance(value, numbers.Real)):  # numpy scalars are Real
-            raise UserError(f"{f.name} must be a number, got {value!r}")
+    numeric = (float, int, float | None, int | None)
+    for name, hint in typing.get_type_hints(CompileConfig).items():  # the Python API takes anything
+        value = getattr(cfg, name)
+        if hint in numeric and value is not None and not is_number(value):
+            raise UserError(f"{name} must be a number, got {value!r}")
     if cfg.sparsity_samples < 1 or cfg.batch_size < 1:
         raise UserError("sparsity_samples and batch_size must be at least 1")
     for name in ("mild", "aggressive"):

@@ -110,7 +110,7 @@ def test_a_pass_module_in_the_working_directory_imports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     assert import_object("my_passes_here:identity", "pass").__name__ == "identity"
-    assert sys.path[-1] == str(tmp_path)  # after everything installed: it shadows nothing
+    assert str(tmp_path) not in sys.path  # added for that import only, after everything installed
 
 
 def test_tables_in_a_log_are_not_cut_to_80_columns(monkeypatch):
@@ -237,7 +237,9 @@ def test_lower_checks_what_the_backend_would_ignore():
                            (dict(hw={"name": "x"}), "hw must be a hardware YAML path")):
         with pytest.raises(UserError, match=needle):
             prunec.lower(model, x, **kwargs)
-    assert prunec.lower(model, x, activation_sparsity={"conv1": 0.5}).layers
+    dense = prunec.lower(model, x)
+    sparse = prunec.lower(model, x, activation_sparsity={"layer1_0_conv1": np.float32(0.5)})
+    assert sparse.totals["energy"] < dense.totals["energy"]  # a numpy share is a share, and it is applied
 
 
 def test_passes_that_return_something_else_are_refused(tmp_path):
@@ -248,3 +250,14 @@ def test_passes_that_return_something_else_are_refused(tmp_path):
     assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", "odd:factory", cwd=tmp_path),
                       "looks like a factory")
     assert run_cli("inspect", "zoo:resnet20", "--pass", "odd:factory{}", cwd=tmp_path).returncode == 0
+
+
+def test_a_data_file_mean_on_the_0_255_scale_names_the_file(tmp_path):
+    path = tmp_path / "d.npz"
+    x = np.zeros((20, 8, 8), np.uint8)
+    np.savez(path, x_train=x, y_train=np.arange(20) % 2, x_test=x[:2], y_test=np.zeros(2, int), mean=np.array([120.0]),
+             std=np.array([60.0]))
+    from prunec.data import load_split
+
+    with pytest.raises(UserError, match=r"d\.npz: mean is on the 0-1 pixel scale"):
+        load_split(str(path), "train")
