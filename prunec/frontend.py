@@ -173,14 +173,11 @@ def save_checkpoint(
     payload = {"format": CHECKPOINT_FORMAT, "arch": arch,
                "arch_kwargs": {"in_channels": in_channels, "num_classes": num_classes},
                "state_dict": model.state_dict(), **meta}
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # torch reports a file it cannot open as RuntimeError
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise UserError(f"cannot write {path}: {getattr(exc, 'strerror', None) or _first_line(exc)}") from None
+    from prunec.outdir import write_atomic
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -97,3 +97,22 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
 
 
 __all__ = ["atomic_directory", "check_writable"]
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8) via a hidden temporary file then ``os.replace``: a crash or
+    a full disk never leaves half a file, and a failure is one clear error."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8", errors="backslashreplace")  # odd file names
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path

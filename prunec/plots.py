@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from prunec.outdir import write_atomic
 from prunec.report import (  # noqa: E402
     LEVEL_LABELS,
     MEMORY_LEVELS,
@@ -27,7 +28,6 @@ from prunec.report import (  # noqa: E402
     ROLES,
     TARGET_ENERGY_REDUCTION,
     TARGET_MAX_ACCURACY_DROP,
-    _write_atomic,
     fmt_energy,
     reported_sweep,
 )
@@ -43,7 +43,7 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """Render to memory first, then write atomically: a failed plot never leaves a stub PNG."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    return _write_atomic(path, buf.getvalue())
+    return write_atomic(path, buf.getvalue())
 
 
 def _stacked_layers(ax: Any, names: list[str], energies: list[dict[str, float]],

@@ -42,6 +42,7 @@ from typing import (
 import numpy as np
 
 from prunec.errors import UserError
+from prunec.outdir import write_atomic
 from prunec.terminal import make_console
 
 if TYPE_CHECKING:
@@ -423,24 +424,6 @@ def validate_report(d: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- files
 
 
-def _write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
-    """Write via a temporary file then ``os.replace``: a crash never leaves half a file."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data, encoding="utf-8", errors="backslashreplace")  # odd file names
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
-
-
 def _report_path(path_or_dir: str | os.PathLike[str]) -> Path:
     path = Path(path_or_dir)
     return path / REPORT_FILE if path.is_dir() else path
@@ -473,7 +456,7 @@ def save_report(d: dict[str, Any], directory: str | os.PathLike[str]) -> Path:
     """Validate ``d`` and write it as ``directory/report.json`` atomically; return the path."""
     validate_report(d)
     text = json.dumps(d, indent=2, allow_nan=False) + "\n"
-    return _write_atomic(Path(directory) / REPORT_FILE, text)
+    return write_atomic(Path(directory) / REPORT_FILE, text)
 
 
 def render_all(directory: str | os.PathLike[str]) -> list[Path]:
@@ -484,7 +467,7 @@ def render_all(directory: str | os.PathLike[str]) -> list[Path]:
     if not directory.is_dir():
         raise UserError(f"{directory} is not a directory")
     d = load_report(directory)
-    written = [_write_atomic(directory / MARKDOWN_FILE, render_markdown(d))]
+    written = [write_atomic(directory / MARKDOWN_FILE, render_markdown(d))]
     written.append(plots.energy_breakdown(d, directory / BREAKDOWN_PLOT))
     written.append(plots.tradeoff(d, directory / TRADEOFF_PLOT))
     return written

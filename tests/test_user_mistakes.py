@@ -35,14 +35,17 @@ def test_prune_and_finetune_outputs_that_cannot_be_written(tmp_path):
 
 
 def test_a_failed_checkpoint_save_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
     from prunec.frontend import save_checkpoint
 
-    def broken_save(obj, path):  # what torch raises when it cannot open the file
-        open(path, "wb").close()
-        raise RuntimeError("[enforce fail at inline_container.cc:747] . open file failed")
+    def full_disk(self, data):  # the temporary file exists, then the disk fills up
+        open(self, "wb").close()
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(UserError, match="cannot write .*open file failed"):
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(UserError, match="cannot write .*No space left on device"):
         save_checkpoint(zoo.build("resnet20", 1, 4), str(tmp_path / "m.pt"), "zoo:resnet20", 1, 4)
     assert _leftovers(tmp_path) == []
 

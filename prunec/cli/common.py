@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-from prunec.errors import UserError
+from prunec.outdir import write_atomic
 
 DATA_ROOT_HELP = ("look for the data set only in this folder (or its <data set> subfolder); "
                   "default: $PRUNEC_DATA, then the standard places")
@@ -98,26 +97,10 @@ def load_and_trace(args: argparse.Namespace) -> tuple[fx.GraphModule, torch.Tens
     return gm, x, meta
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, so a failure never half-writes it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UserError(f"cannot write {path}: directory {directory} does not exist")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise UserError(f"cannot write {path}: {exc.strerror}") from None
-
-
 def emit_json(data: Any, output: str | None) -> None:
     text = json.dumps(data, indent=2) + "\n"
     if output:
-        write_text_atomic(output, text)
+        write_atomic(output, text)
         print(f"wrote {output}", file=sys.stderr)
     else:
         print(text, end="")
