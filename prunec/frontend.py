@@ -87,15 +87,15 @@ def _torch_load(path: str, weights_only: bool) -> Any:
     except IsADirectoryError:
         raise UserError(f"model path is a directory, not a .pt file: {path}") from None
     except pickle.UnpicklingError as exc:
+        if not _looks_like_torch_file(path):
+            raise UserError(f"{path} is not a PyTorch file (neither a torch.save archive nor a pickle)") from None
         text = str(exc)
-        if weights_only and ("Weights only load failed" in text or "GLOBAL" in text) and _looks_like_torch_file(path):
+        if weights_only and ("Weights only load failed" in text or "GLOBAL" in text):
             raise UserError(
                 f"{path} holds a pickled Python object (e.g. a whole nn.Module), not a state "
                 "dict; unpickling runs arbitrary code, so prunec refuses it. If you trust the "
                 "file, pass --trust-model; otherwise save model.state_dict() and use --arch"
             ) from None
-        if not _looks_like_torch_file(path):
-            raise UserError(f"{path} is not a PyTorch file (neither a torch.save archive nor a pickle)") from None
         raise UserError(f"{path} is not a readable PyTorch file ({_first_line(exc)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise UserError(
@@ -107,7 +107,10 @@ def _looks_like_torch_file(path: str) -> bool:
     """A zip archive (torch.save's format) or a pickle stream: not, say, a text file named .pt."""
     try:
         with open(path, "rb") as fh:
-            return zipfile.is_zipfile(fh) or fh.seek(0) == 0 and fh.read(1) == b"\x80"
+            if zipfile.is_zipfile(fh):
+                return True
+            fh.seek(0)
+            return fh.read(1) == b"\x80"  # pickle's PROTO opcode, protocol 2 and later
     except OSError:
         return False
 

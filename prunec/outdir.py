@@ -96,9 +96,6 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
         shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["atomic_directory", "check_writable"]
-
-
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
     """Write ``data`` (text as UTF-8) via a hidden temporary file then ``os.replace``: a crash or
     a full disk never leaves half a file, and a failure is one clear error."""
@@ -116,3 +113,7 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
         tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+__all__ = ["atomic_directory", "check_writable", "check_writable_file", "ensure_writable_directory",
+           "write_atomic"]
