@@ -52,6 +52,9 @@ BASELINE_EPOCHS = {"fashion-mnist": 6, "cifar10": 15, "synthetic": 2}
 HALF_SPLIT = "the learned selector trains on half of the calibration split and is thresholded on the other half"
 #: The committed example network: the resnet20 / Fashion-MNIST row uses it instead of training a baseline.
 BUNDLED = ROOT / "examples" / "resnet20_fashion.pt"
+#: Checkpoints committed with ``--carry`` so that a row's training, hours long on 2 CPU cores, resumes in a
+#: fresh clone (a later session): mirrored into the row's --work folder before it runs.
+CARRIED = ROOT / "benchmarks" / "checkpoints"
 
 
 def _baseline(net: str, data: str, args: argparse.Namespace, work: Path) -> Path:
@@ -69,6 +72,42 @@ def _baseline(net: str, data: str, args: argparse.Namespace, work: Path) -> Path
                         "--lr", str(baseline_lr(net, args.baseline_lr)),
                         "--checkpoint-dir", str(work / f"baseline_{epochs:g}ep_ckpt"), "-o", str(path)])
     return path
+
+
+def restore_carried(carried: Path, work: Path) -> list[Path]:
+    """Copy the committed checkpoints of a row (``carried``) into its work folder where it lacks them."""
+    copied = []
+    for src in sorted(p for p in carried.rglob("*") if p.is_file()):
+        dst = work / src.relative_to(carried)
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst.with_name(dst.name + ".tmp"))
+            dst.with_name(dst.name + ".tmp").replace(dst)
+            copied.append(dst)
+    return copied
+
+
+def carry(work: Path, carried: Path) -> list[Path]:
+    """Replace ``carried`` with what resumes the row in ``work``: its finished baseline, or else the
+    baseline's latest epoch checkpoint, and the latest epoch checkpoint of each level fine-tune."""
+    finished = sorted(work.glob("baseline_*ep.pt"))
+    keep = finished or [p for d in work.glob("baseline_*_ckpt") if (p := _latest_epoch(d))]
+    keep += [p for d in sorted(work.glob("levels_ckpt/*")) if (p := _latest_epoch(d))]
+    tmp = carried.with_name(carried.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for src in keep:
+        dst = tmp / src.relative_to(work)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    shutil.rmtree(carried, ignore_errors=True)
+    if keep:
+        tmp.replace(carried)
+    return [carried / p.relative_to(work) for p in keep]
+
+
+def _latest_epoch(folder: Path) -> Path | None:
+    epochs = [(int(p.stem.split("_")[1]), p) for p in folder.glob("epoch_*.pt") if p.stem.split("_")[1].isdigit()]
+    return max(epochs)[1] if epochs else None
 
 
 def _dynamic_variant(compiled: Any, test: Any, costs: dict[str, float]) -> dict[str, float]:
@@ -93,6 +132,7 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
 
     work = Path(args.work) / f"{net}_{data}"
     work.mkdir(parents=True, exist_ok=True)
+    restore_carried(args.carried / work.name, work)
     row_file = work / "row.json"
     cached = json.loads(row_file.read_text()) if row_file.exists() else None
     if cached is not None and not args.redo and not settings_differ(cached, args):
@@ -485,6 +525,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
                         help="recompute rows from the fine-tuned networks their compile left in --work (after a "
                         "change to the selector or its calibration): minutes instead of hours; the rows must "
                         "have been made with the same settings otherwise")
+    parser.add_argument("--carry", action="store_true",
+                        help="only copy the rows' latest checkpoints from --work into --carried, to commit: a fresh "
+                        "clone then resumes their training there")
+    parser.add_argument("--carried", type=Path, default=CARRIED,
+                        help="committed checkpoints, copied into --work where it lacks them "
+                        f"(default: {CARRIED.relative_to(ROOT)})")
     parser.add_argument("--render", action="store_true",
                         help="only re-render reproduce.md and the README summary table from reproduce.json")
     add_run_arguments(parser)
@@ -505,6 +551,12 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(args.results / "reproduce.md", render_markdown(payload))
         if args.results == RESULTS:
             write_atomic(README, readme_with_summary(README.read_text(), payload))
+        return 0
+    if args.carry:
+        for data in args.datasets:
+            for net in args.networks:
+                for path in carry(Path(args.work) / f"{net}_{data}", args.carried / f"{net}_{data}"):
+                    print(f"carried {_shown(path)} ({path.stat().st_size / 1e6:.1f} MB)")
         return 0
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

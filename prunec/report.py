@@ -591,10 +591,18 @@ _VARIANT_NOTES = {
 }
 
 
+def _level_text(d: dict[str, Any], name: str) -> str:
+    """What a pruning level removed: the ratio asked for, and the parameters and MACs actually left
+    (coupled channels -- residual adds, depthwise convolutions -- make them differ from the ratio)."""
+    lvl, model = d["levels"][name], d["model"]
+    kept = [f"{lvl[k] / model[k]:.0%} of the {what}" for k, what in (("params", "parameters"), ("macs", "MACs"))
+            if model.get(k)]
+    return f"pruned {lvl['ratio']:.0%} ({lvl['method']})" + (f", keeps {' and '.join(kept)}" if kept else "")
+
+
 def _variant_note(d: dict[str, Any], name: str) -> str:
     if name in ("mild", "aggressive"):
-        lvl = d["levels"][name]
-        return f"pruned {lvl['ratio']:.0%} ({lvl['method']}), alone"
+        return f"{_level_text(d, name)}, alone"
     return _VARIANT_NOTES[name]
 
 
@@ -830,10 +838,8 @@ def render_markdown(d: dict[str, Any]) -> str:
     add(_table(["", ""], [
         ["model", f"`{m['source']}` ({m['arch']}, input {'×'.join(str(s) for s in m['input_shape'])}, "
                   f"{m['num_classes']} classes, {m['params']:,} params, {m['macs']:,} MACs)"],
-        ["mild level", f"{lv['mild']['ratio']:.0%} {lv['mild']['method']}: {lv['mild']['params']:,} params, "
-                       f"{lv['mild']['macs']:,} MACs"],
-        ["aggressive level", f"{lv['aggressive']['ratio']:.0%} {lv['aggressive']['method']}: "
-                             f"{lv['aggressive']['params']:,} params, {lv['aggressive']['macs']:,} MACs"],
+        *([f"{name} level", f"{_level_text(d, name)}: {lv[name]['params']:,} params, {lv[name]['macs']:,} MACs"]
+          for name in ("mild", "aggressive")),
         ["data", f"{data['name']}: calibration {data['calibration_size']:,}, test {data['test_size']:,} "
                  f"({data['test_split_note']})" + _normalization_text(data.get("normalization"))],
         ["target / batch", f"{d['target']}, batch {d['batch']}"],

@@ -83,6 +83,20 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert all(p.stat().st_mtime_ns != t for p, t in stale.items())
     (row,) = json.loads((tmp_path / "results" / "reproduce.json").read_text())["rows"]
     assert row["variants"] == v
+    # --carry keeps what resumes the row; a fresh --work given those files finishes it without training
+    # the baseline again, on the same numbers
+    carried = tmp_path / "carried"
+    proc = _run("reproduce.py", *args, "--carry", "--carried", str(carried))
+    assert proc.returncode == 0, proc.stderr
+    assert {p.relative_to(carried / "resnet20_synthetic").parts[0] for p in carried.rglob("*.pt")} == \
+        {"baseline_1ep.pt", "levels_ckpt"}
+    fresh_work = [*args[:args.index("--work")], "--work", str(tmp_path / "work2"), "--results",
+                  str(tmp_path / "results2"), "--carried", str(carried)]
+    proc = _run("reproduce.py", *fresh_work)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "work2" / "resnet20_synthetic" / "baseline_1ep_ckpt").exists()
+    (resumed,) = json.loads((tmp_path / "results2" / "reproduce.json").read_text())["rows"]
+    assert resumed["variants"] == v
     reduction = 1 - v["dynamic_learned"]["energy"] / v["original"]["energy"]
     summary = next(line for line in md.splitlines() if line.startswith("| resnet20 | synthetic |"))
     assert "| 1 | 0.30/0.70 (fixed) |" in summary and f"| {reduction:.1%} |" in summary
@@ -189,6 +203,33 @@ def _script_module(name: str):
 
 def _reproduce_module():
     return _script_module("reproduce")
+
+
+def test_carry_keeps_the_latest_state_of_each_training(tmp_path):
+    reproduce = _reproduce_module()
+    work, carried = tmp_path / "work", tmp_path / "carried"
+    files = ["baseline_15ep_ckpt/epoch_2.pt", "baseline_15ep_ckpt/epoch_10.pt", "levels_ckpt/mild-1/epoch_3.pt",
+             "levels_ckpt/mild-1/epoch_4.pt", "levels_ckpt/aggr-2/epoch_1.pt", "compiled/report.json"]
+    for name in files:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(name)
+    (carried / "old").mkdir(parents=True)
+    (carried / "old" / "epoch_1.pt").write_text("an earlier session's")
+    kept = reproduce.carry(work, carried)
+    want = {"baseline_15ep_ckpt/epoch_10.pt", "levels_ckpt/mild-1/epoch_4.pt", "levels_ckpt/aggr-2/epoch_1.pt"}
+    assert {str(p.relative_to(carried)) for p in kept} == want  # epoch 10 is later than 2, not before it
+    assert {str(p.relative_to(carried)) for p in carried.rglob("*") if p.is_file()} == want
+    (work / "baseline_15ep.pt").write_text("finished")  # a finished baseline replaces its epoch checkpoints
+    assert "baseline_15ep.pt" in {str(p.relative_to(carried)) for p in reproduce.carry(work, carried)}
+    assert not (carried / "baseline_15ep_ckpt").exists()
+    # restoring copies only what the work folder lacks, never over what it has
+    fresh = tmp_path / "fresh"
+    (fresh / "levels_ckpt" / "mild-1").mkdir(parents=True)
+    (fresh / "levels_ckpt" / "mild-1" / "epoch_4.pt").write_text("newer, made here")
+    copied = reproduce.restore_carried(carried, fresh)
+    assert {str(p.relative_to(fresh)) for p in copied} == {"baseline_15ep.pt", "levels_ckpt/aggr-2/epoch_1.pt"}
+    assert (fresh / "levels_ckpt" / "mild-1" / "epoch_4.pt").read_text() == "newer, made here"
+    assert (fresh / "baseline_15ep.pt").read_text() == "finished"
 
 
 def test_single_level_mix_interpolates_between_levels():

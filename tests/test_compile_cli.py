@@ -83,6 +83,13 @@ def test_compiled_model_loads_and_onnx_agrees(compiled_dir):
         prunec.lower(compiled.model, x[:1])
     logits, route = compiled.model(x, return_route=True)
     assert logits.shape == (16, 4) and route.dtype == torch.bool
+    # report.md says how much of the original each level keeps, counted on the networks it saved
+    report, md = load_report(compiled_dir / "report.json"), (compiled_dir / "report.md").read_text()
+    for name, part in (("mild", compiled.mild), ("aggressive", compiled.aggressive)):
+        params = sum(int(v.numel()) for k, v in part.state_dict().items() if "running" not in k
+                     and "num_batches" not in k)
+        assert params == report["levels"][name]["params"]
+        assert f"keeps {params / report['model']['params']:.0%} of the parameters" in md
     session = ort.InferenceSession(str(compiled_dir / "model.onnx"))
     name = session.get_inputs()[0].name
     for i in range(4):
