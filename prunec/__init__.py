@@ -5,7 +5,8 @@ Public API (imported lazily so ``import prunec`` stays cheap):
 
 * :func:`load`, :func:`trace` -- the frontend;
 * :func:`prune` -- structured / unstructured pruning passes;
-* :func:`lower` -- lowering to a hardware target (Eyeriss);
+* :func:`lower` -- lowering to a hardware target (Eyeriss); :func:`relower` -- a saved IR costed
+  again on other hardware;
 * :func:`compile`, :func:`load_compiled` -- the whole pipeline and its artefact.
 """
 
@@ -21,6 +22,7 @@ _API = {
     "trace": "prunec.frontend",
     "prune": "prunec.pruning",
     "lower": "prunec.lowering",
+    "relower": "prunec.lowering",
     "compile": "prunec.pipeline",
     "load_compiled": "prunec.artifact",
     "UserError": "prunec.errors",

@@ -19,6 +19,8 @@ with ``meta["role"]``) also gets ``totals.by_role`` and, given ``routed_share``,
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -82,6 +84,42 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
                                   for n in gm.graph.nodes):
         raise UserError(EXPORTED)  # a graph of aten ops: every layer would be silently unmapped
     return program
+
+
+def relower(ir: Mapping[str, Any] | str | os.PathLike[str], hw: Any = None, **options: Any) -> Any:
+    """Cost a saved lowered IR again on other hardware, without the model.
+
+    ``ir`` is an IR (``LoweredProgram.to_dict()``) or the path of its JSON file (``prunec lower -o``,
+    a compile's ``ir.json`` / ``ir_original.json``). Every layer is mapped and costed anew on ``hw``
+    (a hardware YAML path; default: the target's shipped chip) from its recorded shape, zero shares
+    and pinned mapping, which gives what lowering the model itself on ``hw`` gives. Target options
+    (Eyeriss: ``zero_gating``, ``rlc``, ``weight_sparsity``) default to the IR's. Returns the
+    target's :class:`LoweredProgram`, with the IR's routed share.
+    """
+    from prunec.backends import get_target
+
+    if isinstance(ir, (str, os.PathLike)):
+        ir = load_ir(ir)
+    if not isinstance(ir, Mapping):
+        raise UserError(f"relower() takes an IR (a dict or the path of its JSON file), not {type(ir).__name__}")
+    tgt = get_target(str(ir.get("target", "eyeriss")))
+    if not hasattr(tgt, "relower"):
+        raise UserError(f"target {ir.get('target')!r} cannot cost a saved IR again; lower the model instead")
+    return tgt.relower(ir, hw=hw, **options)
+
+
+def load_ir(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The lowered IR saved in the JSON file ``path``, or one clear error."""
+    try:
+        with open(path) as fh:
+            ir = json.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"IR file not found: {path}") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not a readable JSON file: {exc}") from None
+    if not isinstance(ir, dict) or "layers" not in ir or "target" not in ir:
+        raise UserError(f"{path} is not a lowered IR (no 'target'/'layers'); make one with `prunec lower`")
+    return ir
 
 
 def _check_lowering_inputs(gm: fx.GraphModule, activation_sparsity: Mapping[str, float] | None,
@@ -163,8 +201,9 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
         raise UserError("not a prunec lowered IR: it needs 'layers' and 'totals'") from None
     unit = ir.get("hardware", {}).get("energy_unit", "normalized")
     dynamic = any(rec.get("role") for rec in layers)
-    table = Table(title=f"{ir.get('target', '?')} lowering, batch {ir.get('batch', '?')} "
-                        f"(energy: {unit}, whole batch)")
+    chip = ir.get("hardware", {}).get("name")
+    table = Table(title=f"{ir.get('target', '?')} lowering{f' on {chip}' if chip else ''}, batch "
+                        f"{ir.get('batch', '?')} (energy: {unit}, whole batch)")
     cols = ["layer", *(["role"] if dynamic else []), "kind", "MACs", "PEs", "mapping m/n/e/p/q/r/t",
             "DRAM", "GLB", "array", "RF", "energy", "cycles"]
     for c in cols:
@@ -193,10 +232,14 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     if "expected_energy_per_inference" in totals:
         tot.add_row(f"expected energy per inference (routed {totals['routed_share']:.3g})",
                     f"{totals['expected_energy_per_inference']:.5g}")
+    if "original_energy_per_inference" in totals:
+        tot.add_row("original network's energy per inference", f"{totals['original_energy_per_inference']:.5g}")
+    if totals.get("energy_reduction") is not None:
+        tot.add_row("energy reduction against the original", f"{totals['energy_reduction']:.1%}")
     unmapped = ir.get("unmapped") or []
     if unmapped:
         tot.add_row("unmapped nodes", ", ".join(u["name"] for u in unmapped))
     console.print(tot)
 
 
-__all__ = ["lower", "measure_activation_sparsity", "render_ir", "LoweredProgram"]
+__all__ = ["lower", "relower", "load_ir", "measure_activation_sparsity", "render_ir", "LoweredProgram"]

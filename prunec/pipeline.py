@@ -666,7 +666,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                    "mild_share": oracle_share},
         "layers": {"original": _layer_rows(orig_program, cfg.batch, False),
                    "dynamic": _layer_rows(dyn_program, cfg.batch, True)},
-        "files": {"model_dir": "model", "onnx": "model.onnx", "ir": "ir.json"},
+        "files": {"model_dir": "model", "onnx": "model.onnx", "ir": "ir.json", "ir_original": "ir_original.json"},
         "notes": notes, "wall_seconds": 0.0,
     }
     return report
@@ -699,7 +699,8 @@ def _split_note(name: str) -> str:
 
 
 def write_outputs(result: CompileResult, directory: Path) -> None:
-    """Everything a compile run leaves: model/, model.onnx, ir.json, report.{json,md}, plots."""
+    """Everything a compile run leaves: model/, model.onnx, ir.json (the dynamic model) and ir_original.json
+    (the original, to cost both again on other hardware), report.{json,md}, plots."""
     import json
 
     from prunec.artifact import save_compiled
@@ -708,7 +709,8 @@ def write_outputs(result: CompileResult, directory: Path) -> None:
 
     save_compiled(result.compiled, directory / "model")
     export_onnx_if(result.compiled, directory / "model.onnx")
-    (directory / "ir.json").write_text(json.dumps(result.programs["dynamic"].to_dict(), indent=1) + "\n")
+    for name, program in (("ir.json", "dynamic"), ("ir_original.json", "original")):
+        (directory / name).write_text(json.dumps(result.programs[program].to_dict(), indent=1) + "\n")
     save_report(result.report, directory)
     render_all(directory)
 

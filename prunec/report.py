@@ -242,10 +242,14 @@ class Layers(TypedDict):
     dynamic: list[DynamicLayerRecord]
 
 
-class FilesInfo(TypedDict):
+class _FilesRequired(TypedDict):
     model_dir: str
     onnx: str | None
     ir: str | None
+
+
+class FilesInfo(_FilesRequired, total=False):
+    ir_original: str | None  # the original network's IR; reports written before it existed lack it
 
 
 class _ReportRequired(TypedDict):

@@ -50,7 +50,7 @@ def compiled_dir(trained_synthetic, tmp_path_factory):
 def test_writes_every_output(compiled_dir):
     names = {p.name for p in compiled_dir.iterdir()}
     assert {"report.json", "report.md", "energy_breakdown.png", "tradeoff.png", "model.onnx", "ir.json",
-            "model"} <= names
+            "ir_original.json", "model"} <= names
     report = validate_report(json.loads((compiled_dir / "report.json").read_text()))
     assert report["levels"]["mild"]["ratio"] == 0.3 and report["levels"]["aggressive"]["ratio"] == 0.7
     assert report["levels"]["aggressive"]["macs"] < report["levels"]["mild"]["macs"] < report["model"]["macs"]
@@ -68,6 +68,41 @@ def test_writes_every_output(compiled_dir):
     assert ir["totals"]["expected_energy_per_inference"] == pytest.approx(e["dynamic"], rel=1e-9)
     # and the report records what the energies were costed on
     assert report["hardware"]["name"] == "eyeriss_v1" and report["hardware"]["energy_per_access"]["dram"] == 200
+
+
+def test_a_compiled_model_is_costed_again_on_other_hardware(compiled_dir, tmp_path):
+    """`prunec lower DIR` costs ir.json and ir_original.json again: on the compile's own chip it gives
+    report.json's energies; on another chip what relowering each IR gives."""
+    import yaml
+
+    from backends.eyeriss.hardware import DEFAULT_HW
+    from prunec.lowering import relower
+
+    report = load_report(compiled_dir / "report.json")
+    same = run_cli("lower", str(compiled_dir), "--format", "json")
+    assert same.returncode == 0, same.stderr
+    totals = json.loads(same.stdout)["totals"]
+    assert totals["original_energy_per_inference"] == pytest.approx(report["energy"]["original"], rel=1e-9)
+    assert totals["expected_energy_per_inference"] == pytest.approx(report["energy"]["dynamic"], rel=1e-9)
+    assert totals["energy_reduction"] == pytest.approx(report["energy_reduction"], rel=1e-9)
+    chip = yaml.safe_load(open(DEFAULT_HW))
+    chip["energy"]["dram"], chip["name"] = 20, "cheap_dram"
+    (hw := tmp_path / "cheap_dram.yaml").write_text(yaml.safe_dump(chip))
+    other = run_cli("lower", str(compiled_dir), "--hw", str(hw), "--format", "json")
+    assert other.returncode == 0, other.stderr
+    totals = json.loads(other.stdout)["totals"]
+    dynamic = relower(compiled_dir / "ir.json", hw=str(hw)).expected_energy()
+    original = relower(compiled_dir / "ir_original.json", hw=str(hw)).totals["energy_per_inference"]
+    assert totals["energy_reduction"] == pytest.approx(1 - dynamic / original, rel=1e-9)
+    assert totals["energy_reduction"] != pytest.approx(report["energy_reduction"], abs=1e-3)
+    table = run_cli("lower", str(compiled_dir), "--hw", str(hw))
+    assert table.returncode == 0 and "on cheap_dram" in table.stdout and "energy reduction against" in table.stdout
+    # a directory compiled before ir_original.json existed: the dynamic model alone, and a note saying why
+    old = tmp_path / "old"
+    shutil.copytree(compiled_dir, old, ignore=shutil.ignore_patterns("ir_original.json", "model*"))
+    alone = run_cli("lower", str(old), "--format", "json")
+    assert alone.returncode == 0 and "no ir_original.json" in alone.stderr
+    assert "energy_reduction" not in json.loads(alone.stdout)["totals"]
 
 
 def test_compiled_model_loads_and_onnx_agrees(compiled_dir):

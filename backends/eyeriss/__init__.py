@@ -20,7 +20,7 @@ from .hardware import Hardware, load_hardware
 from .ir import LoweredProgram
 from .mapper import NoMapping, pinned, search
 from .sparsity import LayerSparsity, zero_share
-from .workload import Op, extract_ops
+from .workload import ConvShape, Op, extract_ops
 
 _MAPPED = ("conv", "depthwise", "linear")
 
@@ -52,40 +52,94 @@ class EyerissTarget:
             raise UserError(f"mappings name layers that are not mapped convolutions/linears: {', '.join(unknown)}")
         for op in ops:
             if op.kind in _MAPPED:
-                layers.append(self._layer(op, hardware, act, zero_gating, rlc, weight_sparsity, pins.get(op.name)))
+                sp = self._sparsity(op, act, zero_gating, rlc, weight_sparsity)
+                layers.append(self._layer(op, hardware, sp, pins.get(op.name)))
             elif op.kind in ("pool", "add", "concat"):
                 layers.append(self._movement(op, hardware))
             else:
                 unmapped.append({"name": op.name, "node": op.target, "role": op.role})
+        return self._program(hardware, batch, layers, unmapped,
+                             {"zero_gating": zero_gating, "rlc": rlc, "weight_sparsity": weight_sparsity,
+                              "pinned_mappings": sorted(pins),
+                              "activation_sparsity": "given" if act else "none (0 % zeros assumed)"},
+                             routed_share)
+
+    def relower(self, ir: MappingABC[str, Any], *, hw: str | Hardware | None = None,
+                zero_gating: bool | None = None, rlc: bool | None = None,
+                weight_sparsity: bool | None = None) -> LoweredProgram:
+        """Cost a saved IR (``LoweredProgram.to_dict()``) again on ``hw``, without the model: every
+        layer is mapped and costed anew from its recorded shape, zero shares and pinned mapping, which
+        is what lowering the model on ``hw`` gives. Options left at None keep the IR's."""
+        try:
+            records, batch, made = list(ir["layers"]), int(ir["batch"]), dict(ir.get("options") or {})
+        except (KeyError, TypeError, ValueError):
+            raise UserError("not a prunec lowered IR: it needs 'layers', 'batch' and 'options'") from None
+        if ir.get("target", self.name) != self.name:
+            raise UserError(f"this IR was lowered for target {ir.get('target')!r}, not {self.name}")
+        gating = made.get("zero_gating", True) if zero_gating is None else zero_gating
+        rlc = made.get("rlc", True) if rlc is None else rlc
+        weights = made.get("weight_sparsity", False) if weight_sparsity is None else weight_sparsity
+        if weights and not made.get("weight_sparsity", False):
+            raise UserError("the IR was lowered without weight sparsity, so it does not record its weights' zero "
+                            "share: lower the model with --weight-sparsity instead")
+        hardware = hw if isinstance(hw, Hardware) else load_hardware(hw)
+        layers = []
+        for rec in records:
+            try:
+                op = Op(name=rec["name"], kind=rec["kind"], role=rec.get("role"), target=rec.get("node", ""),
+                        folded=list(rec.get("folded", [])))
+                if op.kind not in _MAPPED:
+                    op.in_elems, op.out_elems = list(rec["shape"]["in_elems"]), int(rec["shape"]["out_elems"])
+                    layers.append(self._movement(op, hardware))
+                    continue
+                op.shape = ConvShape.from_dict(rec["shape"])
+                zeros = rec.get("sparsity") or {}
+                sp = LayerSparsity(ifmap=float(zeros.get("ifmap", 0.0)), ofmap=float(zeros.get("ofmap", 0.0)),
+                                   weight=float(zeros.get("weight", 0.0)) if weights else 0.0,
+                                   zero_gating=gating, rlc=rlc, weight_gating=weights)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                name = rec.get("name", "?") if isinstance(rec, MappingABC) else repr(rec)
+                raise UserError(f"layer record {name} of the IR is incomplete ({type(exc).__name__}: {exc}); "
+                                "lower the model again") from None
+            mapping = rec.get("mapping") or {}
+            pin = {k: int(mapping[k]) for k in (*"mnepqrt", "g") if k in mapping} if mapping.get("pinned") else None
+            layers.append(self._layer(op, hardware, sp, pin))
+        return self._program(hardware, batch, layers, list(ir.get("unmapped") or []),
+                             {"zero_gating": gating, "rlc": rlc, "weight_sparsity": weights,
+                              "pinned_mappings": sorted(r["name"] for r in layers
+                                                        if (r.get("mapping") or {}).get("pinned")),
+                              "activation_sparsity": made.get("activation_sparsity", "given")},
+                             (ir.get("totals") or {}).get("routed_share"))
+
+    def _program(self, hardware: Hardware, batch: int, layers: list[dict[str, Any]], unmapped: list[dict[str, Any]],
+                 options: dict[str, Any], routed_share: float | None) -> LoweredProgram:
         for rec in layers:
             rec["energy_per_inference"] = rec["energy"]["total"] / batch
-        return LoweredProgram(
-            target=self.name, batch=batch, hardware=hardware.to_dict(), layers=layers, unmapped=unmapped,
-            options={"zero_gating": zero_gating, "rlc": rlc, "weight_sparsity": weight_sparsity,
-                     "pinned_mappings": sorted(pins),
-                     "activation_sparsity": "given" if act else "none (0 % zeros assumed)"},
-            routed_share=routed_share)
+        return LoweredProgram(target=self.name, batch=batch, hardware=hardware.to_dict(), layers=layers,
+                              unmapped=unmapped, options=options, routed_share=routed_share)
 
     # -- records -----------------------------------------------------------------------------
-    def _layer(self, op: Op, hw: Hardware, act: dict[str, float], gating: bool, rlc: bool,
-               weight_sparsity: bool, pin: dict[str, int] | None = None) -> dict[str, Any]:
+    @staticmethod
+    def _sparsity(op: Op, act: dict[str, float], gating: bool, rlc: bool, weight_sparsity: bool) -> LayerSparsity:
         ws = 0.0
         if weight_sparsity:
             # the weights themselves are the truth (fine-tuning may have revived pruned ones);
             # the pruner's record only stands in where the graph holds no weight tensor
             ws = zero_share(op.weight.detach()) if isinstance(op.weight, torch.Tensor) else (
                 op.weight_sparsity or 0.0)
-        sp = LayerSparsity(ifmap=float(act.get(op.name, 0.0)),
-                           ofmap=float(act.get(op.next_layer, 0.0)) if op.next_layer else 0.0,
-                           weight=ws, zero_gating=gating, rlc=rlc, weight_gating=weight_sparsity)
+        return LayerSparsity(ifmap=float(act.get(op.name, 0.0)),
+                             ofmap=float(act.get(op.next_layer, 0.0)) if op.next_layer else 0.0,
+                             weight=ws, zero_gating=gating, rlc=rlc, weight_gating=weight_sparsity)
+
+    def _layer(self, op: Op, hw: Hardware, sp: LayerSparsity, pin: dict[str, int] | None = None) -> dict[str, Any]:
         s = op.shape
+        zeros = {"ifmap": sp.ifmap, "ofmap": sp.ofmap, "weight": sp.weight}
         if pin is not None:
             try:
                 mapping, m = pinned(s, hw, sp, pin)
             except NoMapping as exc:
                 raise UserError(f"the mapping given for layer {op.name} does not fit {hw.name}: {exc}") from None
-            rec = self._record(op, hw, m, mapping.to_dict(), {"ifmap": sp.ifmap, "ofmap": sp.ofmap,
-                                                               "weight": sp.weight})
+            rec = self._record(op, hw, m, mapping.to_dict(), zeros)
             rec["mapping"]["pinned"] = True
             return rec
         try:
@@ -95,8 +149,7 @@ class EyerissTarget:
                 f"layer {op.name} ({op.kind} {s.C * s.G}->{s.M * s.G} channels, {s.R}x{s.S} filter, "
                 f"{s.Hin}x{s.Win} input) is too large for any row-stationary mapping on {hw.name}: {exc}"
             ) from None
-        return self._record(op, hw, m, mapping.to_dict(), {"ifmap": sp.ifmap, "ofmap": sp.ofmap,
-                                                            "weight": sp.weight})
+        return self._record(op, hw, m, mapping.to_dict(), zeros)
 
     def _movement(self, op: Op, hw: Hardware) -> dict[str, Any]:
         m = data_movement(op.kind, op.in_elems, op.out_elems, hw)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,13 @@ class ConvShape:
     @property
     def macs(self) -> int:
         return self.N * self.G * self.M * self.C * self.R * self.S * self.E * self.F
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ConvShape:
+        """The shape :meth:`to_dict` recorded (an IR layer's ``shape``)."""
+        (u, v), (dh, dw), (ph, pw) = (map(int, d[k]) for k in ("stride", "dilation", "padding"))
+        return cls(**{k: int(d[k]) for k in ("N", "G", "C", "M", "Hin", "Win", "R", "S", "E", "F")},
+                   U=u, V=v, Dh=dh, Dw=dw, pad_h=ph, pad_w=pw)
 
     def to_dict(self) -> dict[str, int]:
         return {"N": self.N, "G": self.G, "C": self.C, "M": self.M, "H": self.H, "W": self.W,

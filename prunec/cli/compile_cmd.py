@@ -122,5 +122,6 @@ def run(args: argparse.Namespace) -> int:
         command="prunec " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     if not args.quiet:
         print_summary(result.report, make_console())
-        make_console().print(f"wrote {args.output}/ (report.md, report.json, model/, model.onnx, ir.json, plots)")
+        make_console().print(f"wrote {args.output}/ (report.md, report.json, model/, model.onnx, ir.json, "
+                             "ir_original.json, plots)")
     return 0

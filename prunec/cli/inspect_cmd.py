@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 from rich.table import Table
 
 from prunec.cli.common import add_model_arguments, emit_json, load_and_trace
-from prunec.errors import UserError
 from prunec.terminal import make_console
 
 
@@ -58,19 +55,11 @@ def _print_table(report: dict) -> None:
 
 
 def _inspect_ir(path: str, fmt: str, output: str | None) -> int:
-    if not os.path.isfile(path):
-        raise UserError(f"IR file not found: {path}")
-    try:
-        with open(path) as fh:
-            ir = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not a readable JSON file: {exc}") from None
-    if not isinstance(ir, dict) or "layers" not in ir or "target" not in ir:
-        raise UserError(f"{path} is not a lowered IR (no 'target'/'layers'); make one with `prunec lower`")
+    from prunec.lowering import load_ir, render_ir
+
+    ir = load_ir(path)
     if fmt == "json" or output:
         emit_json(ir, output)
         return 0
-    from prunec.lowering import render_ir
-
     render_ir(ir)
     return 0

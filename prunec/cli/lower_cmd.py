@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+from pathlib import Path
 
 from prunec.cli.common import add_model_arguments, emit_json, load_and_trace
 from prunec.errors import UserError
@@ -12,7 +15,9 @@ from prunec.errors import UserError
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("lower", help="lower a model onto a target (Eyeriss) and report energy",
                               description="Map every layer onto the target (row-stationary on Eyeriss) "
-                              "and report accesses, energy and cycles per layer and in total.")
+                              "and report accesses, energy and cycles per layer and in total. Given a saved "
+                              "IR (IR.json) or a compiled model's directory instead of a model, cost it again "
+                              "on --hw: the same layers, shapes and zero shares, another chip.")
     add_model_arguments(p)
     p.add_argument("--target", default="eyeriss", help="lowering target (see `prunec targets`)")
     p.add_argument("--batch", type=int, help="batch size N (default: N of --input-shape)")
@@ -65,8 +70,10 @@ def _read_sparsity(path: str | None) -> dict[str, float] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model.endswith(".json") or os.path.isdir(args.model):
+        return _relower(args)
     from prunec.backends import get_target
-    from prunec.lowering import lower, render_ir
+    from prunec.lowering import lower
 
     get_target(args.target)  # fail fast on an unknown target, before loading the model
     if args.batch is not None and args.batch < 1:
@@ -79,10 +86,61 @@ def run(args: argparse.Namespace) -> int:
                     zero_gating=not args.no_zero_gating, rlc=not args.no_rlc,
                     weight_sparsity=args.weight_sparsity, **({"mappings": mappings} if mappings else {}))
     ir = program.to_dict()
-    if args.format == "json":
+    return _show(ir, args)
+
+
+#: Options that say how to build a model's IR; a saved IR has them fixed.
+_MODEL_ONLY = ("arch", "in_channels", "num_classes", "input_shape", "batch", "activation_sparsity", "mappings")
+
+
+def _relower(args: argparse.Namespace) -> int:
+    """MODEL is a saved IR or a compiled model's directory: cost its layers again on --hw."""
+    from prunec.lowering import load_ir, relower
+
+    given = [f"--{name.replace('_', '-')}" for name in _MODEL_ONLY if getattr(args, name, None)]
+    given += ["--leaf-module"] if args.leaf_module else []
+    if given:
+        raise UserError(f"{', '.join(given)} change how a model is lowered; a saved IR keeps its own: lower the "
+                        "model instead")
+    paths = _ir_files(Path(args.model))
+    options = {"zero_gating": False if args.no_zero_gating else None, "rlc": False if args.no_rlc else None,
+               "weight_sparsity": True if args.weight_sparsity else None}
+    programs = {role: relower(load_ir(path), hw=args.hw, **options) for role, path in paths.items()}
+    dynamic = programs["ir"]
+    if args.routed_share is not None:
+        if not dynamic.is_dynamic or not 0 <= args.routed_share <= 1:
+            raise UserError("--routed-share applies to a dynamic model's IR, as a share between 0 and 1")
+        dynamic.routed_share = args.routed_share
+    ir = dynamic.to_dict()
+    if "original" in programs:
+        ir["totals"]["original_energy_per_inference"] = e0 = programs["original"].totals["energy_per_inference"]
+        energy = ir["totals"].get("expected_energy_per_inference", ir["totals"]["energy_per_inference"])
+        ir["totals"]["energy_reduction"] = 1 - energy / e0 if e0 > 0 else None
+    return _show(ir, args)
+
+
+def _ir_files(model: Path) -> dict[str, Path]:
+    """The IR files to cost again: the file given, or a compiled directory's ir.json and, where the
+    compile wrote it, ir_original.json (the energy reduction then follows)."""
+    if not model.is_dir():
+        return {"ir": model}
+    if not (model / "ir.json").is_file():
+        raise UserError(f"{model} is not a compiled model's directory (no ir.json)")
+    files = {"ir": model / "ir.json"}
+    if (model / "ir_original.json").is_file():
+        files["original"] = model / "ir_original.json"
+    else:
+        print(f"note: {model} has no ir_original.json (compiled by an earlier prunec): the original network is "
+              "not costed again, so there is no energy reduction", file=sys.stderr)
+    return files
+
+
+def _show(ir: dict, args: argparse.Namespace) -> int:
+    """The IR as JSON (stdout or -o), or as tables with -o writing the JSON too."""
+    from prunec.lowering import render_ir
+
+    if args.format == "table":
+        render_ir(ir)
+    if args.format == "json" or args.output:
         emit_json(ir, args.output)
-        return 0
-    if args.output:
-        emit_json(ir, args.output)
-    render_ir(ir)
     return 0

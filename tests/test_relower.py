@@ -1,0 +1,171 @@
+"""Costing a saved IR again on other hardware (``prunec.relower``, ``prunec lower IR.json|DIR``):
+differential against lowering the model itself on that hardware."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import prunec
+from backends.eyeriss.hardware import DEFAULT_HW
+from prunec import zoo
+from prunec.errors import UserError
+from prunec.frontend import trace
+from prunec.lowering import measure_activation_sparsity, relower
+from tests.conftest import assert_user_error, run_cli
+from tests.test_lowering_cli import _dynamic_model
+
+
+class _Block(nn.Module):
+    """Every record kind the IR holds: conv, depthwise, linear, pool, add, and an unmapped node."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1, stride=2), nn.BatchNorm2d(12), nn.ReLU())
+        self.dw = nn.Conv2d(12, 12, 3, padding=2, dilation=2, groups=12)
+        self.pw = nn.Conv2d(12, 12, 1)
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        y = y + self.pw(torch.relu(self.dw(y)))
+        return torch.sigmoid(self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1)))
+
+
+def _hardware(data: dict) -> str:
+    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    with handle:
+        yaml.safe_dump(data, handle)
+    return handle.name
+
+
+def _default() -> dict:
+    return yaml.safe_load(Path(DEFAULT_HW).read_text())
+
+
+chips = st.fixed_dictionaries({
+    "rows": st.integers(6, 16), "cols": st.integers(6, 16), "glb": st.sampled_from([32, 64, 108, 256]),
+    "spad": st.sampled_from([(12, 224, 24), (16, 128, 16), (8, 256, 32)]),
+    "dram": st.sampled_from([50.0, 200.0, 400.0]), "glb_e": st.sampled_from([3.0, 6.0, 12.0]),
+    "static": st.sampled_from([0.0, 0.5, 2.0]), "bandwidth": st.sampled_from([0.4, 1.2, 8.0]),
+})
+
+
+def _chip(c: dict) -> str:
+    data = _default()
+    data["pe_array"] = {"rows": c["rows"], "cols": c["cols"]}
+    data["global_buffer_kb"] = c["glb"]
+    data["scratchpad_words"] = dict(zip(("ifmap", "filter", "psum"), c["spad"], strict=True))
+    data["dram_bandwidth_gb_s"] = c["bandwidth"]
+    data["energy"].update(dram=c["dram"], glb=c["glb_e"], static_per_pe_cycle=c["static"])
+    data["name"] = "variant"
+    return _hardware(data)
+
+
+@pytest.fixture(scope="module")
+def lowered() -> dict:
+    """IRs of three models on the shipped chip, with measured zero shares, through JSON."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 16)
+    models = {"block": _Block().eval(), "resnet20": zoo.build("resnet20", in_channels=3, num_classes=10).eval(),
+              "dynamic": _dynamic_model()}
+    out = {}
+    for name, model in models.items():
+        gm = model if name == "dynamic" else trace(model, x[:1])
+        sparsity = measure_activation_sparsity(gm, x)
+        share = 0.3 if name == "dynamic" else None
+        ir = json.loads(json.dumps(prunec.lower(gm, x[:1], batch=2, activation_sparsity=sparsity,
+                                                routed_share=share).to_dict()))
+        out[name] = (gm, x[:1], sparsity, share, ir)
+    return out
+
+
+@settings(max_examples=12, deadline=None)
+@given(chip=chips, name=st.sampled_from(["block", "resnet20", "dynamic"]), gating=st.booleans(),
+       rlc=st.booleans())
+def test_relowering_an_ir_equals_lowering_the_model_on_that_chip(lowered, chip, name, gating, rlc):
+    gm, x, sparsity, share, ir = lowered[name]
+    hw = _chip(chip)
+    try:
+        want = prunec.lower(gm, x, batch=2, hw=hw, activation_sparsity=sparsity, routed_share=share,
+                            zero_gating=gating, rlc=rlc).to_dict()
+    except UserError as exc:  # a layer no mapping fits on this chip: re-costing says the same
+        with pytest.raises(UserError, match="too large for any row-stationary mapping"):
+            relower(ir, hw=hw, zero_gating=gating, rlc=rlc)
+        assert "too large" in str(exc)
+        return
+    got = json.loads(json.dumps(relower(ir, hw=hw, zero_gating=gating, rlc=rlc).to_dict()))
+    assert got == json.loads(json.dumps(want))
+
+
+def test_same_chip_gives_the_same_ir_and_the_routed_share_is_kept(lowered, tmp_path):
+    *_, ir = lowered["dynamic"]
+    (tmp_path / "ir.json").write_text(json.dumps(ir))
+    again = relower(tmp_path / "ir.json").to_dict()
+    assert again == ir and again["totals"]["routed_share"] == 0.3
+
+
+def test_pinned_mappings_and_weight_sparsity_are_kept():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1))
+    x = torch.rand(1, 3, 16, 16)
+    pruned = prunec.prune(model, x, 0.6, pruner="unstructured")
+    pin = {"_0": {"m": 4, "n": 1, "e": 4, "p": 2, "q": 1, "r": 1, "t": 2}}
+    ir = prunec.lower(pruned, x, weight_sparsity=True, mappings=pin).to_dict()
+    assert relower(ir).to_dict() == ir
+    assert ir["layers"][0]["mapping"]["pinned"] and ir["layers"][0]["mapping"]["e"] == 4
+    cheap = _default()
+    cheap["energy"]["mac"] = 0.5
+    hw = _hardware(cheap)
+    assert relower(ir, hw=hw).to_dict() == prunec.lower(pruned, x, hw=hw, weight_sparsity=True, mappings=pin).to_dict()
+    # weight sparsity off is a re-costing; on, for an IR made without it, is not (no zero share recorded)
+    assert relower(ir, weight_sparsity=False).to_dict() == prunec.lower(pruned, x, mappings=pin).to_dict()
+    dense_ir = prunec.lower(pruned, x).to_dict()
+    with pytest.raises(UserError, match="without weight sparsity"):
+        relower(dense_ir, weight_sparsity=True)
+    tiny = _default()
+    tiny["pe_array"] = {"rows": 3, "cols": 3}
+    with pytest.raises(UserError, match="mapping given for layer _0 does not fit"):
+        relower(ir, hw=_hardware(tiny))
+
+
+@pytest.mark.parametrize(("ir", "needle"), [
+    ({"target": "eyeriss", "layers": []}, "needs 'layers', 'batch' and 'options'"),
+    ({"target": "tpu", "batch": 1, "options": {}, "layers": []}, "unknown target 'tpu'"),
+    ({"target": "eyeriss", "batch": 1, "options": {}, "layers": [{"name": "c", "kind": "conv", "shape": {}}]},
+     "layer record c of the IR is incomplete"),
+    ([1, 2], "takes an IR"),
+])
+def test_broken_irs_are_one_clear_error(ir, needle):
+    with pytest.raises(UserError, match=needle):
+        relower(ir)
+
+
+def test_cli_relowers_a_saved_ir(tmp_path):
+    data = _default()
+    data["energy"]["dram"] = 50
+    hw = tmp_path / "cheap_dram.yaml"
+    hw.write_text(yaml.safe_dump(data))
+    saved = tmp_path / "r20.json"
+    made = run_cli("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json", "-o", str(saved))
+    assert made.returncode == 0, made.stderr
+    direct = run_cli("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json", "--hw", str(hw))
+    again = run_cli("lower", str(saved), "--hw", str(hw), "--format", "json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(direct.stdout)
+    table = run_cli("lower", str(saved), "--hw", str(hw))
+    assert table.returncode == 0 and "eyeriss lowering on eyeriss_v1" in table.stdout
+    for bad, needle in ((["--input-shape", "1,3,8,8"], "--input-shape change how a model is lowered"),
+                        (["--routed-share", "0.5"], "--routed-share applies to a dynamic model's IR")):
+        assert_user_error(run_cli("lower", str(saved), *bad), needle)
+    assert_user_error(run_cli("lower", str(tmp_path), "--hw", str(hw)), "no ir.json")
+    (tmp_path / "broken.json").write_text("{")
+    assert_user_error(run_cli("lower", str(tmp_path / "broken.json")), "not a readable JSON file")
