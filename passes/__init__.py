@@ -131,14 +131,31 @@ def resolve_pass(spec: str | PassFn, **options: Any) -> PassFn:
         try:
             inspect.signature(obj).bind(**options)
         except TypeError as exc:
-            raise UserError(f"pass {spec!r} does not take the options {', '.join(map(repr, options))}: {exc}"
-                            ) from None
+            if not _takes_a_graph(obj):
+                raise UserError(f"pass {spec!r} does not take the options {', '.join(map(repr, options))}: {exc}"
+                                ) from None
+            if options:
+                raise UserError(f"pass {spec!r} takes no options (it is a pass, not a factory of passes); got "
+                                f"{', '.join(map(repr, options))}") from None
+            return obj  # NAME{} of a plain pass: nothing to configure
         except ValueError:  # no signature to check against (a builtin): let the call tell
             pass
         obj = obj(**options)
     if not callable(obj):
         raise UserError(f"pass {spec!r} is not callable")
     return obj
+
+
+def _takes_a_graph(obj: Any) -> bool:
+    """A plain pass: a function of one required positional argument (the GraphModule)."""
+    if inspect.isclass(obj):
+        return False
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in params if p.kind in positional and p.default is p.empty) == 1
 
 
 def run_passes(

@@ -125,12 +125,20 @@ def test_pass_options_from_the_cli_equal_the_api():
     ("prune_structured{ratio=0.5 methd=l2}", "no option 'methd'"),
     ("prune_structured{ratio=1.5}", "ratio"),
     ("prune_structured{ratio=0.5 method=nope}", "nope"),
-    ("examples.custom_pass:relu6_to_relu{strength=2}", "strength"),
+    ("examples.custom_pass:relu6_to_relu{strength=2}", "takes no options (it is a pass, not a factory of passes); "
+     "got 'strength'"),
 ])
 def test_bad_pass_options_in_cli_are_one_line(spec, needle):
     from tests.conftest import assert_user_error
 
     assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", spec), needle)
+
+
+@pytest.mark.parametrize("spec", ["eliminate_dead_code", "examples.custom_pass:relu6_to_relu"])
+def test_empty_braces_on_a_plain_pass_run_the_pass(spec):
+    from prunec.passes import resolve_pass
+
+    assert resolve_pass(spec + "{}") is resolve_pass(spec)
 
 
 def test_run_passes_leaves_the_traced_model_alone():
