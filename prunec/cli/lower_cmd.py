@@ -107,6 +107,11 @@ def _relower(args: argparse.Namespace) -> int:
                "weight_sparsity": True if args.weight_sparsity else None}
     programs = {role: relower(load_ir(path), hw=args.hw, **options) for role, path in paths.items()}
     dynamic = programs["ir"]
+    report = Path(args.model) / "report.json"
+    if dynamic.routed_share is None and report.is_file():  # a compile's IR from before it recorded the share
+        from prunec.report import load_report
+
+        dynamic.routed_share = load_report(report)["mild_share"]
     if args.routed_share is not None:
         if not dynamic.is_dynamic or not 0 <= args.routed_share <= 1:
             raise UserError("--routed-share applies to a dynamic model's IR, as a share between 0 and 1")
