@@ -58,56 +58,79 @@ CARRIED = ROOT / "benchmarks" / "checkpoints"
 
 
 def _baseline(net: str, data: str, args: argparse.Namespace, work: Path) -> Path:
-    """Train (or resume training) the unpruned network; the bundled example is reused."""
+    """Train (or resume training) the unpruned network; the bundled example is reused, and a
+    finished one only when it was trained as asked."""
     if net == "resnet20" and data == "fashion-mnist" and BUNDLED.exists():
         return BUNDLED
     epochs = args.baseline_epochs.get(data, 30)
-    path = work / f"baseline_{epochs:g}ep.pt"
+    path = work / f"{baseline_name(epochs)}.pt"
     legacy = work / "baseline.pt"  # earlier runs' name; used only when it was trained as long
     if not path.exists() and legacy.exists() and load_with_meta(str(legacy))[1].get("epochs") == epochs:
-        return legacy
-    if not path.exists():
-        train_baseline(["--arch", f"zoo:{net}", "--data", data, "--epochs", str(epochs),
-                        "--seed", str(args.seed), "--threads", str(args.threads),
-                        "--lr", str(baseline_lr(net, args.baseline_lr)),
-                        "--checkpoint-dir", str(work / f"baseline_{epochs:g}ep_ckpt"), "-o", str(path)])
+        path = legacy
+    lr = baseline_lr(net, args.baseline_lr)
+    if path.exists():
+        meta = load_with_meta(str(path))[1]
+        made = {"seed": meta.get("seed", args.seed), "lr": meta.get("lr", lr), "epochs": meta.get("epochs", epochs)}
+        differ = differences(made, {"seed": args.seed, "lr": lr, "epochs": epochs})
+        if differ:
+            raise UserError(f"{path} was trained otherwise ({'; '.join(differ)}): delete it, or ask for its settings")
+        return path
+    train_baseline(["--arch", f"zoo:{net}", "--data", data, "--epochs", str(epochs), "--seed", str(args.seed),
+                    "--threads", str(args.threads), "--lr", str(lr),
+                    "--checkpoint-dir", str(work / f"{baseline_name(epochs)}_ckpt"), "-o", str(path)])
     return path
 
 
+def baseline_name(epochs: float) -> str:
+    """The file stem of a row's baseline trained for ``epochs`` (its epoch checkpoints: STEM_ckpt/)."""
+    return f"baseline_{epochs:g}ep"
+
+
 def restore_carried(carried: Path, work: Path) -> list[Path]:
-    """Copy the committed checkpoints of a row (``carried``) into its work folder where it lacks them."""
+    """Copy the committed checkpoints of a row (``carried``) into its work folder where it lacks them,
+    keeping their times (:func:`carry` tells a stale fine-tune folder by them)."""
     copied = []
     for src in sorted(p for p in carried.rglob("*") if p.is_file()):
         dst = work / src.relative_to(carried)
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst.with_name(dst.name + ".tmp"))
+            shutil.copy2(src, dst.with_name(dst.name + ".tmp"))
             dst.with_name(dst.name + ".tmp").replace(dst)
             copied.append(dst)
     return copied
 
 
-def carry(work: Path, carried: Path) -> list[Path]:
-    """Replace ``carried`` with what resumes the row in ``work``: its finished baseline, or else the
-    baseline's latest epoch checkpoint, and the latest epoch checkpoint of each level fine-tune."""
-    finished = sorted(work.glob("baseline_*ep.pt"))
-    keep = finished or [p for d in work.glob("baseline_*_ckpt") if (p := _latest_epoch(d))]
-    keep += [p for d in sorted(work.glob("levels_ckpt/*")) if (p := _latest_epoch(d))]
-    tmp = carried.with_name(carried.name + ".tmp")
+def carry(work: Path, carried: Path, baseline: str) -> list[Path]:
+    """Replace ``carried`` with what resumes the row in ``work``: its finished baseline (file stem
+    ``baseline``), or else that baseline's latest epoch checkpoint, and the latest epoch checkpoint of
+    each fine-tune (of the newest folder per fine-tune: older keys are other settings' leftovers).
+    Nothing to carry leaves ``carried`` as it was."""
+    from prunec.training import latest_checkpoint
+
+    finished = work / f"{baseline}.pt"
+    keep = [finished] if finished.exists() else [Path(p) for p in [latest_checkpoint(str(work / f"{baseline}_ckpt"))]
+                                                 if p]
+    newest: dict[str, Path] = {}
+    for folder in work.glob("levels_ckpt/*"):
+        latest = latest_checkpoint(str(folder))
+        slug = folder.name.rsplit("-", 1)[0]
+        if latest and (slug not in newest or Path(latest).stat().st_mtime > newest[slug].stat().st_mtime):
+            newest[slug] = Path(latest)
+    keep += sorted(newest.values())
+    if not keep:
+        return []
+    tmp, old = (carried.with_name(carried.name + suffix) for suffix in (".tmp", ".old"))
     shutil.rmtree(tmp, ignore_errors=True)
     for src in keep:
         dst = tmp / src.relative_to(work)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
-    shutil.rmtree(carried, ignore_errors=True)
-    if keep:
-        tmp.replace(carried)
+        shutil.copy2(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+    if carried.exists():
+        carried.replace(old)
+    tmp.replace(carried)
+    shutil.rmtree(old, ignore_errors=True)
     return [carried / p.relative_to(work) for p in keep]
-
-
-def _latest_epoch(folder: Path) -> Path | None:
-    epochs = [(int(p.stem.split("_")[1]), p) for p in folder.glob("epoch_*.pt") if p.stem.split("_")[1].isdigit()]
-    return max(epochs)[1] if epochs else None
 
 
 def _dynamic_variant(compiled: Any, test: Any, costs: dict[str, float]) -> dict[str, float]:
@@ -132,7 +155,8 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
 
     work = Path(args.work) / f"{net}_{data}"
     work.mkdir(parents=True, exist_ok=True)
-    restore_carried(args.carried / work.name, work)
+    if not args.no_restore:
+        restore_carried(args.carried / work.name, work)
     row_file = work / "row.json"
     cached = json.loads(row_file.read_text()) if row_file.exists() else None
     if cached is not None and not args.redo and not settings_differ(cached, args):
@@ -531,6 +555,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     parser.add_argument("--carried", type=Path, default=CARRIED,
                         help="committed checkpoints, copied into --work where it lacks them "
                         f"(default: {CARRIED.relative_to(ROOT)})")
+    parser.add_argument("--no-restore", action="store_true",
+                        help="do not copy the committed checkpoints into --work (a rerun from scratch)")
     parser.add_argument("--render", action="store_true",
                         help="only re-render reproduce.md and the README summary table from reproduce.json")
     add_run_arguments(parser)
@@ -555,8 +581,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.carry:
         for data in args.datasets:
             for net in args.networks:
-                for path in carry(Path(args.work) / f"{net}_{data}", args.carried / f"{net}_{data}"):
+                row = f"{net}_{data}"
+                kept = carry(Path(args.work) / row, args.carried / row, baseline_name(args.baseline_epochs[data]))
+                for path in kept:
                     print(f"carried {_shown(path)} ({path.stat().st_size / 1e6:.1f} MB)")
+                if not kept:
+                    print(f"{net} on {data}: no checkpoints in {_shown(Path(args.work) / row)}; "
+                          f"{_shown(args.carried / row)} left as it was")
         return 0
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -91,7 +91,7 @@ def relower(ir: Mapping[str, Any] | str | os.PathLike[str], hw: Any = None, **op
 
     ``ir`` is an IR (``LoweredProgram.to_dict()``) or the path of its JSON file (``prunec lower -o``,
     a compile's ``ir.json`` / ``ir_original.json``). Every layer is mapped and costed anew on ``hw``
-    (a hardware YAML path; default: the target's shipped chip) from its recorded shape, zero shares
+    (a hardware YAML path; default: the chip the IR records) from its recorded shape, zero shares
     and pinned mapping, which gives what lowering the model itself on ``hw`` gives. Target options
     (Eyeriss: ``zero_gating``, ``rlc``, ``weight_sparsity``) default to the IR's. Returns the
     target's :class:`LoweredProgram`, with the IR's routed share.
@@ -108,17 +108,23 @@ def relower(ir: Mapping[str, Any] | str | os.PathLike[str], hw: Any = None, **op
     return tgt.relower(ir, hw=hw, **options)
 
 
-def load_ir(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The lowered IR saved in the JSON file ``path``, or one clear error."""
+def read_json(path: str | os.PathLike[str], what: str) -> Any:
+    """The JSON file ``path`` (an IR, mappings, zero shares: ``what``), or one clear error."""
     try:
         with open(path) as fh:
-            ir = json.load(fh)
+            return json.load(fh)
     except FileNotFoundError:
-        raise UserError(f"IR file not found: {path}") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what} file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise UserError(f"{path} is not a readable JSON file: {exc}") from None
-    if not isinstance(ir, dict) or "layers" not in ir or "target" not in ir:
-        raise UserError(f"{path} is not a lowered IR (no 'target'/'layers'); make one with `prunec lower`")
+
+
+def load_ir(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The lowered IR saved in the JSON file ``path``, or one clear error."""
+    ir = read_json(path, "IR")
+    if not isinstance(ir, dict) or not isinstance(ir.get("layers"), list) or not {"target", "batch"} <= set(ir):
+        raise UserError(f"{path} is not a lowered IR (it needs 'target', 'batch' and a list of 'layers'); make one "
+                        "with `prunec lower -o`, or give a compile's ir.json")
     return ir
 
 
@@ -137,7 +143,8 @@ def _check_lowering_inputs(gm: fx.GraphModule, activation_sparsity: Mapping[str,
 
 
 EXPORTED = ("this model holds torch.export (aten-level) graphs, which prunec does not lower: lower the "
-            "nn.Module before exporting it; a compile's lowered IR is its DIR/ir.json")
+            "nn.Module before exporting it; a compile's lowered IR is its DIR/ir.json (`prunec lower DIR --hw FILE` "
+            "costs it again)")
 
 
 def measure_activation_sparsity(model: nn.Module | fx.GraphModule,

@@ -596,8 +596,9 @@ _VARIANT_NOTES = {
 
 
 def _level_text(d: dict[str, Any], name: str) -> str:
-    """What a pruning level removed: the ratio asked for, and the parameters and MACs actually left
-    (coupled channels -- residual adds, depthwise convolutions -- make them differ from the ratio)."""
+    """What a pruning level removed: the ratio of channels asked for, and the parameters and MACs
+    actually left (a layer loses input and output channels, about (1 - r)^2 of it is left; layers
+    kept whole or coupled by residual adds and depthwise convolutions move it further)."""
     lvl, model = d["levels"][name], d["model"]
     kept = [f"{lvl[k] / model[k]:.0%} of the {what}" for k, what in (("params", "parameters"), ("macs", "MACs"))
             if model.get(k)]

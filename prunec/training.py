@@ -146,7 +146,8 @@ def _setup_distributed(device: str | torch.device | None) -> tuple[bool, torch.d
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _latest_checkpoint(directory: str) -> str | None:
+def latest_checkpoint(directory: str) -> str | None:
+    """The highest-numbered ``epoch_K.pt`` in ``directory`` (None if there is none)."""
     found = []
     for path in glob.glob(os.path.join(glob.escape(directory), "epoch_*.pt")):
         match = _CHECKPOINT_RE.search(os.path.basename(path))
@@ -290,13 +291,16 @@ def _run(
             for stale in glob.glob(os.path.join(glob.escape(checkpoint_dir), "epoch_*.pt.tmp-*")):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(stale)
-        latest = _latest_checkpoint(checkpoint_dir) if resume else None
+        latest = latest_checkpoint(checkpoint_dir) if resume else None
         if latest is not None:
             state = _load_checkpoint(latest)
-            if state.get("run") != run_info:
+            groups = (state.get("optimizer") or {}).get("param_groups") or [{}]
+            saved_lr = groups[0].get("initial_lr", lr)  # not in run_info: older checkpoints lack it there
+            if state.get("run") != run_info or not math.isclose(saved_lr, lr):
                 raise UserError(
-                    f"{latest} is from a different run ({state.get('run')}, now {run_info}); "
-                    f"delete {checkpoint_dir}, use another checkpoint directory or pass resume=False / --no-resume")
+                    f"{latest} is from a different run ({state.get('run')}, lr {saved_lr:g}; now {run_info}, lr "
+                    f"{lr:g}); delete {checkpoint_dir}, use another checkpoint directory or pass resume=False / "
+                    "--no-resume")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -498,5 +502,5 @@ def evaluate(
     return 100.0 * (logits.argmax(1) == split.y).float().mean().item()
 
 
-__all__ = ["TrainResult", "finetune", "evaluate", "predict", "distillation_loss", "augment_batch",
+__all__ = ["TrainResult", "finetune", "latest_checkpoint", "evaluate", "predict", "distillation_loss", "augment_batch",
            "default_device"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -95,6 +96,11 @@ def test_reproduce_row_has_every_variant(tmp_path):
     proc = _run("reproduce.py", *fresh_work)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "work2" / "resnet20_synthetic" / "baseline_1ep_ckpt").exists()
+    # the fine-tunes resumed at their last step: their carried checkpoints are not written again
+    work2 = tmp_path / "work2" / "resnet20_synthetic"
+    made = {p.relative_to(work2): p.stat().st_mtime_ns for p in (work2 / "levels_ckpt").rglob("*.pt")}
+    assert made == {p.relative_to(carried / "resnet20_synthetic"): p.stat().st_mtime_ns
+                    for p in (carried / "resnet20_synthetic" / "levels_ckpt").rglob("*.pt")}
     (resumed,) = json.loads((tmp_path / "results2" / "reproduce.json").read_text())["rows"]
     assert resumed["variants"] == v
     reduction = 1 - v["dynamic_learned"]["energy"] / v["original"]["energy"]
@@ -208,28 +214,59 @@ def _reproduce_module():
 def test_carry_keeps_the_latest_state_of_each_training(tmp_path):
     reproduce = _reproduce_module()
     work, carried = tmp_path / "work", tmp_path / "carried"
-    files = ["baseline_15ep_ckpt/epoch_2.pt", "baseline_15ep_ckpt/epoch_10.pt", "levels_ckpt/mild-1/epoch_3.pt",
-             "levels_ckpt/mild-1/epoch_4.pt", "levels_ckpt/aggr-2/epoch_1.pt", "compiled/report.json"]
-    for name in files:
+    files = ["baseline_6ep.pt", "baseline_15ep_ckpt/epoch_2.pt", "baseline_15ep_ckpt/epoch_10.pt",
+             "levels_ckpt/fine-tune-mild-aaaa/epoch_3.pt", "levels_ckpt/fine-tune-mild-aaaa/epoch_4.pt",
+             "levels_ckpt/fine-tune-aggressive-bbbb/epoch_1.pt", "compiled/report.json",
+             "levels_ckpt/fine-tune-mild-0000/epoch_9.pt"]  # another key's leftover, older
+    for i, name in enumerate(files):
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(name)
+        os.utime(work / name, (1000 + i, 1000 + i) if "0000" not in name else (10, 10))
     (carried / "old").mkdir(parents=True)
     (carried / "old" / "epoch_1.pt").write_text("an earlier session's")
-    kept = reproduce.carry(work, carried)
-    want = {"baseline_15ep_ckpt/epoch_10.pt", "levels_ckpt/mild-1/epoch_4.pt", "levels_ckpt/aggr-2/epoch_1.pt"}
-    assert {str(p.relative_to(carried)) for p in kept} == want  # epoch 10 is later than 2, not before it
+    kept = reproduce.carry(work, carried, "baseline_15ep")
+    # the 15-epoch baseline in training, not the finished 6-epoch one; epoch 10 is later than 2
+    want = {"baseline_15ep_ckpt/epoch_10.pt", "levels_ckpt/fine-tune-mild-aaaa/epoch_4.pt",
+            "levels_ckpt/fine-tune-aggressive-bbbb/epoch_1.pt"}
+    assert {str(p.relative_to(carried)) for p in kept} == want
     assert {str(p.relative_to(carried)) for p in carried.rglob("*") if p.is_file()} == want
+    assert not carried.with_name("carried.tmp").exists() and not carried.with_name("carried.old").exists()
     (work / "baseline_15ep.pt").write_text("finished")  # a finished baseline replaces its epoch checkpoints
-    assert "baseline_15ep.pt" in {str(p.relative_to(carried)) for p in reproduce.carry(work, carried)}
+    assert "baseline_15ep.pt" in {str(p.relative_to(carried)) for p in reproduce.carry(work, carried, "baseline_15ep")}
     assert not (carried / "baseline_15ep_ckpt").exists()
-    # restoring copies only what the work folder lacks, never over what it has
+    # nothing to carry (a row not run here, a wrong --work) leaves the committed checkpoints alone
+    assert reproduce.carry(tmp_path / "empty", carried, "baseline_15ep") == []
+    assert (carried / "baseline_15ep.pt").read_text() == "finished"
+    # restoring copies only what the work folder lacks, never over what it has, and keeps file times
     fresh = tmp_path / "fresh"
-    (fresh / "levels_ckpt" / "mild-1").mkdir(parents=True)
-    (fresh / "levels_ckpt" / "mild-1" / "epoch_4.pt").write_text("newer, made here")
+    (fresh / "levels_ckpt" / "fine-tune-mild-aaaa").mkdir(parents=True)
+    (fresh / "levels_ckpt" / "fine-tune-mild-aaaa" / "epoch_4.pt").write_text("newer, made here")
     copied = reproduce.restore_carried(carried, fresh)
-    assert {str(p.relative_to(fresh)) for p in copied} == {"baseline_15ep.pt", "levels_ckpt/aggr-2/epoch_1.pt"}
-    assert (fresh / "levels_ckpt" / "mild-1" / "epoch_4.pt").read_text() == "newer, made here"
+    assert {str(p.relative_to(fresh)) for p in copied} == {"baseline_15ep.pt",
+                                                            "levels_ckpt/fine-tune-aggressive-bbbb/epoch_1.pt"}
+    assert (fresh / "levels_ckpt" / "fine-tune-mild-aaaa" / "epoch_4.pt").read_text() == "newer, made here"
     assert (fresh / "baseline_15ep.pt").read_text() == "finished"
+    assert (fresh / "levels_ckpt/fine-tune-aggressive-bbbb/epoch_1.pt").stat().st_mtime == \
+        (work / "levels_ckpt/fine-tune-aggressive-bbbb/epoch_1.pt").stat().st_mtime
+
+
+def test_a_baseline_trained_otherwise_is_not_reused(tmp_path):
+    from prunec import zoo
+    from prunec.errors import UserError
+    from prunec.frontend import save_checkpoint
+
+    reproduce = _reproduce_module()
+    work = tmp_path / "resnet20_synthetic"
+    work.mkdir()
+    save_checkpoint(zoo.build("resnet20", in_channels=1, num_classes=4), str(work / "baseline_1ep.pt"),
+                    "zoo:resnet20", 1, 4, epochs=1.0, lr=0.1, seed=0)
+    _, args = reproduce.parse_args(["--datasets", "synthetic", "--baseline-epochs", "1", "--results", str(tmp_path)])
+    assert reproduce._baseline("resnet20", "synthetic", args, work) == work / "baseline_1ep.pt"
+    for flags, needle in ((["--seed", "1"], "seed 0 (asked 1)"), (["--baseline-lr", "0.05"], "lr 0.1 (asked 0.05)")):
+        _, args = reproduce.parse_args(["--datasets", "synthetic", "--baseline-epochs", "1", "--results",
+                                        str(tmp_path), *flags])
+        with pytest.raises(UserError, match=re.escape(needle)):
+            reproduce._baseline("resnet20", "synthetic", args, work)
 
 
 def test_single_level_mix_interpolates_between_levels():

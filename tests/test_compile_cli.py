@@ -129,7 +129,8 @@ def test_compiled_model_loads_and_onnx_agrees(compiled_dir):
         params = sum(int(v.numel()) for k, v in part.state_dict().items() if "running" not in k
                      and "num_batches" not in k)
         assert params == report["levels"][name]["params"]
-        assert f"keeps {params / report['model']['params']:.0%} of the parameters" in md
+        macs = report["levels"][name]["macs"] / report["model"]["macs"]
+        assert f"keeps {params / report['model']['params']:.0%} of the parameters and {macs:.0%} of the MACs" in md
     session = ort.InferenceSession(str(compiled_dir / "model.onnx"))
     name = session.get_inputs()[0].name
     for i in range(4):

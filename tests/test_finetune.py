@@ -152,6 +152,8 @@ def test_checkpoint_resume_equals_uninterrupted_run(train, tmp_path):
     assert same(weights(again), weights(whole))
     with pytest.raises(UserError, match="different run"):
         finetune(graph_net(), train, checkpoint_dir=str(tmp_path / "b"), **{**kwargs, "epochs": 4})
+    with pytest.raises(UserError, match="different run"):  # another learning rate is another run
+        finetune(graph_net(), train, checkpoint_dir=str(tmp_path / "b"), **{**kwargs, "lr": 0.123})
 
 
 def test_predict_and_augment(train):

@@ -3,7 +3,9 @@ differential against lowering the model itself on that hardware."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -40,11 +42,20 @@ class _Block(nn.Module):
         return torch.sigmoid(self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1)))
 
 
+_CHIPS = Path(tempfile.mkdtemp(prefix="prunec-chips-"))  # hypothesis examples outlive a tmp_path
+
+
 def _hardware(data: dict) -> str:
-    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    with handle:
-        yaml.safe_dump(data, handle)
-    return handle.name
+    text = yaml.safe_dump(data)
+    path = _CHIPS / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_chips():
+    yield
+    shutil.rmtree(_CHIPS, ignore_errors=True)
 
 
 def _default() -> dict:
@@ -113,6 +124,19 @@ def test_same_chip_gives_the_same_ir_and_the_routed_share_is_kept(lowered, tmp_p
     assert again == ir and again["totals"]["routed_share"] == 0.3
 
 
+def test_without_hw_an_ir_is_costed_on_the_chip_it_records(lowered):
+    gm, x, sparsity, _, _ = lowered["block"]
+    chip = _default()
+    chip.update(name="small", global_buffer_kb=16, dram_bandwidth_gb_s=0.7)
+    chip["energy"].update(dram=90, static_per_pe_cycle=0.25)
+    ir = json.loads(json.dumps(prunec.lower(gm, x, hw=_hardware(chip), activation_sparsity=sparsity).to_dict()))
+    assert ir["hardware"]["name"] == "small"
+    assert relower(ir).to_dict() == ir
+    del ir["hardware"]["energy_per_access"]
+    with pytest.raises(UserError, match="does not record the hardware it was lowered on in full"):
+        relower(ir)
+
+
 def test_pinned_mappings_and_weight_sparsity_are_kept():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1))
@@ -133,7 +157,7 @@ def test_pinned_mappings_and_weight_sparsity_are_kept():
         relower(dense_ir, weight_sparsity=True)
     tiny = _default()
     tiny["pe_array"] = {"rows": 3, "cols": 3}
-    with pytest.raises(UserError, match="mapping given for layer _0 does not fit"):
+    with pytest.raises(UserError, match="pinned mapping of layer _0 does not fit"):
         relower(ir, hw=_hardware(tiny))
 
 
@@ -143,10 +167,24 @@ def test_pinned_mappings_and_weight_sparsity_are_kept():
     ({"target": "eyeriss", "batch": 1, "options": {}, "layers": [{"name": "c", "kind": "conv", "shape": {}}]},
      "layer record c of the IR is incomplete"),
     ([1, 2], "takes an IR"),
+    ({"target": "eyeriss", "batch": 0, "options": {}, "layers": []}, "batch must be a positive integer"),
+    ({"target": "eyeriss", "batch": 1, "options": {}, "layers": [
+        {"name": "p", "kind": "reshape", "shape": {"in_elems": [4], "out_elems": 4}}]}, "unknown kind 'reshape'"),
 ])
 def test_broken_irs_are_one_clear_error(ir, needle):
     with pytest.raises(UserError, match=needle):
-        relower(ir)
+        relower(ir, hw=str(DEFAULT_HW))
+
+
+def test_a_broken_pin_or_an_unknown_option_is_one_clear_error(lowered):
+    *_, ir = lowered["block"]
+    with pytest.raises(UserError, match="unknown option"):
+        relower(ir, zero_gatting=False)
+    broken = json.loads(json.dumps(ir))
+    conv = next(r for r in broken["layers"] if r["kind"] == "conv")
+    conv["mapping"] = {"pinned": True, "m": "many"}
+    with pytest.raises(UserError, match=f"layer record {conv['name']} of the IR is incomplete"):
+        relower(broken)
 
 
 def test_cli_relowers_a_saved_ir(tmp_path):
@@ -167,5 +205,8 @@ def test_cli_relowers_a_saved_ir(tmp_path):
                         (["--routed-share", "0.5"], "--routed-share applies to a dynamic model's IR")):
         assert_user_error(run_cli("lower", str(saved), *bad), needle)
     assert_user_error(run_cli("lower", str(tmp_path), "--hw", str(hw)), "no ir.json")
+    assert_user_error(run_cli("lower", str(saved), "--target", "tpu"), "lowered for target 'eyeriss', not 'tpu'")
+    (tmp_path / "report.json").write_text(json.dumps({"target": "eyeriss", "layers": {"original": []}}))
+    assert_user_error(run_cli("lower", str(tmp_path / "report.json")), "not a lowered IR", "ir.json")
     (tmp_path / "broken.json").write_text("{")
     assert_user_error(run_cli("lower", str(tmp_path / "broken.json")), "not a readable JSON file")

@@ -16,13 +16,14 @@ from torch import fx
 from prunec.errors import UserError
 
 from .cost import data_movement
-from .hardware import Hardware, load_hardware
+from .hardware import Hardware, load_hardware, recorded_hardware
 from .ir import LoweredProgram
 from .mapper import NoMapping, pinned, search
 from .sparsity import LayerSparsity, zero_share
 from .workload import ConvShape, Op, extract_ops
 
 _MAPPED = ("conv", "depthwise", "linear")
+_MOVEMENT = ("pool", "add", "concat")
 
 
 class EyerissTarget:
@@ -54,7 +55,7 @@ class EyerissTarget:
             if op.kind in _MAPPED:
                 sp = self._sparsity(op, act, zero_gating, rlc, weight_sparsity)
                 layers.append(self._layer(op, hardware, sp, pins.get(op.name)))
-            elif op.kind in ("pool", "add", "concat"):
+            elif op.kind in _MOVEMENT:
                 layers.append(self._movement(op, hardware))
             else:
                 unmapped.append({"name": op.name, "node": op.target, "role": op.role})
@@ -66,14 +67,19 @@ class EyerissTarget:
 
     def relower(self, ir: MappingABC[str, Any], *, hw: str | Hardware | None = None,
                 zero_gating: bool | None = None, rlc: bool | None = None,
-                weight_sparsity: bool | None = None) -> LoweredProgram:
-        """Cost a saved IR (``LoweredProgram.to_dict()``) again on ``hw``, without the model: every
-        layer is mapped and costed anew from its recorded shape, zero shares and pinned mapping, which
-        is what lowering the model on ``hw`` gives. Options left at None keep the IR's."""
+                weight_sparsity: bool | None = None, **options: Any) -> LoweredProgram:
+        """Cost a saved IR (``LoweredProgram.to_dict()``) again on ``hw`` (default: the chip it was
+        lowered on), without the model: every layer is mapped and costed anew from its recorded
+        shape, zero shares and pinned mapping, which is what lowering the model on ``hw`` gives.
+        Options left at None keep the IR's."""
+        if options:
+            raise UserError(f"unknown option(s) for target eyeriss: {', '.join(sorted(options))}")
         try:
             records, batch, made = list(ir["layers"]), int(ir["batch"]), dict(ir.get("options") or {})
         except (KeyError, TypeError, ValueError):
             raise UserError("not a prunec lowered IR: it needs 'layers', 'batch' and 'options'") from None
+        if batch < 1:
+            raise UserError(f"the IR's batch must be a positive integer, got {batch}")
         if ir.get("target", self.name) != self.name:
             raise UserError(f"this IR was lowered for target {ir.get('target')!r}, not {self.name}")
         gating = made.get("zero_gating", True) if zero_gating is None else zero_gating
@@ -82,34 +88,44 @@ class EyerissTarget:
         if weights and not made.get("weight_sparsity", False):
             raise UserError("the IR was lowered without weight sparsity, so it does not record its weights' zero "
                             "share: lower the model with --weight-sparsity instead")
-        hardware = hw if isinstance(hw, Hardware) else load_hardware(hw)
+        hardware = hw if isinstance(hw, Hardware) else (
+            load_hardware(hw) if hw is not None else recorded_hardware(ir.get("hardware")))
         layers = []
         for rec in records:
             try:
-                op = Op(name=rec["name"], kind=rec["kind"], role=rec.get("role"), target=rec.get("node", ""),
-                        folded=list(rec.get("folded", [])))
-                if op.kind not in _MAPPED:
-                    op.in_elems, op.out_elems = list(rec["shape"]["in_elems"]), int(rec["shape"]["out_elems"])
-                    layers.append(self._movement(op, hardware))
-                    continue
-                op.shape = ConvShape.from_dict(rec["shape"])
-                zeros = rec.get("sparsity") or {}
-                sp = LayerSparsity(ifmap=float(zeros.get("ifmap", 0.0)), ofmap=float(zeros.get("ofmap", 0.0)),
-                                   weight=float(zeros.get("weight", 0.0)) if weights else 0.0,
-                                   zero_gating=gating, rlc=rlc, weight_gating=weights)
+                op, sp, pin = self._from_record(rec, gating, rlc, weights)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 name = rec.get("name", "?") if isinstance(rec, MappingABC) else repr(rec)
                 raise UserError(f"layer record {name} of the IR is incomplete ({type(exc).__name__}: {exc}); "
                                 "lower the model again") from None
-            mapping = rec.get("mapping") or {}
-            pin = {k: int(mapping[k]) for k in (*"mnepqrt", "g") if k in mapping} if mapping.get("pinned") else None
-            layers.append(self._layer(op, hardware, sp, pin))
+            layers.append(self._movement(op, hardware) if sp is None else self._layer(op, hardware, sp, pin))
         return self._program(hardware, batch, layers, list(ir.get("unmapped") or []),
                              {"zero_gating": gating, "rlc": rlc, "weight_sparsity": weights,
                               "pinned_mappings": sorted(r["name"] for r in layers
                                                         if (r.get("mapping") or {}).get("pinned")),
                               "activation_sparsity": made.get("activation_sparsity", "given")},
                              (ir.get("totals") or {}).get("routed_share"))
+
+    @staticmethod
+    def _from_record(rec: MappingABC[str, Any], gating: bool, rlc: bool, weights: bool
+                     ) -> tuple[Op, LayerSparsity | None, dict[str, int] | None]:
+        """An IR layer record as the op it was lowered from, its zero shares (None for data movement)
+        and its pinned mapping (None when searched)."""
+        op = Op(name=rec["name"], kind=rec["kind"], role=rec.get("role"), target=rec.get("node", ""),
+                folded=list(rec.get("folded", [])))
+        if op.kind in _MOVEMENT:
+            op.in_elems, op.out_elems = [int(n) for n in rec["shape"]["in_elems"]], int(rec["shape"]["out_elems"])
+            return op, None, None
+        if op.kind not in _MAPPED:
+            raise ValueError(f"unknown kind {op.kind!r}")
+        op.shape = ConvShape.from_dict(rec["shape"])
+        zeros = rec.get("sparsity") or {}
+        sp = LayerSparsity(ifmap=float(zeros.get("ifmap", 0.0)), ofmap=float(zeros.get("ofmap", 0.0)),
+                           weight=float(zeros.get("weight", 0.0)) if weights else 0.0,
+                           zero_gating=gating, rlc=rlc, weight_gating=weights)
+        mapping = rec.get("mapping") or {}
+        pin = {k: int(mapping[k]) for k in (*"mnepqrt", "g") if k in mapping} if mapping.get("pinned") else None
+        return op, sp, pin
 
     def _program(self, hardware: Hardware, batch: int, layers: list[dict[str, Any]], unmapped: list[dict[str, Any]],
                  options: dict[str, Any], routed_share: float | None) -> LoweredProgram:
@@ -138,7 +154,7 @@ class EyerissTarget:
             try:
                 mapping, m = pinned(s, hw, sp, pin)
             except NoMapping as exc:
-                raise UserError(f"the mapping given for layer {op.name} does not fit {hw.name}: {exc}") from None
+                raise UserError(f"the pinned mapping of layer {op.name} does not fit {hw.name}: {exc}") from None
             rec = self._record(op, hw, m, mapping.to_dict(), zeros)
             rec["mapping"]["pinned"] = True
             return rec

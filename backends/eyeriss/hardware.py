@@ -133,6 +133,24 @@ def load_hardware(path: str | None = None) -> Hardware:
     return parse_hardware(data, path)
 
 
+def recorded_hardware(record: Any) -> Hardware:
+    """The hardware a lowered IR records (:meth:`Hardware.to_dict`), to cost it again on the same chip."""
+    try:
+        e, spad = record["energy_per_access"], record["scratchpad_words"]
+        return Hardware(name=str(record["name"]), description="", word_bits=int(record["word_bits"]),
+                        pe_rows=int(record["pe_array"][0]), pe_cols=int(record["pe_array"][1]),
+                        spad_ifmap=int(spad["ifmap"]), spad_filter=int(spad["filter"]), spad_psum=int(spad["psum"]),
+                        glb_bytes=int(record["global_buffer_bytes"]), clock_hz=float(record["clock_hz"]),
+                        dram_bytes_per_s=float(record["dram_bandwidth_bytes_per_s"]),
+                        filter_bus_words_per_cycle=float(record["filter_bus_words_per_cycle"]),
+                        energy_unit=str(record["energy_unit"]), e_mac=float(e["mac"]), e_rf=float(e["rf"]),
+                        e_array=float(e["array"]), e_glb=float(e["glb"]), e_dram=float(e["dram"]),
+                        e_static=float(e.get("static_per_pe_cycle", 0.0)))
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise UserError("the IR does not record the hardware it was lowered on in full: give a hardware "
+                        "file (--hw)") from None
+
+
 def parse_hardware(data: Any, path: str = "<hardware>") -> Hardware:
     """Validate an already-parsed mapping; see :func:`load_hardware`."""
     if not isinstance(data, dict):
@@ -182,4 +200,4 @@ def parse_hardware(data: Any, path: str = "<hardware>") -> Hardware:
                     e_array=costs[2], e_glb=costs[3], e_dram=costs[4], e_static=static)
 
 
-__all__ = ["Hardware", "load_hardware", "parse_hardware", "DEFAULT_HW", "asdict"]
+__all__ = ["Hardware", "load_hardware", "parse_hardware", "recorded_hardware", "DEFAULT_HW", "asdict"]

@@ -45,10 +45,13 @@ def normalization(args: argparse.Namespace, meta: dict[str, Any]
     return None, None, None
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = False) -> None:
+MODEL_HELP = "zoo:NAME, a .pt checkpoint/state dict, or package.module:factory"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = False,
+                        model_help: str = MODEL_HELP) -> None:
     """MODEL plus the options that say how to read it (see prunec.frontend)."""
-    parser.add_argument("model", metavar="MODEL",
-                        help="zoo:NAME, a .pt checkpoint/state dict, or package.module:factory")
+    parser.add_argument("model", metavar="MODEL", help=model_help)
     parser.add_argument("--arch", help="architecture of a state-dict .pt file, e.g. zoo:resnet20")
     parser.add_argument("--trust-model", action="store_true",
                         help="allow unpickling a whole nn.Module (runs code from the file)")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from prunec.cli.common import add_model_arguments, emit_json, load_and_trace
+from prunec.cli.common import MODEL_HELP, add_model_arguments, emit_json, load_and_trace
 from prunec.errors import UserError
+from prunec.lowering import read_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,8 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "and report accesses, energy and cycles per layer and in total. Given a saved "
                               "IR (IR.json) or a compiled model's directory instead of a model, cost it again "
                               "on --hw: the same layers, shapes and zero shares, another chip.")
-    add_model_arguments(p)
-    p.add_argument("--target", default="eyeriss", help="lowering target (see `prunec targets`)")
+    add_model_arguments(p, model_help=f"{MODEL_HELP}; or a saved IR.json, or a compiled model's directory, to "
+                        "cost again on --hw")
+    p.add_argument("--target", help="lowering target (see `prunec targets`; default: eyeriss, or the IR's)")
     p.add_argument("--batch", type=int, help="batch size N (default: N of --input-shape)")
     p.add_argument("--hw", metavar="FILE", help="hardware description YAML (default: Eyeriss v1)")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -37,20 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _read_json(path: str, what: str) -> object:
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise UserError(f"{what} file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise UserError(f"{path} is not a readable JSON file: {exc}") from None
-
-
 def _read_mappings(path: str | None) -> dict[str, dict[str, int]] | None:
     if not path:
         return None
-    data = _read_json(path, "mappings")
+    data = read_json(path, "mappings")
     if not isinstance(data, dict) or not all(
             isinstance(v, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in v.values())
             for v in data.values()):
@@ -61,7 +52,7 @@ def _read_mappings(path: str | None) -> dict[str, dict[str, int]] | None:
 def _read_sparsity(path: str | None) -> dict[str, float] | None:
     if not path:
         return None
-    data = _read_json(path, "activation sparsity")
+    data = read_json(path, "activation sparsity")
     data = data.get("activation_sparsity", data) if isinstance(data, dict) else data
     if not isinstance(data, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in data.values()):
@@ -75,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from prunec.backends import get_target
     from prunec.lowering import lower
 
+    args.target = args.target or "eyeriss"
     get_target(args.target)  # fail fast on an unknown target, before loading the model
     if args.batch is not None and args.batch < 1:
         raise UserError(f"--batch must be a positive integer, got {args.batch}")
@@ -105,7 +97,11 @@ def _relower(args: argparse.Namespace) -> int:
     paths = _ir_files(Path(args.model))
     options = {"zero_gating": False if args.no_zero_gating else None, "rlc": False if args.no_rlc else None,
                "weight_sparsity": True if args.weight_sparsity else None}
-    programs = {role: relower(load_ir(path), hw=args.hw, **options) for role, path in paths.items()}
+    irs = {role: load_ir(path) for role, path in paths.items()}
+    if args.target and args.target != irs["ir"]["target"]:
+        raise UserError(f"{paths['ir']} was lowered for target {irs['ir']['target']!r}, not {args.target!r}: "
+                        "lower the model for that target instead")
+    programs = {role: relower(ir, hw=args.hw, **options) for role, ir in irs.items()}
     dynamic = programs["ir"]
     report = Path(args.model) / "report.json"
     if dynamic.routed_share is None and report.is_file():  # a compile's IR from before it recorded the share
