@@ -75,7 +75,7 @@ def test_a_compiled_model_is_costed_again_on_other_hardware(compiled_dir, tmp_pa
     report.json's energies; on another chip what relowering each IR gives."""
     import yaml
 
-    from backends.eyeriss.hardware import DEFAULT_HW
+    from prunec.backends.eyeriss.hardware import DEFAULT_HW
     from prunec.lowering import relower
 
     report = load_report(compiled_dir / "report.json")
@@ -108,6 +108,22 @@ def test_a_compiled_model_is_costed_again_on_other_hardware(compiled_dir, tmp_pa
     totals = json.loads(alone.stdout)["totals"]
     assert "energy_reduction" not in totals and totals["routed_share"] == report["mild_share"]
     assert totals["expected_energy_per_inference"] == pytest.approx(report["energy"]["dynamic"], rel=1e-9)
+    # the backfill script rebuilds such a directory's original and writes the IR the compile would have
+    backfill = tmp_path / "backfill"
+    shutil.copytree(compiled_dir, backfill, ignore=shutil.ignore_patterns("ir_original.json"))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "backfill_original_ir.py"), str(backfill)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((backfill / "ir_original.json").read_text()) == \
+        json.loads((compiled_dir / "ir_original.json").read_text())
+    shutil.rmtree(backfill)  # a directory it cannot reproduce gets nothing
+    shutil.copytree(compiled_dir, backfill, ignore=shutil.ignore_patterns("ir_original.json"))
+    ir = json.loads((backfill / "ir.json").read_text())
+    ir["options"]["zero_gating"] = False  # not how report.json's original energy was costed
+    (backfill / "ir.json").write_text(json.dumps(ir))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "backfill_original_ir.py"), str(backfill)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "not written" in proc.stderr and not (backfill / "ir_original.json").exists()
 
 
 def test_compiled_model_loads_and_onnx_agrees(compiled_dir):

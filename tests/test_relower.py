@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import prunec
-from backends.eyeriss.hardware import DEFAULT_HW
 from prunec import zoo
+from prunec.backends.eyeriss.hardware import DEFAULT_HW
 from prunec.errors import UserError
 from prunec.frontend import trace
 from prunec.lowering import measure_activation_sparsity, relower
