@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "cost again on --hw")
     p.add_argument("--target", help="lowering target (see `prunec targets`; default: eyeriss, or the IR's)")
     p.add_argument("--batch", type=int, help="batch size N (default: N of --input-shape)")
-    p.add_argument("--hw", metavar="FILE", help="hardware description YAML (default: Eyeriss v1)")
+    p.add_argument("--hw", metavar="FILE",
+                   help="hardware description YAML (default: Eyeriss v1; for a saved IR, the chip it records)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", metavar="FILE", help="write the IR JSON here (atomically)")
     p.add_argument("--activation-sparsity", metavar="FILE.json",
