@@ -5,8 +5,8 @@ Public API (imported lazily so ``import prunec`` stays cheap):
 
 * :func:`load`, :func:`trace` -- the frontend;
 * :func:`prune` -- structured / unstructured pruning passes;
-* :func:`lower` -- lowering to a hardware target (Eyeriss); :func:`relower` -- a saved IR costed
-  again on other hardware;
+* :func:`lower` -- lowering to a hardware target (Eyeriss); :func:`relower` and
+  :func:`recost_compiled` -- a saved IR, or a compiled model's, costed again on other hardware;
 * :func:`compile`, :func:`load_compiled` -- the whole pipeline and its artefact.
 """
 
@@ -22,7 +22,8 @@ _API = {
     "trace": "prunec.frontend",
     "prune": "prunec.pruning",
     "lower": "prunec.lowering",
-    "relower": "prunec.lowering",
+    "relower": "prunec.recost",
+    "recost_compiled": "prunec.recost",
     "compile": "prunec.pipeline",
     "load_compiled": "prunec.artifact",
     "UserError": "prunec.errors",

@@ -86,28 +86,6 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
     return program
 
 
-def relower(ir: Mapping[str, Any] | str | os.PathLike[str], hw: Any = None, **options: Any) -> Any:
-    """Cost a saved lowered IR again on other hardware, without the model.
-
-    ``ir`` is an IR (``LoweredProgram.to_dict()``) or the path of its JSON file (``prunec lower -o``,
-    a compile's ``ir.json`` / ``ir_original.json``). Every layer is mapped and costed anew on ``hw``
-    (a hardware YAML path; default: the chip the IR records) from its recorded shape, zero shares
-    and pinned mapping, which gives what lowering the model itself on ``hw`` gives. Target options
-    (Eyeriss: ``zero_gating``, ``rlc``, ``weight_sparsity``) default to the IR's. Returns the
-    target's :class:`LoweredProgram`, with the IR's routed share.
-    """
-    from prunec.backends import get_target
-
-    if isinstance(ir, (str, os.PathLike)):
-        ir = load_ir(ir)
-    if not isinstance(ir, Mapping):
-        raise UserError(f"relower() takes an IR (a dict or the path of its JSON file), not {type(ir).__name__}")
-    tgt = get_target(str(ir.get("target", "eyeriss")))
-    if not hasattr(tgt, "relower"):
-        raise UserError(f"target {ir.get('target')!r} cannot cost a saved IR again; lower the model instead")
-    return tgt.relower(ir, hw=hw, **options)
-
-
 def read_json(path: str | os.PathLike[str], what: str) -> Any:
     """The JSON file ``path`` (an IR, mappings, zero shares: ``what``), or one clear error."""
     try:
@@ -206,6 +184,8 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
         layers, totals = ir["layers"], ir["totals"]
     except (KeyError, TypeError):
         raise UserError("not a prunec lowered IR: it needs 'layers' and 'totals'") from None
+    if not isinstance(layers, list) or not isinstance(totals, Mapping):
+        raise UserError("not a prunec lowered IR: 'layers' must be a list and 'totals' an object")
     unit = ir.get("hardware", {}).get("energy_unit", "normalized")
     dynamic = any(rec.get("role") for rec in layers)
     chip = ir.get("hardware", {}).get("name")
@@ -249,4 +229,4 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     console.print(tot)
 
 
-__all__ = ["lower", "relower", "load_ir", "measure_activation_sparsity", "render_ir", "LoweredProgram"]
+__all__ = ["lower", "load_ir", "read_json", "measure_activation_sparsity", "render_ir", "LoweredProgram"]

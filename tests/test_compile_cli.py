@@ -76,7 +76,7 @@ def test_a_compiled_model_is_costed_again_on_other_hardware(compiled_dir, tmp_pa
     import yaml
 
     from prunec.backends.eyeriss.hardware import DEFAULT_HW
-    from prunec.lowering import relower
+    from prunec.recost import relower
 
     report = load_report(compiled_dir / "report.json")
     same = run_cli("lower", str(compiled_dir), "--format", "json")
@@ -97,6 +97,16 @@ def test_a_compiled_model_is_costed_again_on_other_hardware(compiled_dir, tmp_pa
     assert totals["energy_reduction"] != pytest.approx(report["energy_reduction"], abs=1e-3)
     table = run_cli("lower", str(compiled_dir), "--hw", str(hw))
     assert table.returncode == 0 and "on cheap_dram" in table.stdout and "energy reduction against" in table.stdout
+    assert prunec.recost_compiled(compiled_dir, hw=str(hw)).energy_reduction == totals["energy_reduction"]
+    # the two IRs must be one compile's: a swapped pair, or ones costed on different chips, are refused
+    mixed = tmp_path / "mixed"
+    shutil.copytree(compiled_dir, mixed, ignore=shutil.ignore_patterns("model*"))
+    (mixed / "ir_original.json").write_text((compiled_dir / "ir.json").read_text())
+    assert_user_error(run_cli("lower", str(mixed)), "not one compile's", "ir_original.json a single network")
+    (mixed / "ir_original.json").write_text(json.dumps(relower(compiled_dir / "ir_original.json", hw=str(hw))
+                                                       .to_dict()))
+    assert_user_error(run_cli("lower", str(mixed)), "costed on different chips")
+    assert run_cli("lower", str(mixed), "--hw", str(hw)).returncode == 0  # both costed on the chip given
     # a directory compiled before ir_original.json existed: the dynamic model alone, and a note saying why
     old = tmp_path / "old"
     shutil.copytree(compiled_dir, old, ignore=shutil.ignore_patterns("ir_original.json", "model*"))
@@ -108,6 +118,10 @@ def test_a_compiled_model_is_costed_again_on_other_hardware(compiled_dir, tmp_pa
     totals = json.loads(alone.stdout)["totals"]
     assert "energy_reduction" not in totals and totals["routed_share"] == report["mild_share"]
     assert totals["expected_energy_per_inference"] == pytest.approx(report["energy"]["dynamic"], rel=1e-9)
+    (old / "report.json").unlink()  # and no report: no routed share to assume, which the note says
+    unknown = run_cli("lower", str(old), "--format", "json")
+    assert unknown.returncode == 0 and "--routed-share" in unknown.stderr
+    assert "expected_energy_per_inference" not in json.loads(unknown.stdout)["totals"]
     # the backfill script rebuilds such a directory's original and writes the IR the compile would have
     backfill = tmp_path / "backfill"
     shutil.copytree(compiled_dir, backfill, ignore=shutil.ignore_patterns("ir_original.json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,7 +22,8 @@ from prunec import zoo
 from prunec.backends.eyeriss.hardware import DEFAULT_HW
 from prunec.errors import UserError
 from prunec.frontend import trace
-from prunec.lowering import measure_activation_sparsity, relower
+from prunec.lowering import measure_activation_sparsity
+from prunec.recost import relower
 from tests.conftest import assert_user_error, run_cli
 from tests.test_lowering_cli import _dynamic_model
 
@@ -176,6 +178,32 @@ def test_broken_irs_are_one_clear_error(ir, needle):
         relower(ir, hw=str(DEFAULT_HW))
 
 
+def _conv(ir: dict) -> dict:
+    return next(r for r in ir["layers"] if r["kind"] == "conv")
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda ir: ir.update(schema_version=99), "schema version 99"),
+    (lambda ir: ir.update(batch=2.7), "batch must be a positive integer, got 2.7"),
+    (lambda ir: ir.update(batch=True), "batch must be a positive integer, got True"),
+    (lambda ir: ir["totals"].update(routed_share=5), "routed_share must be a share between 0 and 1"),
+    (lambda ir: ir["totals"].update(routed_share="abc"), "routed_share must be a share between 0 and 1"),
+    (lambda ir: _conv(ir)["sparsity"].update(ifmap=1.5), "zero shares must lie in"),
+    (lambda ir: _conv(ir)["sparsity"].update(ofmap=float("nan")), "zero shares must lie in"),
+    (lambda ir: _conv(ir)["shape"].update(G=0), "sizes, strides and dilations must be at least 1"),
+    (lambda ir: _conv(ir)["shape"].update(stride=[0, 0]), "sizes, strides and dilations must be at least 1"),
+    (lambda ir: _conv(ir)["shape"].update(C=2.5), "2.5 is not an integer"),
+    (lambda ir: ir["hardware"].update(pe_array=[0, 14]), "field 'pe_array.rows' must be greater than 0"),
+    (lambda ir: ir["hardware"]["energy_per_access"].update(dram=-200), "energy.dram"),
+    (lambda ir: ir["hardware"].update(energy_unit="kWh"), "must be 'normalized' or 'pJ'"),
+])
+def test_hand_edited_irs_are_refused(lowered, edit, needle):
+    ir = json.loads(json.dumps(lowered["dynamic"][-1]))
+    edit(ir)
+    with pytest.raises(UserError, match=re.escape(needle)):
+        relower(ir)
+
+
 def test_a_broken_pin_or_an_unknown_option_is_one_clear_error(lowered):
     *_, ir = lowered["block"]
     with pytest.raises(UserError, match="unknown option"):
@@ -201,11 +229,16 @@ def test_cli_relowers_a_saved_ir(tmp_path):
     assert json.loads(again.stdout) == json.loads(direct.stdout)
     table = run_cli("lower", str(saved), "--hw", str(hw))
     assert table.returncode == 0 and "eyeriss lowering on eyeriss_v1" in table.stdout
-    for bad, needle in ((["--input-shape", "1,3,8,8"], "--input-shape change how a model is lowered"),
-                        (["--routed-share", "0.5"], "--routed-share applies to a dynamic model's IR")):
+    for bad, needle in ((["--input-shape", "1,3,8,8"], "--input-shape: only for lowering a model"),
+                        (["--batch", "0"], "--batch: only for lowering a model"),
+                        (["--routed-share", "0.5"], "routed_share applies only to a dynamic model's IR"),
+                        (["--target", "tpu"], "unknown target 'tpu'"),
+                        (["-o", "."], "it is a directory")):
         assert_user_error(run_cli("lower", str(saved), *bad), needle)
     assert_user_error(run_cli("lower", str(tmp_path), "--hw", str(hw)), "no ir.json")
-    assert_user_error(run_cli("lower", str(saved), "--target", "tpu"), "lowered for target 'eyeriss', not 'tpu'")
+    shutil.copy(saved, tmp_path / "r20.IR")  # an IR by its content, whatever its name
+    assert json.loads(run_cli("lower", str(tmp_path / "r20.IR"), "--format", "json").stdout)["layers"] == \
+        json.loads(saved.read_text())["layers"]
     (tmp_path / "report.json").write_text(json.dumps({"target": "eyeriss", "layers": {"original": []}}))
     assert_user_error(run_cli("lower", str(tmp_path / "report.json")), "not a lowered IR", "ir.json")
     (tmp_path / "broken.json").write_text("{")

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import fx
 
-from prunec.errors import UserError
+from prunec.errors import UserError, is_number
 
 from .cost import data_movement
 from .hardware import Hardware, load_hardware, recorded_hardware
-from .ir import LoweredProgram
+from .ir import SCHEMA_VERSION, LoweredProgram
 from .mapper import NoMapping, pinned, search
 from .sparsity import LayerSparsity, zero_share
 from .workload import ConvShape, Op, extract_ops
@@ -75,11 +75,18 @@ class EyerissTarget:
         if options:
             raise UserError(f"unknown option(s) for target eyeriss: {', '.join(sorted(options))}")
         try:
-            records, batch, made = list(ir["layers"]), int(ir["batch"]), dict(ir.get("options") or {})
+            records, batch, made = list(ir["layers"]), ir["batch"], dict(ir.get("options") or {})
+            totals = dict(ir.get("totals") or {})
         except (KeyError, TypeError, ValueError):
             raise UserError("not a prunec lowered IR: it needs 'layers', 'batch' and 'options'") from None
-        if batch < 1:
-            raise UserError(f"the IR's batch must be a positive integer, got {batch}")
+        if ir.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise UserError(f"the IR has schema version {ir.get('schema_version')!r}; this prunec reads version "
+                            f"{SCHEMA_VERSION}")
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise UserError(f"the IR's batch must be a positive integer, got {batch!r}")
+        share = totals.get("routed_share")
+        if share is not None and not (is_number(share) and 0 <= share <= 1):
+            raise UserError(f"the IR's routed_share must be a share between 0 and 1, got {share!r}")
         if ir.get("target", self.name) != self.name:
             raise UserError(f"this IR was lowered for target {ir.get('target')!r}, not {self.name}")
         gating = made.get("zero_gating", True) if zero_gating is None else zero_gating
@@ -119,9 +126,11 @@ class EyerissTarget:
         if op.kind not in _MAPPED:
             raise ValueError(f"unknown kind {op.kind!r}")
         op.shape = ConvShape.from_dict(rec["shape"])
-        zeros = rec.get("sparsity") or {}
-        sp = LayerSparsity(ifmap=float(zeros.get("ifmap", 0.0)), ofmap=float(zeros.get("ofmap", 0.0)),
-                           weight=float(zeros.get("weight", 0.0)) if weights else 0.0,
+        zeros = {k: float(v) for k, v in (rec.get("sparsity") or {}).items()}
+        if not all(0.0 <= v <= 1.0 for v in zeros.values()):  # NaN fails too
+            raise ValueError(f"zero shares must lie in [0, 1], got {zeros}")
+        sp = LayerSparsity(ifmap=zeros.get("ifmap", 0.0), ofmap=zeros.get("ofmap", 0.0),
+                           weight=zeros.get("weight", 0.0) if weights else 0.0,
                            zero_gating=gating, rlc=rlc, weight_gating=weights)
         mapping = rec.get("mapping") or {}
         pin = {k: int(mapping[k]) for k in (*"mnepqrt", "g") if k in mapping} if mapping.get("pinned") else None

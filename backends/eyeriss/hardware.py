@@ -134,9 +134,17 @@ def load_hardware(path: str | None = None) -> Hardware:
 
 
 def recorded_hardware(record: Any) -> Hardware:
-    """The hardware a lowered IR records (:meth:`Hardware.to_dict`), to cost it again on the same chip."""
+    """The hardware a lowered IR records (:meth:`Hardware.to_dict`), to cost it again on the same chip,
+    checked as a hardware file would be."""
     try:
         e, spad = record["energy_per_access"], record["scratchpad_words"]
+        parse_hardware({"name": record["name"], "word_bits": record["word_bits"],
+                        "pe_array": {"rows": record["pe_array"][0], "cols": record["pe_array"][1]},
+                        "scratchpad_words": dict(spad), "global_buffer_kb": record["global_buffer_bytes"] / 1024,
+                        "clock_mhz": record["clock_hz"] / 1e6,
+                        "dram_bandwidth_gb_s": record["dram_bandwidth_bytes_per_s"] / 1e9,
+                        "filter_bus_words_per_cycle": record["filter_bus_words_per_cycle"],
+                        "energy": {"unit": record["energy_unit"], **e}}, "recorded in the IR")
         return Hardware(name=str(record["name"]), description="", word_bits=int(record["word_bits"]),
                         pe_rows=int(record["pe_array"][0]), pe_cols=int(record["pe_array"][1]),
                         spad_ifmap=int(spad["ifmap"]), spad_filter=int(spad["filter"]), spad_psum=int(spad["psum"]),

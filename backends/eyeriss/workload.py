@@ -59,15 +59,24 @@ class ConvShape:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ConvShape:
         """The shape :meth:`to_dict` recorded (an IR layer's ``shape``)."""
-        (u, v), (dh, dw), (ph, pw) = (map(int, d[k]) for k in ("stride", "dilation", "padding"))
-        return cls(**{k: int(d[k]) for k in ("N", "G", "C", "M", "Hin", "Win", "R", "S", "E", "F")},
-                   U=u, V=v, Dh=dh, Dw=dw, pad_h=ph, pad_w=pw)
+        (u, v), (dh, dw), (ph, pw) = (map(_whole, d[k]) for k in ("stride", "dilation", "padding"))
+        sizes = {k: _whole(d[k]) for k in ("N", "G", "C", "M", "Hin", "Win", "R", "S", "E", "F")}
+        if min(*sizes.values(), u, v, dh, dw) < 1 or min(ph, pw) < 0:
+            raise ValueError(f"sizes, strides and dilations must be at least 1 and padding at least 0: {dict(d)}")
+        return cls(**sizes, U=u, V=v, Dh=dh, Dw=dw, pad_h=ph, pad_w=pw)
 
     def to_dict(self) -> dict[str, int]:
         return {"N": self.N, "G": self.G, "C": self.C, "M": self.M, "H": self.H, "W": self.W,
                 "Hin": self.Hin, "Win": self.Win, "R": self.R, "S": self.S, "E": self.E, "F": self.F,
                 "stride": [self.U, self.V], "dilation": [self.Dh, self.Dw],
                 "padding": [self.pad_h, self.pad_w]}
+
+
+def _whole(value: Any) -> int:
+    """An integer a saved shape holds (2.0 is 2; 2.7 or True is not an integer)."""
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)
 
 
 @dataclass

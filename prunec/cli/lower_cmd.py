@@ -10,6 +10,7 @@ from pathlib import Path
 from prunec.cli.common import MODEL_HELP, add_model_arguments, emit_json, load_and_trace
 from prunec.errors import UserError
 from prunec.lowering import read_json
+from prunec.outdir import check_writable_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,13 +63,17 @@ def _read_sparsity(path: str | None) -> dict[str, float] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model.endswith(".json") or os.path.isdir(args.model):
-        return _relower(args)
     from prunec.backends import get_target
+
+    if args.target:
+        get_target(args.target)  # fail fast on an unknown target, before reading anything
+    if args.output:
+        check_writable_file(args.output)
+    if _is_saved_ir(args.model):
+        return _relower(args)
     from prunec.lowering import lower
 
     args.target = args.target or "eyeriss"
-    get_target(args.target)  # fail fast on an unknown target, before loading the model
     if args.batch is not None and args.batch < 1:
         raise UserError(f"--batch must be a positive integer, got {args.batch}")
     sparsity = _read_sparsity(args.activation_sparsity)
@@ -78,63 +83,51 @@ def run(args: argparse.Namespace) -> int:
                     activation_sparsity=sparsity, routed_share=args.routed_share,
                     zero_gating=not args.no_zero_gating, rlc=not args.no_rlc,
                     weight_sparsity=args.weight_sparsity, **({"mappings": mappings} if mappings else {}))
-    ir = program.to_dict()
-    return _show(ir, args)
+    return _show(program.to_dict(), args)
+
+
+def _is_saved_ir(model: str) -> bool:
+    """A compiled model's directory, or a JSON file (by name, or by its first character)."""
+    if os.path.isdir(model) or model.endswith(os.sep) or model.lower().endswith(".json"):
+        return True
+    try:
+        with open(model, "rb") as fh:
+            return fh.read(64).lstrip()[:1] == b"{"
+    except OSError:
+        return False
 
 
 #: Options that say how to build a model's IR; a saved IR has them fixed.
-_MODEL_ONLY = ("arch", "in_channels", "num_classes", "input_shape", "batch", "activation_sparsity", "mappings")
+_MODEL_ONLY = ("arch", "trust_model", "in_channels", "num_classes", "input_shape", "leaf_module", "batch",
+               "activation_sparsity", "mappings")
 
 
 def _relower(args: argparse.Namespace) -> int:
     """MODEL is a saved IR or a compiled model's directory: cost its layers again on --hw."""
-    from prunec.lowering import load_ir, relower
+    from prunec.lowering import load_ir
+    from prunec.recost import recost_compiled, relower
 
-    given = [f"--{name.replace('_', '-')}" for name in _MODEL_ONLY if getattr(args, name, None)]
-    given += ["--leaf-module"] if args.leaf_module else []
+    given = [f"--{name.replace('_', '-')}" for name in _MODEL_ONLY
+             if getattr(args, name) is not None and getattr(args, name) is not False and getattr(args, name) != []]
     if given:
-        raise UserError(f"{', '.join(given)} change how a model is lowered; a saved IR keeps its own: lower the "
-                        "model instead")
-    paths = _ir_files(Path(args.model))
+        raise UserError(f"{', '.join(given)}: only for lowering a model; a saved IR keeps what it was lowered with")
     options = {"zero_gating": False if args.no_zero_gating else None, "rlc": False if args.no_rlc else None,
                "weight_sparsity": True if args.weight_sparsity else None}
-    irs = {role: load_ir(path) for role, path in paths.items()}
-    if args.target and args.target != irs["ir"]["target"]:
-        raise UserError(f"{paths['ir']} was lowered for target {irs['ir']['target']!r}, not {args.target!r}: "
-                        "lower the model for that target instead")
-    programs = {role: relower(ir, hw=args.hw, **options) for role, ir in irs.items()}
-    dynamic = programs["ir"]
-    report = Path(args.model) / "report.json"
-    if dynamic.routed_share is None and report.is_file():  # a compile's IR from before it recorded the share
-        from prunec.report import load_report
-
-        dynamic.routed_share = load_report(report)["mild_share"]
-    if args.routed_share is not None:
-        if not dynamic.is_dynamic or not 0 <= args.routed_share <= 1:
-            raise UserError("--routed-share applies to a dynamic model's IR, as a share between 0 and 1")
-        dynamic.routed_share = args.routed_share
-    ir = dynamic.to_dict()
-    if "original" in programs:
-        ir["totals"]["original_energy_per_inference"] = e0 = programs["original"].totals["energy_per_inference"]
-        energy = ir["totals"].get("expected_energy_per_inference", ir["totals"]["energy_per_inference"])
-        ir["totals"]["energy_reduction"] = 1 - energy / e0 if e0 > 0 else None
-    return _show(ir, args)
+    if os.path.isdir(args.model) or args.model.endswith(os.sep):
+        cost = recost_compiled(args.model, hw=args.hw, routed_share=args.routed_share, **options)
+        _check_target(args.target, cost.dynamic.target, Path(args.model) / "ir.json")
+        for note in cost.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return _show(cost.to_dict(), args)
+    ir = load_ir(args.model)
+    _check_target(args.target, ir["target"], Path(args.model))
+    return _show(relower(ir, hw=args.hw, routed_share=args.routed_share, **options).to_dict(), args)
 
 
-def _ir_files(model: Path) -> dict[str, Path]:
-    """The IR files to cost again: the file given, or a compiled directory's ir.json and, where the
-    compile wrote it, ir_original.json (the energy reduction then follows)."""
-    if not model.is_dir():
-        return {"ir": model}
-    if not (model / "ir.json").is_file():
-        raise UserError(f"{model} is not a compiled model's directory (no ir.json)")
-    files = {"ir": model / "ir.json"}
-    if (model / "ir_original.json").is_file():
-        files["original"] = model / "ir_original.json"
-    else:
-        print(f"note: {model} has no ir_original.json (compiled by an earlier prunec): the original network is "
-              "not costed again, so there is no energy reduction", file=sys.stderr)
-    return files
+def _check_target(asked: str | None, made: str, path: Path) -> None:
+    if asked and asked != made:
+        raise UserError(f"{path} was lowered for target {made!r}, not {asked!r}: lower the model for that target "
+                        "instead")
 
 
 def _show(ir: dict, args: argparse.Namespace) -> int:
