@@ -111,7 +111,7 @@ class EyerissTarget:
                               "pinned_mappings": sorted(r["name"] for r in layers
                                                         if (r.get("mapping") or {}).get("pinned")),
                               "activation_sparsity": made.get("activation_sparsity", "given")},
-                             (ir.get("totals") or {}).get("routed_share"))
+                             share)
 
     @staticmethod
     def _from_record(rec: MappingABC[str, Any], gating: bool, rlc: bool, weights: bool
