@@ -15,6 +15,7 @@ the model (input shape and the mean/std preprocessing).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result.steps} steps in {seconds:.0f}s ({seconds / max(result.steps, 1):.3f}s/step); "
           f"test accuracy {accuracy:.2f}% on {info.name} {test.name} ({len(test)} images)", flush=True)
 
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    script = sys.argv[0] if argv is None else os.path.relpath(__file__)  # called from another script: this one
+    command = "python " + " ".join(shlex.quote(a) for a in [script, *(argv or sys.argv[1:])])
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, args.output, args.arch, info.in_channels, info.num_classes,
                     dataset=info.name, input_shape=list(info.input_shape),

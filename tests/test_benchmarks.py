@@ -54,6 +54,10 @@ def test_reproduce_row_has_every_variant(tmp_path):
             "--results", str(tmp_path / "results")]
     proc = _run("reproduce.py", *args)
     assert proc.returncode == 0, proc.stderr
+    from prunec.frontend import load_with_meta  # the baseline records the command that trained it
+
+    meta = load_with_meta(str(tmp_path / "work" / "resnet20_synthetic" / "baseline_1ep.pt"))[1]
+    assert meta["command"].startswith("python examples/train_baseline.py --arch zoo:resnet20 --data synthetic")
     # every fine-tune of the row kept its checkpoint, so an interrupted row resumes them
     kept = {p.name.rsplit("-", 1)[0] for p in (tmp_path / "work" / "resnet20_synthetic" / "levels_ckpt").iterdir()}
     assert kept == {"fine-tune-mild", "fine-tune-aggressive", "single-level-r-0.50"}
