@@ -186,9 +186,10 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
         raise UserError("not a prunec lowered IR: it needs 'layers' and 'totals'") from None
     if not isinstance(layers, list) or not isinstance(totals, Mapping):
         raise UserError("not a prunec lowered IR: 'layers' must be a list and 'totals' an object")
-    unit = ir.get("hardware", {}).get("energy_unit", "normalized")
+    hardware = ir.get("hardware") if isinstance(ir.get("hardware"), Mapping) else {}
+    unit = hardware.get("energy_unit", "normalized")
     dynamic = any(rec.get("role") for rec in layers)
-    chip = ir.get("hardware", {}).get("name")
+    chip = hardware.get("name")
     table = Table(title=f"{ir.get('target', '?')} lowering{f' on {chip}' if chip else ''}, batch "
                         f"{ir.get('batch', '?')} (energy: {unit}, whole batch)")
     cols = ["layer", *(["role"] if dynamic else []), "kind", "MACs", "PEs", "mapping m/n/e/p/q/r/t",

@@ -241,5 +241,10 @@ def test_cli_relowers_a_saved_ir(tmp_path):
         json.loads(saved.read_text())["layers"]
     (tmp_path / "report.json").write_text(json.dumps({"target": "eyeriss", "layers": {"original": []}}))
     assert_user_error(run_cli("lower", str(tmp_path / "report.json")), "not a lowered IR", "ir.json")
+    odd = json.loads(saved.read_text())
+    odd["hardware"] = ["not", "a", "chip"]  # inspect shows what it can; re-costing needs the chip
+    (tmp_path / "odd.json").write_text(json.dumps(odd))
+    assert run_cli("inspect", str(tmp_path / "odd.json")).returncode == 0
+    assert_user_error(run_cli("lower", str(tmp_path / "odd.json")), "does not record the hardware")
     (tmp_path / "broken.json").write_text("{")
     assert_user_error(run_cli("lower", str(tmp_path / "broken.json")), "not a readable JSON file")
