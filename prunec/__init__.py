@@ -7,6 +7,7 @@ Public API (imported lazily so ``import prunec`` stays cheap):
 * :func:`prune` -- structured / unstructured pruning passes;
 * :func:`lower` -- lowering to a hardware target (Eyeriss); :func:`relower` and
   :func:`recost_compiled` -- a saved IR, or a compiled model's, costed again on other hardware;
+  :func:`compare_chips` -- one of them on several chips side by side;
 * :func:`compile`, :func:`load_compiled` -- the whole pipeline and its artefact.
 """
 
@@ -24,6 +25,7 @@ _API = {
     "lower": "prunec.lowering",
     "relower": "prunec.recost",
     "recost_compiled": "prunec.recost",
+    "compare_chips": "prunec.chip_compare",
     "compile": "prunec.pipeline",
     "load_compiled": "prunec.artifact",
     "UserError": "prunec.errors",

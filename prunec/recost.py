@@ -20,25 +20,31 @@ from prunec.lowering import LoweredProgram, load_ir
 
 
 def relower(ir: Mapping[str, Any] | str | os.PathLike[str], hw: Any = None, routed_share: float | None = None,
-            **options: Any) -> LoweredProgram:
+            unpin: bool = False, **options: Any) -> LoweredProgram:
     """Cost a saved lowered IR again on other hardware.
 
     ``ir`` is an IR (``LoweredProgram.to_dict()``) or the path of its JSON file (``prunec lower -o``,
     a compile's ``ir.json`` / ``ir_original.json``). Every layer is mapped and costed anew on ``hw``
     (a hardware YAML path; default: the chip the IR records) from its recorded shape, zero shares
     and pinned mapping. Target options (Eyeriss: ``zero_gating``, ``rlc``, ``weight_sparsity``)
-    default to the IR's; ``routed_share`` (dynamic models) to the one it records.
+    default to the IR's; ``routed_share`` (dynamic models) to the one it records. ``unpin`` drops
+    the IR's pinned mappings and searches every layer's mapping on ``hw``.
+
+    The result records where it came from (``recosted_from``: the IR's file, the hardware file,
+    the chip the IR was costed on), so a saved re-costed IR can be traced back.
     """
     from prunec.backends import get_target
 
+    source = None
     if isinstance(ir, (str, os.PathLike)):
-        ir = load_ir(ir)
+        source, ir = os.fspath(ir), load_ir(ir)
     if not isinstance(ir, Mapping):
         raise UserError(f"relower() takes an IR (a dict or the path of its JSON file), not {type(ir).__name__}")
     tgt = get_target(str(ir.get("target", "eyeriss")))
     if not hasattr(tgt, "relower"):
         raise UserError(f"target {ir.get('target')!r} cannot cost a saved IR again; lower the model instead")
-    program = tgt.relower(ir, hw=hw, **options)
+    program = tgt.relower(ir, hw=hw, **({"unpin": True} if unpin else {}), **options)
+    program.recosted_from = _provenance(ir, source, hw, unpin)
     if routed_share is not None:
         if not program.is_dynamic:
             raise UserError("routed_share applies only to a dynamic model's IR (mild and aggressive networks)")
@@ -46,6 +52,18 @@ def relower(ir: Mapping[str, Any] | str | os.PathLike[str], hw: Any = None, rout
             raise UserError(f"routed_share must be between 0 and 1, got {routed_share!r}")
         program.routed_share = float(routed_share)
     return program
+
+
+def _provenance(ir: Mapping[str, Any], source: str | None, hw: Any, unpin: bool) -> dict[str, Any]:
+    """What a re-costed IR was made from; an IR costed again keeps its own record as ``previous``."""
+    chip = ir.get("hardware")
+    if hw is not None:  # a hardware file; a Hardware object (the backend's) by its name
+        hw = os.fspath(hw) if isinstance(hw, (str, os.PathLike)) else getattr(hw, "name", str(hw))
+    record = {"ir": source, "hardware_file": hw,
+              "costed_before_on": chip.get("name") if isinstance(chip, Mapping) else None, "unpinned": bool(unpin)}
+    if isinstance(ir.get("recosted_from"), Mapping):
+        record["previous"] = dict(ir["recosted_from"])
+    return record
 
 
 @dataclass
@@ -76,7 +94,7 @@ class CompiledCost:
 
 
 def recost_compiled(directory: str | os.PathLike[str], hw: Any = None, routed_share: float | None = None,
-                    **options: Any) -> CompiledCost:
+                    unpin: bool = False, **options: Any) -> CompiledCost:
     """Cost the compiled model in ``directory`` (``prunec compile -o``) again on ``hw`` (default: the
     chip it was compiled for): its ``ir.json`` and ``ir_original.json``, at its routed share."""
     directory = Path(directory)
@@ -93,7 +111,7 @@ def recost_compiled(directory: str | os.PathLike[str], hw: Any = None, routed_sh
     else:
         notes.append(f"{directory} has no ir_original.json (compiled by an earlier prunec; "
                      "benchmarks/backfill_original_ir.py writes one): no energy reduction")
-    dynamic = relower(dynamic_ir, hw=hw, routed_share=routed_share, **options)
+    dynamic = _relower_file(dynamic_ir, directory / "ir.json", hw, unpin, options, routed_share)
     if dynamic.routed_share is None and (directory / "report.json").is_file():  # IRs from before it was recorded
         from prunec.report import load_report
 
@@ -101,8 +119,18 @@ def recost_compiled(directory: str | os.PathLike[str], hw: Any = None, routed_sh
     if dynamic.routed_share is None:
         notes.append("neither ir.json nor report.json records the share routed to the mild network: give it "
                      "(--routed-share) for the expected energy and the reduction")
-    original = None if original_ir is None else relower(original_ir, hw=hw, **options)
+    original = None if original_ir is None else _relower_file(original_ir, directory / "ir_original.json", hw, unpin,
+                                                              options)
     return CompiledCost(dynamic, original, notes)
+
+
+def _relower_file(ir: dict[str, Any], path: Path, hw: Any, unpin: bool, options: dict[str, Any],
+                  routed_share: float | None = None) -> LoweredProgram:
+    """``relower`` of an IR already read from ``path``, recording that path."""
+    program = relower(ir, hw=hw, routed_share=routed_share, unpin=unpin, **options)
+    assert program.recosted_from is not None
+    program.recosted_from["ir"] = os.fspath(path)
+    return program
 
 
 def _check_pair(dynamic: Mapping[str, Any], original: Mapping[str, Any], directory: Path, same_chip: bool) -> None:

@@ -9,6 +9,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -58,6 +59,12 @@ def _hardware(data: dict) -> str:
 def _remove_chips():
     yield
     shutil.rmtree(_CHIPS, ignore_errors=True)
+
+
+def _costed(program: Any) -> dict:
+    """An IR without the record of where a re-costing came from: what lowering the model gives."""
+    ir = program if isinstance(program, dict) else program.to_dict()
+    return {k: v for k, v in ir.items() if k != "recosted_from"}
 
 
 def _default() -> dict:
@@ -115,7 +122,7 @@ def test_relowering_an_ir_equals_lowering_the_model_on_that_chip(lowered, chip, 
             relower(ir, hw=hw, zero_gating=gating, rlc=rlc)
         assert "too large" in str(exc)
         return
-    got = json.loads(json.dumps(relower(ir, hw=hw, zero_gating=gating, rlc=rlc).to_dict()))
+    got = json.loads(json.dumps(_costed(relower(ir, hw=hw, zero_gating=gating, rlc=rlc))))
     assert got == json.loads(json.dumps(want))
 
 
@@ -123,7 +130,13 @@ def test_same_chip_gives_the_same_ir_and_the_routed_share_is_kept(lowered, tmp_p
     *_, ir = lowered["dynamic"]
     (tmp_path / "ir.json").write_text(json.dumps(ir))
     again = relower(tmp_path / "ir.json").to_dict()
-    assert again == ir and again["totals"]["routed_share"] == 0.3
+    assert _costed(again) == ir and again["totals"]["routed_share"] == 0.3
+    assert again["recosted_from"] == {"ir": str(tmp_path / "ir.json"), "hardware_file": None,
+                                      "costed_before_on": "eyeriss_v1", "unpinned": False}
+    # costed again, a re-costed IR keeps the earlier record
+    twice = relower(again, hw=str(DEFAULT_HW)).to_dict()
+    assert twice["recosted_from"]["previous"] == again["recosted_from"]
+    assert twice["recosted_from"]["hardware_file"] == str(DEFAULT_HW) and twice["recosted_from"]["ir"] is None
 
 
 def test_without_hw_an_ir_is_costed_on_the_chip_it_records(lowered):
@@ -133,7 +146,7 @@ def test_without_hw_an_ir_is_costed_on_the_chip_it_records(lowered):
     chip["energy"].update(dram=90, static_per_pe_cycle=0.25)
     ir = json.loads(json.dumps(prunec.lower(gm, x, hw=_hardware(chip), activation_sparsity=sparsity).to_dict()))
     assert ir["hardware"]["name"] == "small"
-    assert relower(ir).to_dict() == ir
+    assert _costed(relower(ir)) == ir
     del ir["hardware"]["energy_per_access"]
     with pytest.raises(UserError, match="does not record the hardware it was lowered on in full"):
         relower(ir)
@@ -146,14 +159,14 @@ def test_pinned_mappings_and_weight_sparsity_are_kept():
     pruned = prunec.prune(model, x, 0.6, pruner="unstructured")
     pin = {"_0": {"m": 4, "n": 1, "e": 4, "p": 2, "q": 1, "r": 1, "t": 2}}
     ir = prunec.lower(pruned, x, weight_sparsity=True, mappings=pin).to_dict()
-    assert relower(ir).to_dict() == ir
+    assert _costed(relower(ir)) == ir
     assert ir["layers"][0]["mapping"]["pinned"] and ir["layers"][0]["mapping"]["e"] == 4
     cheap = _default()
     cheap["energy"]["mac"] = 0.5
     hw = _hardware(cheap)
-    assert relower(ir, hw=hw).to_dict() == prunec.lower(pruned, x, hw=hw, weight_sparsity=True, mappings=pin).to_dict()
+    assert _costed(relower(ir, hw=hw)) == prunec.lower(pruned, x, hw=hw, weight_sparsity=True, mappings=pin).to_dict()
     # weight sparsity off is a re-costing; on, for an IR made without it, is not (no zero share recorded)
-    assert relower(ir, weight_sparsity=False).to_dict() == prunec.lower(pruned, x, mappings=pin).to_dict()
+    assert _costed(relower(ir, weight_sparsity=False)) == prunec.lower(pruned, x, mappings=pin).to_dict()
     dense_ir = prunec.lower(pruned, x).to_dict()
     with pytest.raises(UserError, match="without weight sparsity"):
         relower(dense_ir, weight_sparsity=True)
@@ -161,6 +174,12 @@ def test_pinned_mappings_and_weight_sparsity_are_kept():
     tiny["pe_array"] = {"rows": 3, "cols": 3}
     with pytest.raises(UserError, match="pinned mapping of layer _0 does not fit"):
         relower(ir, hw=_hardware(tiny))
+    # unpinned, every mapping is searched: what lowering the model without pins gives, on any chip
+    for chip in (None, hw, _hardware(tiny)):
+        unpinned = relower(ir, hw=chip, unpin=True)
+        assert _costed(unpinned) == prunec.lower(pruned, x, hw=chip, weight_sparsity=True).to_dict()
+        assert unpinned.recosted_from["unpinned"] and unpinned.options["pinned_mappings"] == []
+    assert relower(ir, unpin=True).layers[0]["mapping"] != ir["layers"][0]["mapping"]  # the pin was not the best
 
 
 @pytest.mark.parametrize(("ir", "needle"), [
@@ -226,7 +245,9 @@ def test_cli_relowers_a_saved_ir(tmp_path):
     direct = run_cli("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json", "--hw", str(hw))
     again = run_cli("lower", str(saved), "--hw", str(hw), "--format", "json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout) == json.loads(direct.stdout)
+    assert _costed(json.loads(again.stdout)) == json.loads(direct.stdout)
+    assert json.loads(again.stdout)["recosted_from"] == {"ir": str(saved), "hardware_file": str(hw),
+                                                         "costed_before_on": "eyeriss_v1", "unpinned": False}
     table = run_cli("lower", str(saved), "--hw", str(hw))
     assert table.returncode == 0 and "eyeriss lowering on eyeriss_v1" in table.stdout
     for bad, needle in ((["--input-shape", "1,3,8,8"], "--input-shape: only for lowering a model"),

@@ -67,11 +67,12 @@ class EyerissTarget:
 
     def relower(self, ir: MappingABC[str, Any], *, hw: str | Hardware | None = None,
                 zero_gating: bool | None = None, rlc: bool | None = None,
-                weight_sparsity: bool | None = None, **options: Any) -> LoweredProgram:
+                weight_sparsity: bool | None = None, unpin: bool = False, **options: Any) -> LoweredProgram:
         """Cost a saved IR (``LoweredProgram.to_dict()``) again on ``hw`` (default: the chip it was
         lowered on), without the model: every layer is mapped and costed anew from its recorded
         shape, zero shares and pinned mapping, which is what lowering the model on ``hw`` gives.
-        Options left at None keep the IR's."""
+        Options left at None keep the IR's; ``unpin`` drops the pinned mappings, so every layer's
+        mapping is searched on ``hw`` (a mapping pinned for one chip may be poor on another)."""
         if options:
             raise UserError(f"unknown option(s) for target eyeriss: {', '.join(sorted(options))}")
         try:
@@ -101,6 +102,7 @@ class EyerissTarget:
         for rec in records:
             try:
                 op, sp, pin = self._from_record(rec, gating, rlc, weights)
+                pin = None if unpin else pin
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 name = rec.get("name", "?") if isinstance(rec, MappingABC) else repr(rec)
                 raise UserError(f"layer record {name} of the IR is incomplete ({type(exc).__name__}: {exc}); "

@@ -25,6 +25,8 @@ class LoweredProgram:
     unmapped: list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     routed_share: float | None = None
+    #: where a re-costed IR came from (:func:`prunec.relower`): its file, the chip file, the old chip
+    recosted_from: dict[str, Any] | None = None
 
     @property
     def is_dynamic(self) -> bool:
@@ -82,7 +84,8 @@ class LoweredProgram:
         """The IR JSON (see module ``prunec.lowering``)."""
         return {"schema_version": SCHEMA_VERSION, "target": self.target, "batch": self.batch,
                 "hardware": self.hardware, "options": self.options, "layers": self.layers,
-                "unmapped": self.unmapped, "totals": self.totals}
+                "unmapped": self.unmapped, "totals": self.totals,
+                **({"recosted_from": self.recosted_from} if self.recosted_from is not None else {})}
 
 
 __all__ = ["LoweredProgram", "SCHEMA_VERSION", "ENERGY_KEYS"]

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from prunec.cli.common import MODEL_HELP, add_model_arguments, emit_json, load_and_trace
 from prunec.errors import UserError
@@ -23,8 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "cost again on --hw")
     p.add_argument("--target", help="lowering target (see `prunec targets`; default: eyeriss, or the IR's)")
     p.add_argument("--batch", type=int, help="batch size N (default: N of --input-shape)")
-    p.add_argument("--hw", metavar="FILE",
-                   help="hardware description YAML (default: Eyeriss v1; for a saved IR, the chip it records)")
+    p.add_argument("--hw", metavar="FILE", action="append",
+                   help="hardware description YAML (default: Eyeriss v1; for a saved IR, the chip it records); "
+                   "give it several times to compare chips side by side, per layer and in total")
+    p.add_argument("--compare", action="store_true",
+                   help="show the chip(s) of --hw against the chip the IR records (for a model: the target's "
+                   "default chip), per layer and in total")
+    p.add_argument("--unpin", action="store_true",
+                   help="a saved IR: drop its pinned mappings and search every layer's mapping on --hw")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", metavar="FILE", help="write the IR JSON here (atomically)")
     p.add_argument("--activation-sparsity", metavar="FILE.json",
@@ -69,8 +76,14 @@ def run(args: argparse.Namespace) -> int:
         get_target(args.target)  # fail fast on an unknown target, before reading anything
     if args.output:
         check_writable_file(args.output)
+    hws = args.hw or []
+    if args.compare and not hws:
+        raise UserError("--compare needs the chip(s) to compare with: --hw FILE")
     if _is_saved_ir(args.model):
         return _relower(args)
+    if args.unpin:
+        raise UserError("--unpin: only for a saved IR; lowering a model searches every mapping unless --mappings "
+                        "pins it")
     from prunec.lowering import lower
 
     args.target = args.target or "eyeriss"
@@ -79,11 +92,19 @@ def run(args: argparse.Namespace) -> int:
     sparsity = _read_sparsity(args.activation_sparsity)
     mappings = _read_mappings(args.mappings)
     gm, x, _ = load_and_trace(args)
-    program = lower(gm, None, target=args.target, batch=args.batch or int(x.shape[0]), hw=args.hw,
-                    activation_sparsity=sparsity, routed_share=args.routed_share,
-                    zero_gating=not args.no_zero_gating, rlc=not args.no_rlc,
-                    weight_sparsity=args.weight_sparsity, **({"mappings": mappings} if mappings else {}))
-    return _show(program.to_dict(), args)
+    chips = ([None] if args.compare else []) + hws if len(hws) > 1 or args.compare else hws[:1] or [None]
+    programs = [lower(gm, None, target=args.target, batch=args.batch or int(x.shape[0]), hw=hw,
+                      activation_sparsity=sparsity, routed_share=args.routed_share,
+                      zero_gating=not args.no_zero_gating, rlc=not args.no_rlc,
+                      weight_sparsity=args.weight_sparsity, **({"mappings": mappings} if mappings else {}))
+                for hw in chips]
+    if len(programs) > 1:
+        from prunec.chip_compare import ChipColumn, ChipComparison
+
+        return _show_comparison(ChipComparison([ChipColumn(p, hw, origin="default")
+                                                for p, hw in zip(programs, chips, strict=True)]),
+                                args)
+    return _show(programs[0].to_dict(), args)
 
 
 def _is_saved_ir(model: str) -> bool:
@@ -112,16 +133,53 @@ def _relower(args: argparse.Namespace) -> int:
     if given:
         raise UserError(f"{', '.join(given)}: only for lowering a model; a saved IR keeps what it was lowered with")
     options = {"zero_gating": False if args.no_zero_gating else None, "rlc": False if args.no_rlc else None,
-               "weight_sparsity": True if args.weight_sparsity else None}
+               "weight_sparsity": True if args.weight_sparsity else None, "unpin": args.unpin}
+    hws = args.hw or []
+    if len(hws) > 1 or args.compare:
+        return _compare(args, hws, options)
+    hw = hws[0] if hws else None
     if os.path.isdir(args.model) or args.model.endswith(os.sep):
-        cost = recost_compiled(args.model, hw=args.hw, routed_share=args.routed_share, **options)
+        cost = recost_compiled(args.model, hw=hw, routed_share=args.routed_share, **options)
         _check_target(args.target, cost.dynamic.target, Path(args.model) / "ir.json")
         for note in cost.notes:
             print(f"note: {note}", file=sys.stderr)
         return _show(cost.to_dict(), args)
     ir = load_ir(args.model)
     _check_target(args.target, ir["target"], Path(args.model))
-    return _show(relower(ir, hw=args.hw, routed_share=args.routed_share, **options).to_dict(), args)
+    program = relower(ir, hw=hw, routed_share=args.routed_share, **options)
+    assert program.recosted_from is not None
+    program.recosted_from["ir"] = args.model
+    return _show(program.to_dict(), args)
+
+
+def _compare(args: argparse.Namespace, hws: list[str], options: dict) -> int:
+    """A saved IR or compiled model on several chips: the chips of --hw, after the one it records
+    with --compare."""
+    from prunec.chip_compare import compare_chips
+
+    source = args.model
+    if not (os.path.isdir(source) or source.endswith(os.sep)):
+        from prunec.lowering import load_ir
+
+        ir = load_ir(source)
+        _check_target(args.target, ir["target"], Path(source))
+    comparison, notes = compare_chips(source, hws, with_recorded=args.compare, routed_share=args.routed_share,
+                                      **options)
+    if os.path.isdir(source):
+        _check_target(args.target, comparison.baseline.program.target, Path(source) / "ir.json")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return _show_comparison(comparison, args)
+
+
+def _show_comparison(comparison: Any, args: argparse.Namespace) -> int:
+    from prunec.chip_compare import render_comparison
+
+    if args.format == "table":
+        render_comparison(comparison)
+    if args.format == "json" or args.output:
+        emit_json(comparison.to_dict(), args.output)
+    return 0
 
 
 def _check_target(asked: str | None, made: str, path: Path) -> None:

@@ -1,0 +1,245 @@
+"""One network costed on several chips, side by side: per layer and in total.
+
+An architect weighing chip variants (a larger global buffer, cheaper DRAM, another array)
+wants to see which layers gain or lose, at which memory level, and whether the mapper chose
+another mapping, not one report per chip. Every column is the same IR (or compiled model, or
+model) with the same options; only the chip differs, so the ratios are the chip's doing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prunec.errors import UserError
+from prunec.lowering import LoweredProgram, load_ir
+from prunec.terminal import make_console
+
+#: energy keys of a layer record and the totals, in the order the tables show them
+_LEVELS = ("mac", "rf", "array", "glb", "dram", "static")
+
+
+@dataclass
+class ChipColumn:
+    """The network on one chip. ``file`` is the hardware file (None: the chip the IR records, or
+    the target's default chip); ``original`` the compiled model's original network on that chip."""
+
+    program: LoweredProgram
+    file: str | None = None
+    original: LoweredProgram | None = None
+    #: what a column without ``file`` is: the chip an IR records, or a target's default chip
+    origin: str = "recorded"
+
+    @property
+    def chip(self) -> str:
+        return str(self.program.hardware.get("name", "?"))
+
+    @property
+    def unit(self) -> str:
+        return str(self.program.hardware.get("energy_unit", "normalized"))
+
+    @property
+    def energy(self) -> float:
+        """Energy per inference: the expected energy for a dynamic model with a routed share."""
+        if self.program.is_dynamic and self.program.routed_share is not None:
+            return self.program.expected_energy()
+        return float(self.program.totals["energy_per_inference"])
+
+    @property
+    def reduction(self) -> float | None:
+        if self.original is None:
+            return None
+        e0 = float(self.original.totals["energy_per_inference"])
+        return 1 - self.energy / e0 if e0 > 0 else None
+
+    def _weight(self, rec: Mapping[str, Any]) -> float:
+        """A layer's share of the inputs: the routed share for a dynamic model's mild network."""
+        share = self.program.routed_share
+        return float(share) if share is not None and rec.get("role") == "mild" else 1.0
+
+    def energy_by_level(self) -> dict[str, float]:
+        """:attr:`energy` split by memory level (and MACs, static), per inference."""
+        batch = self.program.batch
+        return {k: sum(self._weight(r) * r["energy"][k] for r in self.program.layers) / batch for k in _LEVELS}
+
+    @property
+    def latency_ms(self) -> float:
+        """Latency of one batch, expected over the routing for a dynamic model."""
+        return sum(self._weight(r) * r["latency_ms"] for r in self.program.layers)
+
+    def summary(self) -> dict[str, Any]:
+        """Totals on this chip, per inference. ``energy`` is the expected energy for a dynamic model
+        with a routed share; ``energy_by_level`` splits it, and ``latency_ms`` is expected likewise."""
+        out: dict[str, Any] = {
+            "chip": self.chip, "hardware_file": self.file, "energy_unit": self.unit,
+            "energy": self.energy, "energy_by_level": self.energy_by_level(), "latency_ms": self.latency_ms,
+        }
+        if self.program.is_dynamic and self.program.routed_share is not None:
+            out["routed_share"] = self.program.routed_share
+        if self.original is not None:
+            out["original_energy"] = float(self.original.totals["energy_per_inference"])
+            out["energy_reduction"] = self.reduction
+        return out
+
+
+@dataclass
+class ChipComparison:
+    """Columns of one network on several chips; the first is the baseline of every ratio."""
+
+    columns: list[ChipColumn]
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise UserError("a chip comparison needs at least one chip")
+        names = [[r["name"] for r in c.program.layers] for c in self.columns]
+        if any(n != names[0] for n in names[1:]):  # the same IR costed again keeps its layers in order
+            raise UserError("the chips' programs do not hold the same layers; compare one network's costings")
+
+    @property
+    def baseline(self) -> ChipColumn:
+        return self.columns[0]
+
+    def ratio(self, column: ChipColumn, mine: float, base: float) -> float | None:
+        """``mine / base``, or None where the two chips count energy in different units."""
+        if column.unit != self.baseline.unit or base == 0:
+            return None
+        return mine / base
+
+    def layers(self) -> list[dict[str, Any]]:
+        """Per layer: energy per inference on each chip, and whether each chip's mapper chose
+        another mapping than the baseline's."""
+        rows = []
+        for i, base in enumerate(self.baseline.program.layers):
+            recs = [c.program.layers[i] for c in self.columns]
+            rows.append({"name": base["name"], "role": base.get("role"), "kind": base["kind"],
+                         "energy_per_inference": [float(r["energy_per_inference"]) for r in recs],
+                         "mapping_changed": [_mapping(r) != _mapping(base) for r in recs]})
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """The comparison as JSON: the chips' totals, the per-layer view and every column's IR."""
+        from prunec.backends.eyeriss.ir import SCHEMA_VERSION
+
+        base = self.baseline.program
+        return {"schema_version": SCHEMA_VERSION, "kind": "chip_comparison", "target": base.target,
+                "batch": base.batch, "baseline": self.baseline.chip,
+                "chips": [c.summary() for c in self.columns], "layers": self.layers(),
+                "irs": [_ir(c) for c in self.columns]}
+
+
+def _mapping(rec: Mapping[str, Any]) -> tuple | None:
+    mp = rec.get("mapping")
+    return tuple(mp.get(k) for k in "mnepqrt") if mp else None
+
+
+def _ir(column: ChipColumn) -> dict[str, Any]:
+    ir = column.program.to_dict()
+    if column.original is not None:
+        ir["totals"]["original_energy_per_inference"] = column.original.totals["energy_per_inference"]
+        ir["totals"]["energy_reduction"] = column.reduction
+    return ir
+
+
+def compare_chips(source: Mapping[str, Any] | str | os.PathLike[str], hws: Sequence[Any], *,
+                  with_recorded: bool = True, routed_share: float | None = None, unpin: bool = False,
+                  **options: Any) -> tuple[ChipComparison, list[str]]:
+    """A saved IR, or a compiled model's directory, costed on each chip of ``hws`` (hardware
+    files); with ``with_recorded`` the chip it records comes first, as the baseline. Returns the
+    comparison and notes for the user (a directory without ``ir_original.json``, ...)."""
+    from prunec.recost import recost_compiled, relower
+
+    chips: list[Any] = ([None] if with_recorded else []) + list(hws)
+    if not chips:
+        raise UserError("name the chips to compare (hardware files)")
+    columns, notes = [], []
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        for hw in chips:
+            cost = recost_compiled(source, hw=hw, routed_share=routed_share, unpin=unpin, **options)
+            notes += [n for n in cost.notes if n not in notes]
+            columns.append(ChipColumn(cost.dynamic, _file(hw), cost.original))
+    else:
+        ir = load_ir(source) if isinstance(source, (str, os.PathLike)) else source
+        for hw in chips:
+            program = relower(ir, hw=hw, routed_share=routed_share, unpin=unpin, **options)
+            if isinstance(source, (str, os.PathLike)) and program.recosted_from is not None:
+                program.recosted_from["ir"] = os.fspath(source)
+            columns.append(ChipColumn(program, _file(hw)))
+    return ChipComparison(columns), notes
+
+
+def _file(hw: Any) -> str | None:
+    return None if hw is None else os.fspath(hw) if isinstance(hw, (str, os.PathLike)) else str(hw)
+
+
+def render_comparison(comparison: ChipComparison, console: Any = None) -> None:
+    """Print the comparison as two rich tables: energy per layer on each chip, then the totals."""
+    from rich.table import Table
+
+    console = console or make_console()
+    cols = comparison.columns
+    base = comparison.baseline
+    dynamic = base.program.is_dynamic
+    units = {c.unit for c in cols}
+    unit = units.pop() if len(units) == 1 else "each chip's unit"
+    table = Table(title=f"energy per inference by layer ({unit}); x: against {base.chip}, * another mapping "
+                        f"than on {base.chip}")
+    table.add_column("layer")
+    if dynamic:
+        table.add_column("role")
+    table.add_column("kind")
+    for i, c in enumerate(cols):
+        table.add_column(_label(c), justify="right")
+        if i:
+            table.add_column("x", justify="right")
+    for row in comparison.layers():
+        cells = [row["name"], *([str(row["role"] or "-")] if dynamic else []), row["kind"]]
+        energies = row["energy_per_inference"]
+        for i, (c, e) in enumerate(zip(cols, energies, strict=True)):
+            cells.append(f"{e:.4g}")
+            if i:
+                cells.append(_times(comparison.ratio(c, e, energies[0])) + ("*" if row["mapping_changed"][i] else ""))
+        table.add_row(*cells)
+    console.print(table)
+
+    tot = Table(title="totals per inference")
+    tot.add_column("")
+    for c in cols:
+        tot.add_column(_label(c), justify="right")
+    summaries = [c.summary() for c in cols]
+    main = "expected energy" if dynamic and base.program.routed_share is not None else "energy"
+    tot.add_row(main, *(_with_ratio(comparison, c, c.energy, base.energy) for c in cols))
+    for level in _LEVELS:
+        tot.add_row(f"  {level}", *(_with_ratio(comparison, c, s["energy_by_level"][level],
+                                                summaries[0]["energy_by_level"][level])
+                                    for c, s in zip(cols, summaries, strict=True)))
+    if all(c.original is not None for c in cols):
+        tot.add_row("original network", *(f"{s['original_energy']:.5g}" for s in summaries))
+        tot.add_row("energy reduction", *(f"{c.reduction:.1%}" if c.reduction is not None else "-" for c in cols))
+    tot.add_row("latency (ms)" if main == "energy" else "expected latency (ms)",
+                *(_with_ratio(comparison, c, s["latency_ms"], summaries[0]["latency_ms"], same_unit=True)
+                  for c, s in zip(cols, summaries, strict=True)))
+    changed = [sum(r["mapping_changed"][i] for r in comparison.layers()) for i in range(len(cols))]
+    tot.add_row("layers remapped", *(str(n) if i else "-" for i, n in enumerate(changed)))
+    console.print(tot)
+
+
+def _label(column: ChipColumn) -> str:
+    return f"{column.chip}\n({column.origin if column.file is None else Path(column.file).name})"
+
+
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.3f}"
+
+
+def _with_ratio(comparison: ChipComparison, column: ChipColumn, value: float, base: float,
+                same_unit: bool = False) -> str:
+    if column is comparison.baseline:
+        return f"{value:.5g}"
+    ratio = (value / base if base else None) if same_unit else comparison.ratio(column, value, base)
+    return f"{value:.5g} ({_times(ratio)}x)"
+
+
+__all__ = ["ChipColumn", "ChipComparison", "compare_chips", "render_comparison"]
