@@ -9,7 +9,8 @@ model) with the same options; only the chip differs, so the ratios are the chip'
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,15 +43,23 @@ class ChipColumn:
         return str(self.program.hardware.get("energy_unit", "normalized"))
 
     @property
+    def expected(self) -> bool:
+        """Whether the totals are expectations over the routing (a dynamic model with a routed share)."""
+        return self.program.is_dynamic and self.program.routed_share is not None
+
+    @property
     def energy(self) -> float:
-        """Energy per inference: the expected energy for a dynamic model with a routed share."""
-        if self.program.is_dynamic and self.program.routed_share is not None:
+        """Energy per inference: the expected energy for a dynamic model with a routed share, else
+        every layer's (a dynamic model without a share: as if every input ran the mild network)."""
+        if self.expected:
             return self.program.expected_energy()
         return float(self.program.totals["energy_per_inference"])
 
     @property
     def reduction(self) -> float | None:
-        if self.original is None:
+        """1 - energy / the original's; None without an original, or for a dynamic model whose
+        routed share is unknown."""
+        if self.original is None or (self.program.is_dynamic and not self.expected):
             return None
         e0 = float(self.original.totals["energy_per_inference"])
         return 1 - self.energy / e0 if e0 > 0 else None
@@ -67,20 +76,26 @@ class ChipColumn:
 
     @property
     def latency_ms(self) -> float:
-        """Latency of one batch, expected over the routing for a dynamic model."""
+        """Latency of the whole batch, expected over the routing like :attr:`energy`."""
         return sum(self._weight(r) * r["latency_ms"] for r in self.program.layers)
 
     def summary(self) -> dict[str, Any]:
-        """Totals on this chip, per inference. ``energy`` is the expected energy for a dynamic model
-        with a routed share; ``energy_by_level`` splits it, and ``latency_ms`` is expected likewise."""
+        """Totals on this chip. ``energy_by_level_per_inference`` splits the expected energy per
+        inference where there is one, else the energy per inference; ``latency_ms_per_batch`` is
+        expected likewise."""
         out: dict[str, Any] = {
             "chip": self.chip, "hardware_file": self.file, "energy_unit": self.unit,
-            "energy": self.energy, "energy_by_level": self.energy_by_level(), "latency_ms": self.latency_ms,
+            "energy_per_inference": float(self.program.totals["energy_per_inference"]),
         }
-        if self.program.is_dynamic and self.program.routed_share is not None:
+        if self.expected:
             out["routed_share"] = self.program.routed_share
+            out["expected_energy_per_inference"] = self.energy
+        out["energy_by_level_per_inference"] = self.energy_by_level()
+        out["batch"] = self.program.batch
+        out["latency_ms_per_batch"] = self.latency_ms
         if self.original is not None:
-            out["original_energy"] = float(self.original.totals["energy_per_inference"])
+            out["original_energy_per_inference"] = float(self.original.totals["energy_per_inference"])
+        if self.reduction is not None:
             out["energy_reduction"] = self.reduction
         return out
 
@@ -103,14 +118,15 @@ class ChipComparison:
         return self.columns[0]
 
     def ratio(self, column: ChipColumn, mine: float, base: float) -> float | None:
-        """``mine / base``, or None where the two chips count energy in different units."""
+        """``mine / base``, or None where the two chips count energy in different units or the
+        baseline's is 0."""
         if column.unit != self.baseline.unit or base == 0:
             return None
         return mine / base
 
     def layers(self) -> list[dict[str, Any]]:
-        """Per layer: energy per inference on each chip, and whether each chip's mapper chose
-        another mapping than the baseline's."""
+        """Per layer: energy per inference on each chip (a dynamic model's mild layers: per input
+        routed to mild), and whether each chip's mapper chose another mapping than the baseline's."""
         rows = []
         for i, base in enumerate(self.baseline.program.layers):
             recs = [c.program.layers[i] for c in self.columns]
@@ -120,13 +136,13 @@ class ChipComparison:
         return rows
 
     def to_dict(self) -> dict[str, Any]:
-        """The comparison as JSON: the chips' totals, the per-layer view and every column's IR."""
+        """The comparison as JSON: the chips' totals (the first is the baseline), the per-layer view
+        and every column's IR."""
         from prunec.backends.eyeriss.ir import SCHEMA_VERSION
 
         base = self.baseline.program
         return {"schema_version": SCHEMA_VERSION, "kind": "chip_comparison", "target": base.target,
-                "batch": base.batch, "baseline": self.baseline.chip,
-                "chips": [c.summary() for c in self.columns], "layers": self.layers(),
+                "batch": base.batch, "chips": [c.summary() for c in self.columns], "layers": self.layers(),
                 "irs": [_ir(c) for c in self.columns]}
 
 
@@ -139,35 +155,55 @@ def _ir(column: ChipColumn) -> dict[str, Any]:
     ir = column.program.to_dict()
     if column.original is not None:
         ir["totals"]["original_energy_per_inference"] = column.original.totals["energy_per_inference"]
-        ir["totals"]["energy_reduction"] = column.reduction
+        if column.reduction is not None:
+            ir["totals"]["energy_reduction"] = column.reduction
     return ir
 
 
-def compare_chips(source: Mapping[str, Any] | str | os.PathLike[str], hws: Sequence[Any], *,
-                  with_recorded: bool = True, routed_share: float | None = None, unpin: bool = False,
+def compare_chips(source: Mapping[str, Any] | str | os.PathLike[str], hws: Sequence[Any] | str | os.PathLike[str],
+                  *, with_recorded: bool = True, routed_share: float | None = None, unpin: bool = False,
                   **options: Any) -> tuple[ChipComparison, list[str]]:
     """A saved IR, or a compiled model's directory, costed on each chip of ``hws`` (hardware
-    files); with ``with_recorded`` the chip it records comes first, as the baseline. Returns the
-    comparison and notes for the user (a directory without ``ir_original.json``, ...)."""
+    files) with the same options. With ``with_recorded`` (the default) the chip it records comes
+    first, as the baseline; ``unpin`` re-searches pinned mappings on the chips of ``hws`` while
+    that baseline keeps them. Returns the comparison and notes for the user (a directory without
+    ``ir_original.json``, ...)."""
     from prunec.recost import recost_compiled, relower
 
-    chips: list[Any] = ([None] if with_recorded else []) + list(hws)
+    hws = [hws] if isinstance(hws, (str, os.PathLike)) else list(hws)
+    chips: list[Any] = ([None] if with_recorded else []) + hws
     if not chips:
         raise UserError("name the chips to compare (hardware files)")
+    is_dir = isinstance(source, (str, os.PathLike)) and (Path(source).is_dir() or os.fspath(source).endswith(os.sep))
+    ir = None if is_dir else load_ir(source) if isinstance(source, (str, os.PathLike)) else source
     columns, notes = [], []
-    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        for hw in chips:
-            cost = recost_compiled(source, hw=hw, routed_share=routed_share, unpin=unpin, **options)
-            notes += [n for n in cost.notes if n not in notes]
-            columns.append(ChipColumn(cost.dynamic, _file(hw), cost.original))
-    else:
-        ir = load_ir(source) if isinstance(source, (str, os.PathLike)) else source
-        for hw in chips:
-            program = relower(ir, hw=hw, routed_share=routed_share, unpin=unpin, **options)
+    for hw in chips:
+        with _naming(hw):
+            if ir is None:
+                cost = recost_compiled(source, hw=hw, routed_share=routed_share, unpin=unpin and hw is not None,
+                                       **options)
+                notes += [n for n in cost.notes if n not in notes]
+                columns.append(ChipColumn(cost.dynamic, _file(hw), cost.original))
+                continue
+            program = relower(ir, hw=hw, routed_share=routed_share, unpin=unpin and hw is not None, **options)
             if isinstance(source, (str, os.PathLike)) and program.recosted_from is not None:
                 program.recosted_from["ir"] = os.fspath(source)
             columns.append(ChipColumn(program, _file(hw)))
+    if ir is not None and columns[0].program.is_dynamic and not columns[0].expected:
+        notes.append("the IR records no share of inputs routed to the mild network: its totals count every "
+                     "input through it; give the share (--routed-share) for the expected energy")
     return ChipComparison(columns), notes
+
+
+@contextmanager
+def _naming(hw: Any) -> Iterator[None]:
+    """A chip's error names its hardware file: several chips may share a name."""
+    try:
+        yield
+    except UserError as exc:
+        if hw is None or os.fspath(hw) in str(exc):
+            raise
+        raise UserError(f"{_file(hw)}: {exc}") from None
 
 
 def _file(hw: Any) -> str | None:
@@ -182,10 +218,10 @@ def render_comparison(comparison: ChipComparison, console: Any = None) -> None:
     cols = comparison.columns
     base = comparison.baseline
     dynamic = base.program.is_dynamic
-    units = {c.unit for c in cols}
-    unit = units.pop() if len(units) == 1 else "each chip's unit"
-    table = Table(title=f"energy per inference by layer ({unit}); x: against {base.chip}, * another mapping "
-                        f"than on {base.chip}")
+    notes = ["x: against the first column", "* another mapping than there"]
+    if dynamic:
+        notes.append("mild layers: per input routed to mild")
+    table = Table(title=f"energy per inference by layer ({'; '.join(notes)})")
     table.add_column("layer")
     if dynamic:
         table.add_column("role")
@@ -194,52 +230,60 @@ def render_comparison(comparison: ChipComparison, console: Any = None) -> None:
         table.add_column(_label(c), justify="right")
         if i:
             table.add_column("x", justify="right")
-    for row in comparison.layers():
+    rows = comparison.layers()
+    for row in rows:
         cells = [row["name"], *([str(row["role"] or "-")] if dynamic else []), row["kind"]]
         energies = row["energy_per_inference"]
         for i, (c, e) in enumerate(zip(cols, energies, strict=True)):
             cells.append(f"{e:.4g}")
             if i:
-                cells.append(_times(comparison.ratio(c, e, energies[0])) + ("*" if row["mapping_changed"][i] else ""))
+                cells.append(_times(comparison, c, e, energies[0]) + ("*" if row["mapping_changed"][i] else ""))
         table.add_row(*cells)
     console.print(table)
 
-    tot = Table(title="totals per inference")
+    expected = base.expected
+    tot = Table(title=f"totals per inference{' (expected over the routing)' if expected else ''}")
     tot.add_column("")
     for c in cols:
         tot.add_column(_label(c), justify="right")
-    summaries = [c.summary() for c in cols]
-    main = "expected energy" if dynamic and base.program.routed_share is not None else "energy"
-    tot.add_row(main, *(_with_ratio(comparison, c, c.energy, base.energy) for c in cols))
+    by_level = [c.energy_by_level() for c in cols]
+    tot.add_row("expected energy" if expected else "energy", *(_cell(comparison, c, c.energy, base.energy)
+                                                              for c in cols))
     for level in _LEVELS:
-        tot.add_row(f"  {level}", *(_with_ratio(comparison, c, s["energy_by_level"][level],
-                                                summaries[0]["energy_by_level"][level])
-                                    for c, s in zip(cols, summaries, strict=True)))
-    if all(c.original is not None for c in cols):
-        tot.add_row("original network", *(f"{s['original_energy']:.5g}" for s in summaries))
+        tot.add_row(f"  {level}", *(_cell(comparison, c, lv[level], by_level[0][level])
+                                    for c, lv in zip(cols, by_level, strict=True)))
+    if any(c.original is not None for c in cols):
+        tot.add_row("original network", *("-" if c.original is None else
+                                           f"{c.original.totals['energy_per_inference']:.5g}" for c in cols))
         tot.add_row("energy reduction", *(f"{c.reduction:.1%}" if c.reduction is not None else "-" for c in cols))
-    tot.add_row("latency (ms)" if main == "energy" else "expected latency (ms)",
-                *(_with_ratio(comparison, c, s["latency_ms"], summaries[0]["latency_ms"], same_unit=True)
-                  for c, s in zip(cols, summaries, strict=True)))
-    changed = [sum(r["mapping_changed"][i] for r in comparison.layers()) for i in range(len(cols))]
-    tot.add_row("layers remapped", *(str(n) if i else "-" for i, n in enumerate(changed)))
+    tot.add_row(f"{'expected ' if expected else ''}latency, batch of {base.program.batch} (ms)",
+                *(_cell(comparison, c, c.latency_ms, base.latency_ms, any_unit=True) for c in cols))
+    tot.add_row("layers remapped", "-", *(str(sum(r["mapping_changed"][i] for r in rows))
+                                          for i in range(1, len(cols))))
     console.print(tot)
 
 
 def _label(column: ChipColumn) -> str:
-    return f"{column.chip}\n({column.origin if column.file is None else Path(column.file).name})"
+    where = column.origin if column.file is None else Path(column.file).name
+    return f"{column.chip}\n({where})\n{column.unit}"
 
 
-def _times(ratio: float | None) -> str:
+def _times(comparison: ChipComparison, column: ChipColumn, value: float, base: float) -> str:
+    """The ratio cell: "-" against a baseline of 0, "n/a" across units."""
+    if base == 0:
+        return "-"
+    ratio = comparison.ratio(column, value, base)
     return "n/a" if ratio is None else f"{ratio:.3f}"
 
 
-def _with_ratio(comparison: ChipComparison, column: ChipColumn, value: float, base: float,
-                same_unit: bool = False) -> str:
+def _cell(comparison: ChipComparison, column: ChipColumn, value: float, base: float, any_unit: bool = False) -> str:
+    """A totals cell: the value, and on the other chips its ratio to the baseline's."""
     if column is comparison.baseline:
         return f"{value:.5g}"
-    ratio = (value / base if base else None) if same_unit else comparison.ratio(column, value, base)
-    return f"{value:.5g} ({_times(ratio)}x)"
+    if any_unit:  # a quantity every chip counts alike (time)
+        return f"{value:.5g} ({value / base:.3f}x)" if base else f"{value:.5g}"
+    ratio = _times(comparison, column, value, base)
+    return f"{value:.5g} ({ratio}x)" if ratio[0].isdigit() else f"{value:.5g} ({ratio})"
 
 
 __all__ = ["ChipColumn", "ChipComparison", "compare_chips", "render_comparison"]

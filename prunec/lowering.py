@@ -100,6 +100,9 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
 def load_ir(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The lowered IR saved in the JSON file ``path``, or one clear error."""
     ir = read_json(path, "IR")
+    if isinstance(ir, dict) and ir.get("kind") == "chip_comparison":
+        raise UserError(f"{path} is a comparison of chips (`prunec lower --hw A --hw B`), not one IR: its \"irs\" "
+                        "list holds the IR on each chip")
     if not isinstance(ir, dict) or not isinstance(ir.get("layers"), list) or not {"target", "batch"} <= set(ir):
         raise UserError(f"{path} is not a lowered IR (it needs 'target', 'batch' and a list of 'layers'); make one "
                         "with `prunec lower -o`, or give a compile's ir.json")

@@ -31,9 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="show the chip(s) of --hw against the chip the IR records (for a model: the target's "
                    "default chip), per layer and in total")
     p.add_argument("--unpin", action="store_true",
-                   help="a saved IR: drop its pinned mappings and search every layer's mapping on --hw")
+                   help="a saved IR: drop its pinned mappings and search every layer's mapping on --hw (with "
+                   "--compare, the recorded chip's column keeps them)")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the IR JSON here (atomically)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the IR JSON here (atomically); with several chips, the comparison's JSON")
     p.add_argument("--activation-sparsity", metavar="FILE.json",
                    help="per-layer share of zeros in layer inputs, {layer name: share}")
     p.add_argument("--routed-share", type=float, help="dynamic models: share of inputs routed to mild")
@@ -165,7 +167,7 @@ def _compare(args: argparse.Namespace, hws: list[str], options: dict) -> int:
         _check_target(args.target, ir["target"], Path(source))
     comparison, notes = compare_chips(source, hws, with_recorded=args.compare, routed_share=args.routed_share,
                                       **options)
-    if os.path.isdir(source):
+    if os.path.isdir(source) or source.endswith(os.sep):
         _check_target(args.target, comparison.baseline.program.target, Path(source) / "ir.json")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
