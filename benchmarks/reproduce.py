@@ -150,7 +150,7 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
     """The row of ``net`` on ``data``: cached in --work when made with these settings, refreshed with
     --reuse-levels (``finished`` is the row the results hold, if any), else computed."""
     from prunec.pipeline import compile as compile_model
-    from prunec.pipeline import energy_of, finetune_level, per_inference, prune_level
+    from prunec.pipeline import energy_of, finetune_levels, fixed_level_jobs, per_inference
     from prunec.training import evaluate
 
     work = Path(args.work) / f"{net}_{data}"
@@ -174,6 +174,11 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
                selector="learned", max_accuracy_drop=args.max_accuracy_drop, progress=not args.quiet,
                augment=data == "cifar10", command=" ".join(sys.argv),
                checkpoint_dir=str(work / "levels_ckpt"))  # an interrupted row resumes its fine-tunes
+    cfg_obj = _config(cfg)
+    if args.jobs > 1 and args.mild is not None:  # fixed levels: every fine-tune of the row is known up front
+        levels = {0.0, args.mild, args.aggressive}
+        finetune_in_parallel(baseline, data, cfg, [*fixed_level_jobs(cfg_obj), *_single_jobs(args, cfg_obj, levels)],
+                             args)
     out = work / "compiled"
     result = compile_model(model, data, output=str(out), force=True, model_meta=meta, **cfg)
     report = result.report
@@ -181,26 +186,56 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
     calib, test = load_split(data, "calibration", **norm), load_split(data, "test", **norm)
     dyn_soft = _max_softmax_variant(result.compiled, report, data, args)
 
-    # single pruning levels with the same fine-tuning budget as the two levels
-    x = test.x[:1].clone()
-    from prunec.frontend import trace
-
-    original = trace(model, x)
+    # single pruning levels with the same fine-tuning budget as the two levels, fine-tuned as a compile
+    # fine-tunes its levels (the same checkpoint folders, which --jobs fills beforehand)
     singles = _levels_of(report)
-    cfg_obj = _config(cfg)
-    for ratio in args.single_ratios:
-        if any(abs(s["ratio"] - ratio) < 1e-9 for s in singles):
-            continue
-        level = prune_level(original, x, ratio, cfg_obj)
-        train = load_split(data, "train", **norm)
-        # as many epochs as the most-trained of the two levels: no single level is short-changed
-        epochs = max(args.epochs, cfg_obj.aggressive_finetune_epochs)
-        finetune_level(level, original, train, epochs, cfg_obj, f"single level r={ratio:.2f}")
+    jobs = _single_jobs(args, cfg_obj, {s["ratio"] for s in singles})
+    if args.jobs > 1 and args.mild is None:
+        finetune_in_parallel(baseline, data, cfg, jobs, args)
+    x = test.x[:1].clone()
+    for job, level in zip(jobs, finetune_levels(model, data, jobs, model_meta=meta, **cfg), strict=True):
         program = energy_of(level, x, cfg_obj, calib.x[: cfg_obj.sparsity_samples])
-        singles.append({"ratio": ratio, "accuracy": evaluate(level, test), "energy": per_inference(program)})
+        singles.append({"ratio": job.ratio, "accuracy": evaluate(level, test), "energy": per_inference(program)})
     row = _row(net, data, report, dyn_soft, singles, args, baseline, meta, time.perf_counter() - start)
     write_atomic(row_file, json.dumps(row, indent=1) + "\n")
     return row
+
+
+def _single_jobs(args: argparse.Namespace, cfg: Any, levels: set[float]) -> list[Any]:
+    """The extra single levels not among ``levels``, each fine-tuned as long as the most-trained of
+    the two levels: no single level is short-changed."""
+    from prunec.pipeline import LevelJob
+
+    epochs = max(args.epochs, cfg.aggressive_finetune_epochs)
+    return [LevelJob(r, f"single level r={r:.2f}", epochs) for r in args.single_ratios
+            if all(abs(r - done) > 1e-9 for done in levels)]
+
+
+def finetune_in_parallel(baseline: Path, data: str, cfg: dict[str, Any], jobs: Sequence[Any],
+                         args: argparse.Namespace) -> None:
+    """Fine-tune ``jobs`` in ``--jobs`` processes of ``--threads`` threads each, into the row's checkpoint
+    folders: the row then resumes them finished, on the numbers one process would give (the folders are
+    keyed by everything the result depends on, the thread count included)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(args.jobs, len(jobs))
+    if workers < 2:
+        return
+    print(f"fine-tuning {len(jobs)} levels in {workers} processes ({', '.join(j.description for j in jobs)})",
+          flush=True)
+    quiet = {**cfg, "progress": False}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in [pool.submit(_finetune_job, str(baseline), data, quiet, job, args.threads) for job in jobs]:
+            done.result()  # a worker's error is the row's
+
+
+def _finetune_job(baseline: str, data: str, cfg: dict[str, Any], job: Any, threads: int) -> None:
+    from prunec.pipeline import finetune_levels
+
+    torch.set_num_threads(threads)
+    model, meta = load_with_meta(baseline)
+    finetune_levels(model, data, [job], model_meta=meta, **cfg)
 
 
 def _max_softmax_variant(compiled: Any, report: dict[str, Any], data: str, args: argparse.Namespace
@@ -557,10 +592,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
                         f"(default: {CARRIED.relative_to(ROOT)})")
     parser.add_argument("--no-restore", action="store_true",
                         help="do not copy the committed checkpoints into --work (a rerun from scratch)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="fine-tune a row's levels in this many processes at once, each with --threads threads "
+                        "(fixed levels: all of them; searched: the extra single levels); same numbers as one")
     parser.add_argument("--render", action="store_true",
                         help="only re-render reproduce.md and the README summary table from reproduce.json")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if (args.mild is None) != (args.aggressive is None):
         parser.error("--mild and --aggressive go together (fixed levels); give both or neither")
     epochs = args.baseline_epochs

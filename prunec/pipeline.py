@@ -163,6 +163,43 @@ def finetune_level(model: nn.Module, teacher: nn.Module, train: Split, epochs: f
     return model.eval()
 
 
+@dataclass(frozen=True)
+class LevelJob:
+    """One pruning level to prune and fine-tune; its description names its checkpoint folder."""
+
+    ratio: float
+    description: str
+    epochs: float
+    method: str | None = None
+
+
+def fixed_level_jobs(cfg: CompileConfig) -> list[LevelJob]:
+    """The mild and aggressive levels of a compile given both ratios."""
+    assert cfg.mild is not None and cfg.aggressive is not None
+    return [LevelJob(cfg.mild, "fine-tune mild", cfg.epochs if cfg.mild > 0 else 0),
+            LevelJob(cfg.aggressive, "fine-tune aggressive", cfg.aggressive_finetune_epochs, cfg.aggressive_method)]
+
+
+def run_level_job(original: fx.GraphModule, x: torch.Tensor, train: Split, cfg: CompileConfig,
+                  job: LevelJob) -> fx.GraphModule:
+    level = prune_level(original, x, job.ratio, cfg, job.method)
+    return finetune_level(level, original, train, job.epochs, cfg, job.description)
+
+
+def finetune_levels(model: nn.Module, data: str | Split, jobs: Sequence[LevelJob], *,
+                    model_meta: dict[str, Any] | None = None, **options: Any) -> list[fx.GraphModule]:
+    """Prune and fine-tune ``jobs`` exactly as :func:`compile` with these options does, nothing else.
+
+    With a ``checkpoint_dir`` they land in the folders a compile looks in, so a compile run
+    afterwards finds them finished: several processes can fine-tune one compile's levels at
+    once (``benchmarks/reproduce.py --jobs``)."""
+    cfg = _config(data, model_meta, options)
+    if cfg.checkpoint_dir is not None:
+        _prepare_checkpoint_dir(cfg.checkpoint_dir, None)
+    train, _, _, x, original = _start(model, cfg)
+    return [run_level_job(original, x, train, cfg, job) for job in jobs]
+
+
 def energy_of(model: nn.Module, x: torch.Tensor, cfg: CompileConfig, sparsity_images: torch.Tensor,
               routed_share: float | None = None) -> Any:
     """Lower ``model`` to the target with activation sparsity measured on calibration images."""
@@ -304,27 +341,17 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     if not isinstance(data, (str, os.PathLike, Split)):
         raise TypeError(f"data must be a data set name, a PATH.npz or image folder, or a prunec.data.Split; got "
                         f"{type(data).__name__}")
-    data = os.fspath(data) if isinstance(data, os.PathLike) else data
-    options, normalization_source = _model_normalization(options, data, model_meta)
-    cfg = CompileConfig(data=data if isinstance(data, str) else data.info.name, **options)
-    _validate(cfg, normalization_source)
+    cfg = _config(data, model_meta, options)
     if output is not None:
         check_writable(output, force)  # fail before hours of work, not after
     if cfg.checkpoint_dir is not None:
         _prepare_checkpoint_dir(cfg.checkpoint_dir, output)
     console = console or make_console(stderr=True, quiet=not cfg.progress)
     start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-
-    from prunec.frontend import trace
     from prunec.training import evaluate, predict
 
-    train, calib, test = _splits(cfg)
+    train, calib, test, x, original = _start(model, cfg)
     info = test.info
-    x = test.x[:1].clone()
-    _check_model_fits(model, x, info.num_classes)  # leaves the model in eval mode: the traced original shares it
-    original = trace(model, x, leaf_modules=cfg.leaf_modules)
     reused = None
     if cfg.reuse_levels:  # checked against this model before the work below
         from prunec.reuse import reuse_levels
@@ -359,10 +386,7 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     else:
         _log(console, "[3/6]", f"pruning and fine-tuning: mild {cfg.mild:.2f}, aggressive {cfg.aggressive:.2f} "
              f"({_epochs_text(cfg)}, distilled from the original)")
-        mild = prune_level(original, x, cfg.mild, cfg)
-        finetune_level(mild, original, train, cfg.epochs if cfg.mild > 0 else 0, cfg, "fine-tune mild")
-        aggressive = prune_level(original, x, cfg.aggressive, cfg, cfg.aggressive_method)
-        finetune_level(aggressive, original, train, cfg.aggressive_finetune_epochs, cfg, "fine-tune aggressive")
+        mild, aggressive = (run_level_job(original, x, train, cfg, job) for job in fixed_level_jobs(cfg))
     mild_program = energy_of(mild, x, cfg, sparsity_images)
     aggr_program = energy_of(aggressive, x, cfg, sparsity_images)
 
@@ -442,6 +466,27 @@ def _prepare_checkpoint_dir(directory: str, output: str | None) -> None:
         raise UserError(f"--checkpoint-dir {directory} lies in the output directory {output}, which a "
                         "compile replaces as a whole; keep the checkpoints elsewhere")
     ensure_writable_directory(ckpt, f"cannot use --checkpoint-dir {directory}")
+
+
+def _config(data: str | Split, model_meta: dict[str, Any] | None, options: dict[str, Any]) -> CompileConfig:
+    """The checked configuration of a compile of a model (``model_meta``) on ``data``."""
+    data = os.fspath(data) if isinstance(data, os.PathLike) else data
+    options, normalization_source = _model_normalization(options, data, model_meta)
+    cfg = CompileConfig(data=data if isinstance(data, str) else data.info.name, **options)
+    _validate(cfg, normalization_source)
+    return cfg
+
+
+def _start(model: nn.Module, cfg: CompileConfig) -> tuple[Split, Split, Split, torch.Tensor, fx.GraphModule]:
+    """Seeds, the train / calibration / test splits, an example input and the traced original."""
+    from prunec.frontend import trace
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    train, calib, test = _splits(cfg)
+    x = test.x[:1].clone()
+    _check_model_fits(model, x, test.info.num_classes)  # leaves the model in eval mode: the traced original shares it
+    return train, calib, test, x, trace(model, x, leaf_modules=cfg.leaf_modules)
 
 
 def _model_normalization(options: dict[str, Any], data: str | Split, meta: dict[str, Any] | None

@@ -107,6 +107,17 @@ def test_reproduce_row_has_every_variant(tmp_path):
                     for p in (carried / "resnet20_synthetic" / "levels_ckpt").rglob("*.pt")}
     (resumed,) = json.loads((tmp_path / "results2" / "reproduce.json").read_text())["rows"]
     assert resumed["variants"] == v
+    # --jobs 2 fine-tunes the row's three levels in two processes, into the folders the row then finds
+    # finished (a folder with another key would mean a second fine-tune): the same numbers
+    parallel = [*args[:args.index("--work")], "--work", str(tmp_path / "work3"), "--results",
+                str(tmp_path / "results3"), "--jobs", "2"]
+    proc = _run("reproduce.py", *parallel)
+    assert proc.returncode == 0, proc.stderr
+    assert "fine-tuning 3 levels in 2 processes" in proc.stdout
+    assert {p.name for p in (tmp_path / "work3" / "resnet20_synthetic" / "levels_ckpt").iterdir()} == \
+        {p.name for p in ckpt.iterdir()}
+    (in_parallel,) = json.loads((tmp_path / "results3" / "reproduce.json").read_text())["rows"]
+    assert in_parallel["variants"] == v
     reduction = 1 - v["dynamic_learned"]["energy"] / v["original"]["energy"]
     summary = next(line for line in md.splitlines() if line.startswith("| resnet20 | synthetic |"))
     assert "| 1 | 0.30/0.70 (fixed) |" in summary and f"| {reduction:.1%} |" in summary
