@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                     preprocess={"mean": list(info.mean), "std": list(info.std)},
                     test_accuracy=round(accuracy, 2), test_split=test.name, epochs=args.epochs,
                     steps=result.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                    augment=augment, threads=args.threads, train_loss=result.loss,
+                    augment=augment, threads=args.threads, trained_with=result.computed_with, train_loss=result.loss,
                     train_accuracy=result.accuracy, command=command)
     print(f"saved {args.output}", flush=True)
     return 0

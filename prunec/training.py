@@ -25,6 +25,7 @@ import glob
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,10 +55,26 @@ class TrainResult:
     loss: float
     accuracy: float
     seconds: float
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from_step: int | None = None
     rank: int = 0
     world_size: int = 1
+
+    @property
+    def computed_with(self) -> list[dict[str, Any]]:
+        """Runs of epochs computed on one device with one CPU thread count, in order: float sums
+        depend on both, so a run resumed on other ones does not match an uninterrupted run bit for
+        bit. ``[{"epochs": [first, last], "device": "cpu", "threads": 1}, ...]`` (None where a
+        checkpoint from an earlier prunec did not record it)."""
+        runs: list[dict[str, Any]] = []
+        for h in self.history:
+            where = {"device": h.get("device"), "threads": h.get("threads")}
+            epoch = math.ceil(h["epoch"] - 1e-9)
+            if runs and {k: runs[-1][k] for k in where} == where:
+                runs[-1]["epochs"][1] = epoch
+            else:
+                runs.append({"epochs": [epoch, epoch], **where})
+        return runs
 
 
 # --------------------------------------------------------------------------- helpers
@@ -285,6 +302,9 @@ def _run(
         optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
 
     step, history, resumed_from = 0, [], None
+    # what each epoch was computed with (float sums depend on it), recorded in its history entry
+    computed_on = {"device": device.type, "threads": torch.get_num_threads() if device.type == "cpu" else None}
+    show_notes = rank == 0
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
         if rank == 0:  # half-written checkpoints of a killed run (whole ones are renamed into place)
@@ -309,6 +329,10 @@ def _run(
                 torch.cuda.set_rng_state(state["cuda_rng"], device)
             step = resumed_from = int(state["step"])
             history = [dict(h) for h in state.get("history", [])]
+            before = {k: history[-1].get(k) for k in computed_on} if history else computed_on
+            if before != computed_on and show_notes:
+                print(f"note: {latest} was computed on {_where(before)}, this run on {_where(computed_on)}: the "
+                      "result will not match an uninterrupted run bit for bit", file=sys.stderr, flush=True)
 
     # keep the split on the GPU when it fits comfortably: no per-step host copies
     x_all, y_all = train.x, train.y
@@ -376,7 +400,7 @@ def _run(
                 summary = {"epoch": step / steps_per_epoch, "step": float(step),
                            "loss": loss_sum / max(seen, 1), "accuracy": 100.0 * correct / max(seen, 1),
                            "lr": optimizer.param_groups[0]["lr"],
-                           "seconds": time.perf_counter() - started}
+                           "seconds": time.perf_counter() - started, **computed_on}
                 history.append(summary)
                 sums.zero_()
                 if distributed:
@@ -405,6 +429,11 @@ def _run(
                        epochs=step / steps_per_epoch, loss=last["loss"], accuracy=last["accuracy"],
                        seconds=time.perf_counter() - started, history=history,
                        resumed_from_step=resumed_from, rank=rank, world_size=world)
+
+
+def _where(computed_on: dict[str, Any]) -> str:
+    threads = computed_on.get("threads")
+    return f"{computed_on.get('device') or 'an unrecorded device'}" + (f" with {threads} threads" if threads else "")
 
 
 def zero_weight_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -156,6 +156,36 @@ def test_checkpoint_resume_equals_uninterrupted_run(train, tmp_path):
         finetune(graph_net(), train, checkpoint_dir=str(tmp_path / "b"), **{**kwargs, "lr": 0.123})
 
 
+def test_a_run_records_what_computed_each_epoch_and_a_resume_on_other_threads_says_so(train, tmp_path, capfd):
+    kwargs = dict(epochs=3, batch_size=64, seed=1, lr=0.05, progress=False, device="cpu",
+                  checkpoint_dir=str(tmp_path))
+    threads = torch.get_num_threads()
+    stop_after = {"epochs": 2}
+
+    def interrupt(summary: dict[str, float]) -> None:
+        if summary["epoch"] >= stop_after["epochs"]:
+            raise Stop
+
+    with pytest.raises(Stop):
+        finetune(tiny_net(), train, on_epoch=interrupt, **kwargs)
+    try:
+        torch.set_num_threads(threads + 1)
+        result = finetune(tiny_net(), train, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.computed_with == [{"epochs": [1, 2], "device": "cpu", "threads": threads},
+                                    {"epochs": [3, 3], "device": "cpu", "threads": threads + 1}]
+    note = capfd.readouterr().err
+    assert f"epoch_2.pt was computed on cpu with {threads} threads, this run on cpu with {threads + 1}" in note
+    # resumed on the same threads: one run, no note
+    stop_after["epochs"] = 1
+    with pytest.raises(Stop):
+        finetune(tiny_net(), train, on_epoch=interrupt, **{**kwargs, "checkpoint_dir": str(tmp_path / "same")})
+    same_threads = finetune(tiny_net(), train, **{**kwargs, "checkpoint_dir": str(tmp_path / "same")})
+    assert same_threads.computed_with == [{"epochs": [1, 3], "device": "cpu", "threads": threads}]
+    assert "bit for bit" not in capfd.readouterr().err
+
+
 def test_predict_and_augment(train):
     model = tiny_net().train()
     logits = predict(model, train.x[:10], batch_size=3)
