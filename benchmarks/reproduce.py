@@ -330,7 +330,8 @@ def _row(net: str, data: str, report: dict[str, Any], dyn_soft: dict[str, float]
         "selector_auc": report["selector"]["auc"],
         "wall_seconds": round(wall, 1),
         "settings": settings or {**_row_settings(args), "baseline": _shown(baseline),
-                                 "baseline_epochs": meta.get("epochs")},
+                                 "baseline_epochs": meta.get("epochs"),
+                                 **({"baseline_trained_with": meta["trained_with"]} if "trained_with" in meta else {})},
     }
     orig_e = row["variants"]["original"]["energy"]
     for variant in row["variants"].values():
@@ -480,6 +481,10 @@ def render_markdown(payload: dict[str, Any]) -> str:
                       f"{st['threads']} threads, {_epochs_shown(row)}, "
                       f"max drop {st['max_accuracy_drop']:g} pts; "
                       f"{st.get('selector_calibration', HALF_SPLIT)}).", ""]
+            if len(st.get("baseline_trained_with") or []) > 1:
+                lines += [f"Its baseline was trained in parts on different devices or thread counts "
+                          f"({mixed_runs(st['baseline_trained_with'])}), so a rerun from scratch will not match it "
+                          "bit for bit.", ""]
             if "refreshed" in row:
                 lines += [f"Refreshed by `{row['refreshed']['command']}` in {row['refreshed']['wall_seconds']:.0f} s: "
                           "the same fine-tuned networks, this prunec's selector calibration.", ""]
@@ -491,6 +496,16 @@ def render_markdown(payload: dict[str, Any]) -> str:
         lines += [f"- {m['network']} on {m['dataset']}: {m['reason']}" for m in payload["not_run"]]
         lines.append("")
     return "\n".join(lines)
+
+
+def mixed_runs(runs: Sequence[dict[str, Any]]) -> str:
+    """"epochs 1-10 on cpu, 1 thread; 11-15 on cpu, 2 threads" from a checkpoint's ``trained_with``."""
+    def where(run: dict[str, Any]) -> str:
+        threads = run.get("threads")
+        return (run.get("device") or "unrecorded") + (f", {threads} thread{'s' * (threads != 1)}" if threads else "")
+
+    return "; ".join(f"epochs {a}" + (f"-{b}" if b != a else "") + f" on {where(r)}"
+                     for r in runs for a, b in [r["epochs"]])
 
 
 def single_level_mix(singles: list[dict[str, float]], accuracy: float) -> float | None:

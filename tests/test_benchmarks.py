@@ -406,3 +406,15 @@ def test_headline_figures_alexnet_close_and_vgg16_dram_bracketed(tmp_path):
         assert abs(pes / chip_pes - 1) <= 0.08 and abs(dram / chip_dram - 1) <= 0.35, row
     ours, chip = (sum(r["dram_mb"][i] for r in per_layer) for i in (0, 1))
     assert abs(ours / chip - 1) <= 0.15
+
+
+def test_a_baseline_trained_on_mixed_thread_counts_is_flagged():
+    reproduce = _reproduce_module()
+    payload = json.loads((ROOT / "benchmarks" / "results" / "reproduce.json").read_text())
+    row = payload["rows"][0]
+    row["settings"]["baseline_trained_with"] = [{"epochs": [1, 10], "device": "cpu", "threads": 1},
+                                                {"epochs": [11, 15], "device": "cpu", "threads": 2}]
+    assert "(epochs 1-10 on cpu, 1 thread; epochs 11-15 on cpu, 2 threads), so a rerun from scratch will not " \
+        "match it bit for bit" in reproduce.render_markdown(payload)
+    row["settings"]["baseline_trained_with"] = [{"epochs": [1, 15], "device": "cpu", "threads": 1}]
+    assert "bit for bit" not in reproduce.render_markdown(payload)
