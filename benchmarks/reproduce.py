@@ -20,6 +20,7 @@ import json
 import platform
 import shlex
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -193,7 +194,8 @@ def run_row(net: str, data: str, args: argparse.Namespace, finished: dict[str, A
     if args.jobs > 1 and args.mild is None:
         finetune_in_parallel(baseline, data, cfg, jobs, args)
     x = test.x[:1].clone()
-    for job, level in zip(jobs, finetune_levels(model, data, jobs, model_meta=meta, **cfg), strict=True):
+    levels = finetune_levels(model, data, jobs, model_meta=meta, **cfg) if jobs else []
+    for job, level in zip(jobs, levels, strict=True):
         program = energy_of(level, x, cfg_obj, calib.x[: cfg_obj.sparsity_samples])
         singles.append({"ratio": job.ratio, "accuracy": evaluate(level, test), "energy": per_inference(program)})
     row = _row(net, data, report, dyn_soft, singles, args, baseline, meta, time.perf_counter() - start)
@@ -207,8 +209,11 @@ def _single_jobs(args: argparse.Namespace, cfg: Any, levels: set[float]) -> list
     from prunec.pipeline import LevelJob
 
     epochs = max(args.epochs, cfg.aggressive_finetune_epochs)
-    return [LevelJob(r, f"single level r={r:.2f}", epochs) for r in args.single_ratios
-            if all(abs(r - done) > 1e-9 for done in levels)]
+    jobs: list[Any] = []
+    for r in args.single_ratios:
+        if all(abs(r - done) > 1e-9 for done in [*levels, *(j.ratio for j in jobs)]):
+            jobs.append(LevelJob(r, f"single level r={r:.2f}", epochs))
+    return jobs
 
 
 def finetune_in_parallel(baseline: Path, data: str, cfg: dict[str, Any], jobs: Sequence[Any],
@@ -217,25 +222,37 @@ def finetune_in_parallel(baseline: Path, data: str, cfg: dict[str, Any], jobs: S
     folders: the row then resumes them finished, on the numbers one process would give (the folders are
     keyed by everything the result depends on, the thread count included)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     workers = min(args.jobs, len(jobs))
     if workers < 2:
         return
-    print(f"fine-tuning {len(jobs)} levels in {workers} processes ({', '.join(j.description for j in jobs)})",
-          flush=True)
+    print(f"fine-tuning {len(jobs)} levels in {workers} processes ({', '.join(j.description for j in jobs)}); "
+          "each says when it is done", flush=True)
     quiet = {**cfg, "progress": False}
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for done in [pool.submit(_finetune_job, str(baseline), data, quiet, job, args.threads) for job in jobs]:
-            done.result()  # a worker's error is the row's
+    # the workers ignore Ctrl-C: this process stops them, so no queued fine-tune starts after it (an epoch's
+    # checkpoint is written atomically, so stopping one mid-epoch loses that epoch only)
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=signal.signal,
+                                                     initargs=(signal.SIGINT, signal.SIG_IGN))
+    try:
+        tasks = [(str(baseline), data, quiet, job, args.threads) for job in jobs]
+        for description in pool.imap_unordered(_finetune_job, tasks):  # the first error is the row's, at once
+            print(f"  {description}: fine-tuned", flush=True)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
 
 
-def _finetune_job(baseline: str, data: str, cfg: dict[str, Any], job: Any, threads: int) -> None:
+def _finetune_job(task: tuple[str, str, dict[str, Any], Any, int]) -> str:
     from prunec.pipeline import finetune_levels
 
+    baseline, data, cfg, job, threads = task
     torch.set_num_threads(threads)
     model, meta = load_with_meta(baseline)
     finetune_levels(model, data, [job], model_meta=meta, **cfg)
+    return job.description
 
 
 def _max_softmax_variant(compiled: Any, report: dict[str, Any], data: str, args: argparse.Namespace
@@ -676,4 +693,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted: the same command resumes from the checkpoints in --work", file=sys.stderr)
+        sys.exit(130)

@@ -111,10 +111,12 @@ def test_reproduce_row_has_every_variant(tmp_path):
     # --jobs 2 fine-tunes the row's three levels in two processes, into the folders the row then finds
     # finished (a folder with another key would mean a second fine-tune): the same numbers
     parallel = [*args[:args.index("--work")], "--work", str(tmp_path / "work3"), "--results",
-                str(tmp_path / "results3"), "--jobs", "2"]
-    proc = _run("reproduce.py", *parallel)
+                str(tmp_path / "results3"), "--jobs", "2", "--single-ratios", "0.5", "0.5"]
+    proc = _run("reproduce.py", *[a for a in parallel if a != "--quiet"])
     assert proc.returncode == 0, proc.stderr
-    assert "fine-tuning 3 levels in 2 processes" in proc.stdout
+    assert "fine-tuning 3 levels in 2 processes" in proc.stdout  # the repeated ratio is one level
+    # the row resumed all three where the workers left them, at their last step
+    assert len(re.findall(r"resumed at step (\d+) of \1 ", proc.stderr)) == 3, proc.stderr
     assert {p.name for p in (tmp_path / "work3" / "resnet20_synthetic" / "levels_ckpt").iterdir()} == \
         {p.name for p in ckpt.iterdir()}
     (in_parallel,) = json.loads((tmp_path / "results3" / "reproduce.json").read_text())["rows"]
