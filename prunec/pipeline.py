@@ -193,6 +193,7 @@ def finetune_levels(model: nn.Module, data: str | Split, jobs: Sequence[LevelJob
     With a ``checkpoint_dir`` they land in the folders a compile looks in, so a compile run
     afterwards finds them finished: several processes can fine-tune one compile's levels at
     once (``benchmarks/reproduce.py --jobs``)."""
+    _check_arguments(model, data)
     cfg = _config(data, model_meta, options)
     if cfg.checkpoint_dir is not None:
         _prepare_checkpoint_dir(cfg.checkpoint_dir, None)
@@ -332,15 +333,9 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     ``options`` are :class:`CompileConfig` fields. With ``output`` every artefact is written
     to that directory atomically (see :mod:`prunec.outdir`).
     """
-    from prunec.data import Split
     from prunec.outdir import atomic_directory, check_writable
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"prunec.compile takes an nn.Module, got {type(model).__name__}; load a checkpoint, state "
-                        f"dict or zoo:NAME first with prunec.load(...)")
-    if not isinstance(data, (str, os.PathLike, Split)):
-        raise TypeError(f"data must be a data set name, a PATH.npz or image folder, or a prunec.data.Split; got "
-                        f"{type(data).__name__}")
+    _check_arguments(model, data)
     cfg = _config(data, model_meta, options)
     if output is not None:
         check_writable(output, force)  # fail before hours of work, not after
@@ -466,6 +461,15 @@ def _prepare_checkpoint_dir(directory: str, output: str | None) -> None:
         raise UserError(f"--checkpoint-dir {directory} lies in the output directory {output}, which a "
                         "compile replaces as a whole; keep the checkpoints elsewhere")
     ensure_writable_directory(ckpt, f"cannot use --checkpoint-dir {directory}")
+
+
+def _check_arguments(model: Any, data: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"prunec.compile takes an nn.Module, got {type(model).__name__}; load a checkpoint, state "
+                        f"dict or zoo:NAME first with prunec.load(...)")
+    if not isinstance(data, (str, os.PathLike, Split)):
+        raise TypeError(f"data must be a data set name, a PATH.npz or image folder, or a prunec.data.Split; got "
+                        f"{type(data).__name__}")
 
 
 def _config(data: str | Split, model_meta: dict[str, Any] | None, options: dict[str, Any]) -> CompileConfig:
@@ -760,4 +764,5 @@ def write_outputs(result: CompileResult, directory: Path) -> None:
     render_all(directory)
 
 
-__all__ = ["compile", "CompileConfig", "CompileResult", "search_levels", "write_outputs"]
+__all__ = ["compile", "CompileConfig", "CompileResult", "search_levels", "write_outputs", "LevelJob",
+           "fixed_level_jobs", "finetune_levels"]
