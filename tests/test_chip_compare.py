@@ -218,3 +218,15 @@ def test_a_chip_no_layer_fits_is_named_by_its_file(dynamic_ir, tmp_path):
 def test_a_single_hardware_path_is_one_chip(dynamic_ir):
     comparison, _ = compare_chips(dynamic_ir, str(DEFAULT_HW))
     assert [c.file for c in comparison.columns] == [None, str(DEFAULT_HW)]
+
+
+def test_the_readme_example_chips_compare_as_the_readme_says():
+    hardware = ROOT / "examples" / "hardware"
+    comparison, _ = compare_chips(ARTIFACT.parent / "resnet20_cifar10", [hardware / "eyeriss_v1_cheap_dram.yaml",
+                                                                        hardware / "eyeriss_v1_big_glb.yaml"])
+    base, cheap, big = comparison.columns
+    assert [round(c.reduction, 3) for c in comparison.columns] == [0.728, 0.766, 0.728]
+    assert round(cheap.energy / base.energy, 3) == 0.580
+    assert round(cheap.energy_by_level()["dram"] / base.energy_by_level()["dram"], 3) == 0.256
+    changed = [sum(r["mapping_changed"][i] for r in comparison.layers()) for i in (1, 2)]
+    assert changed == [12, 0] and big.energy == base.energy
