@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     sparsity = _read_sparsity(args.activation_sparsity)
     mappings = _read_mappings(args.mappings)
     gm, x, _ = load_and_trace(args)
-    chips = ([None] if args.compare else []) + hws if len(hws) > 1 or args.compare else hws[:1] or [None]
+    chips: list[str | None] = [None, *hws] if args.compare else [*hws] or [None]  # None: the default chip
     programs = [lower(gm, None, target=args.target, batch=args.batch or int(x.shape[0]), hw=hw,
                       activation_sparsity=sparsity, routed_share=args.routed_share,
                       zero_gating=not args.no_zero_gating, rlc=not args.no_rlc,
