@@ -152,12 +152,10 @@ def _mapping(rec: Mapping[str, Any]) -> tuple | None:
 
 
 def _ir(column: ChipColumn) -> dict[str, Any]:
-    ir = column.program.to_dict()
-    if column.original is not None:
-        ir["totals"]["original_energy_per_inference"] = column.original.totals["energy_per_inference"]
-        if column.reduction is not None:
-            ir["totals"]["energy_reduction"] = column.reduction
-    return ir
+    """The column's IR; a compiled model's carries its original's energy and the reduction."""
+    from prunec.recost import CompiledCost
+
+    return CompiledCost(column.program, column.original).to_dict()
 
 
 def compare_chips(source: Mapping[str, Any] | str | os.PathLike[str], hws: Sequence[Any] | str | os.PathLike[str],
