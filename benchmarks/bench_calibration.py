@@ -23,7 +23,6 @@ Writes benchmarks/results/bench_calibration.{json,md}; rows are merged by compil
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
@@ -36,14 +35,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import dynamic_costs, run_study, study_header, study_heading  # noqa: E402
+from runs import dynamic_costs, learned_compiled, study_header, study_heading, torch_study_main  # noqa: E402
 
-from prunec import __version__, load_compiled  # noqa: E402
 from prunec.calibration import choose_threshold, sweep  # noqa: E402
 from prunec.data import load_split  # noqa: E402
 from prunec.dynamic import SELECTOR_FOLDS, predict  # noqa: E402
 from prunec.errors import UserError  # noqa: E402
-from prunec.report import input_normalization  # noqa: E402
 from prunec.selectors import (  # noqa: E402
     LearnedSelector,
     cross_fitted_scores,
@@ -131,17 +128,12 @@ def learned_scores(calib: Outcomes, test: Outcomes, scheme: str, seed: int, epoc
 
 
 def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    report = json.loads((compiled_dir / "report.json").read_text())
-    if report["selector"]["kind"] != "learned":
-        raise UserError(f"{compiled_dir} was compiled with --selector {report['selector']['kind']}; this study "
-                        "costs its selectors with a learned selector's energy, so compile with the default")
+    report, model, norm = learned_compiled(compiled_dir, "costs its selectors with a learned selector's energy")
     budget = report["selector"]["max_accuracy_drop"]
     if budget is None:
         raise UserError(f"{compiled_dir} was compiled with --mild-rate; this study chooses thresholds for an "
                         "accuracy budget, so compile with --max-accuracy-drop")
-    model = load_compiled(compiled_dir / report["files"]["model_dir"]).model
     data = report["data"]["name"]
-    norm = input_normalization(report)
     calib = _outcomes(model, load_split(data, "calibration", **norm))
     test = _outcomes(model, load_split(data, "test", **norm))
     costs = dynamic_costs(report, with_selector=True)
@@ -196,12 +188,7 @@ def render(payload: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    code = run_study("bench_calibration", args.compiled, args.results, lambda d: _row(d, args), render,
-                     versions={"prunec": __version__, "torch": torch.__version__})
-    if code == 0:
-        print((args.results / "bench_calibration.md").read_text())
-    return code
+    return torch_study_main("bench_calibration", args, lambda d: _row(d, args), render)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -36,14 +35,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import dynamic_costs, run_study, study_header, study_heading  # noqa: E402
+from runs import dynamic_costs, learned_compiled, run_study, study_header, study_heading  # noqa: E402
 
-from prunec import __version__, load_compiled  # noqa: E402
+from prunec import __version__  # noqa: E402
 from prunec.calibration import roc_auc, sweep  # noqa: E402
 from prunec.data import Split, load_split  # noqa: E402
 from prunec.dynamic import predict  # noqa: E402
-from prunec.errors import UserError  # noqa: E402
-from prunec.report import input_normalization  # noqa: E402
 from prunec.selectors import LearnedSelector, front_outputs, max_softmax_score, train_selector  # noqa: E402
 
 GAPS = (0.5, 1.0, 1.5, 2.0)  # points below the mild network's test accuracy
@@ -74,13 +71,8 @@ def oracle_ranking(agg_ok: np.ndarray, mild_ok: np.ndarray) -> np.ndarray:
 
 
 def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    report = json.loads((compiled_dir / "report.json").read_text())
-    if report["selector"]["kind"] != "learned":
-        raise UserError(f"{compiled_dir} was compiled with --selector {report['selector']['kind']}; this study "
-                        "costs its selectors with a learned selector's energy, so compile with the default")
-    model = load_compiled(compiled_dir / report["files"]["model_dir"]).model
+    report, model, norm = learned_compiled(compiled_dir, "costs its selectors with a learned selector's energy")
     data = report["data"]["name"]
-    norm = input_normalization(report)
     calibration, test = load_split(data, "calibration", **norm), load_split(data, "test", **norm)
     extra = load_split(data, "train", **norm).subset(args.train_samples, seed=args.seed)
     with torch.no_grad():

@@ -111,6 +111,37 @@ def run_study(name: str, dirs: list[Path], results: Path, make_row: Callable[[Pa
     return 0
 
 
+def learned_compiled(compiled_dir: Path, why: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """(report.json, dynamic model, input normalization) of a compiled model whose selector is learned.
+
+    ``why`` finishes the error for another selector: what the study does with a learned one."""
+    from prunec import load_compiled
+    from prunec.errors import UserError
+    from prunec.report import input_normalization
+
+    report = json.loads((compiled_dir / "report.json").read_text())
+    if report["selector"]["kind"] != "learned":
+        raise UserError(f"{compiled_dir} was compiled with --selector {report['selector']['kind']}; this study "
+                        f"{why}, so compile with the default")
+    model = load_compiled(compiled_dir / report["files"]["model_dir"]).model
+    return report, model, input_normalization(report)
+
+
+def torch_study_main(name: str, args: argparse.Namespace, make_row: Callable[[Path], dict[str, Any]],
+                     render: Callable[[dict[str, Any]], str]) -> int:
+    """A study over ``args.compiled`` on ``args.threads`` torch threads, its Markdown printed when it succeeds."""
+    import torch
+
+    from prunec import __version__
+
+    torch.set_num_threads(args.threads)
+    code = run_study(name, args.compiled, args.results, make_row, render,
+                     versions={"prunec": __version__, "torch": torch.__version__})
+    if code == 0:
+        print((args.results / f"{name}.md").read_text())
+    return code
+
+
 def study_heading(row: dict[str, Any]) -> str:
     """A study row's Markdown heading: the network, the data set and the compiled model it read."""
     return f"## {row['network']} on {row['dataset']} (`{row['compiled']}`)"

@@ -33,6 +33,11 @@ class SweepPoint:
     accuracy_drop: float = float("nan")  # percentage points below the original
     energy_reduction: float = float("nan")  # 1 - expected_energy / costs["original"]
     feasible: bool = True
+    # with the original's per-image correctness: images the dynamic model loses / gains against
+    # it, out of ``samples`` (what prunec.accuracy_bound bounds the drop from)
+    samples: int | None = None
+    lost: int | None = None
+    gained: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,21 +46,27 @@ class SweepPoint:
 def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
           aggressive_correct: Sequence[bool] | np.ndarray | torch.Tensor,
           mild_correct: Sequence[bool] | np.ndarray | torch.Tensor,
-          original_accuracy: float | None, costs: dict[str, float]) -> list[SweepPoint]:
+          original_accuracy: float | None, costs: dict[str, float],
+          original_correct: Sequence[bool] | np.ndarray | torch.Tensor | None = None) -> list[SweepPoint]:
     """Every distinct routing of the samples, from none routed to all routed.
 
     Each point records its accuracy drop against ``original_accuracy`` (percentage points)
     and its energy reduction against ``costs["original"]`` when given. Thresholds are
     midpoints between neighbouring distinct scores, so a sample exactly at a calibration
-    score does not flip the decision.
+    score does not flip the decision. With the original's per-sample ``original_correct``
+    (its mean stands in for a missing ``original_accuracy``) each point also counts the samples it loses
+    and gains against the original, for :mod:`prunec.accuracy_bound`.
     """
     s = _np(scores).astype(np.float64)
     a = _np(aggressive_correct).astype(np.float64)
     m = _np(mild_correct).astype(np.float64)
     n = len(s)
-    if n == 0 or len(a) != n or len(m) != n:
-        raise ValueError("scores, aggressive_correct and mild_correct must be non-empty and "
+    o = None if original_correct is None else _np(original_correct).astype(np.float64)
+    if n == 0 or len(a) != n or len(m) != n or (o is not None and len(o) != n):
+        raise ValueError("scores, aggressive_correct, mild_correct and original_correct must be non-empty and "
                          "equally long")
+    if o is not None and original_accuracy is None:
+        original_accuracy = float(o.mean())
     order = np.argsort(-s, kind="stable")
     s, a, m = s[order], a[order], m[order]
     # routing the top k: accuracy = (sum of m over the first k + sum of a over the rest) / n
@@ -75,26 +86,48 @@ def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
     drop = (original_accuracy - acc) * 100.0 if original_accuracy is not None else np.full(n + 1, np.nan)
     orig = float(costs.get("original") or 0.0)
     reduction = 1.0 - energy / orig if orig > 0 else np.full(n + 1, np.nan)
+    if o is None:
+        return [SweepPoint(float(thr[i]), float(share[i]), float(acc[i]), float(energy[i]),
+                           float(drop[i]), float(reduction[i]))
+                for i in np.flatnonzero(valid)]
+    o = o[order]
+    # routing the top k: the first k answer as mild, the rest as aggressive
+    lost = np.concatenate([[0.0], np.cumsum(o * (1 - m))]) + _suffix_sums(o * (1 - a))
+    gained = np.concatenate([[0.0], np.cumsum((1 - o) * m)]) + _suffix_sums((1 - o) * a)
     return [SweepPoint(float(thr[i]), float(share[i]), float(acc[i]), float(energy[i]),
-                       float(drop[i]), float(reduction[i]))
+                       float(drop[i]), float(reduction[i]), samples=n, lost=int(round(lost[i])),
+                       gained=int(round(gained[i])))
             for i in np.flatnonzero(valid)]
 
 
+def _suffix_sums(v: np.ndarray) -> np.ndarray:
+    """``out[k] = v[k:].sum()`` for k = 0..len(v)."""
+    return np.concatenate([np.cumsum(v[::-1])[::-1], [0.0]])
+
+
 def choose_threshold(points: Sequence[SweepPoint], max_accuracy_drop: float | None = None,
-                     mild_rate: float | None = None, original_accuracy: float | None = None
-                     ) -> SweepPoint:
+                     mild_rate: float | None = None, original_accuracy: float | None = None,
+                     confidence: float | None = None) -> SweepPoint:
     """The operating point to deploy.
 
     * ``max_accuracy_drop`` (percentage points against the original, as recorded by
       :func:`sweep` or given as ``original_accuracy``): the least
       expected energy whose calibration accuracy is within the drop (ties: more accurate).
       If no point qualifies, everything goes to mild and the point has ``feasible=False``.
+      With ``confidence``, the drop's upper confidence bound must be within the budget
+      instead of its estimate (:func:`prunec.accuracy_bound.guaranteed_point`).
     * ``mild_rate``: the largest share routed to mild that does not exceed the rate.
     """
     if not points:
         raise ValueError("empty sweep")
     if (max_accuracy_drop is None) == (mild_rate is None):
         raise ValueError("give exactly one of max_accuracy_drop and mild_rate")
+    if confidence is not None:
+        if max_accuracy_drop is None:
+            raise ValueError("confidence bounds an accuracy budget; it does not apply to mild_rate")
+        from prunec.accuracy_bound import guaranteed_point
+
+        return guaranteed_point(points, max_accuracy_drop, confidence)
     if mild_rate is not None:
         within = [p for p in points if p.mild_share <= mild_rate + 1e-12]
         return max(within, key=lambda p: (p.mild_share, p.accuracy)) if within else points[0]

@@ -239,7 +239,7 @@ def compile_dynamic(original: nn.Module, aggressive: nn.Module, mild: nn.Module,
                     max_accuracy_drop: float | None = None, mild_rate: float | None = None,
                     costs: dict[str, float] | None = None, preprocess: nn.Module | None = None,
                     selector_folds: int = SELECTOR_FOLDS, epochs: int = 60, seed: int = 0,
-                    hidden: int = 32) -> Any:
+                    hidden: int = 32, confidence: float | None = None) -> Any:
     """Assemble, train and calibrate a dynamic model from already pruned/fine-tuned networks.
 
     ``calibration`` is a :class:`prunec.data.Split` neither pruned network was fine-tuned on.
@@ -249,7 +249,9 @@ def compile_dynamic(original: nn.Module, aggressive: nn.Module, mild: nn.Module,
     neither flattered by the selector's training samples nor estimated from half the data.
     Zero-parameter selectors calibrate on all of it directly.
     ``costs`` default to MACs (:func:`prunec.calibration.mac_costs`); pass the Eyeriss
-    energies when the backend is available. Returns a :class:`prunec.artifact.CompiledModel`.
+    energies when the backend is available. With ``confidence`` the accuracy budget must hold
+    for the drop's upper confidence bound (:mod:`prunec.accuracy_bound`), not its estimate.
+    Returns a :class:`prunec.artifact.CompiledModel`.
     """
     from prunec.artifact import CompiledModel
     from prunec.calibration import choose_threshold, mac_costs, sweep
@@ -277,15 +279,19 @@ def compile_dynamic(original: nn.Module, aggressive: nn.Module, mild: nn.Module,
     else:
         logits, scores = dyn.scores(calibration.x)
     mild_logits = predict(dyn.mild, calibration.x)
-    orig_logits = predict(dyn.original, calibration.x)
-    original_accuracy = float((orig_logits.argmax(1) == y).float().mean())
+    original_correct = predict(dyn.original, calibration.x).argmax(1) == y
+    original_accuracy = float(original_correct.float().mean())
     cost = costs or mac_costs(dyn, example)
-    points = sweep(scores, logits.argmax(1) == y, mild_logits.argmax(1) == y, original_accuracy, cost)
-    chosen = choose_threshold(points, max_accuracy_drop=max_accuracy_drop, mild_rate=mild_rate)
+    points = sweep(scores, logits.argmax(1) == y, mild_logits.argmax(1) == y, original_accuracy, cost,
+                   original_correct=original_correct)
+    chosen = choose_threshold(points, max_accuracy_drop=max_accuracy_drop, mild_rate=mild_rate,
+                              confidence=confidence)
     dyn.threshold = chosen.threshold
+    constraint = {"max_accuracy_drop": max_accuracy_drop, "mild_rate": mild_rate}
+    if confidence is not None:
+        constraint["confidence"] = confidence
     return CompiledModel(model=dyn, sweep=points, chosen=chosen, costs=cost,
-                         original_accuracy=original_accuracy,
-                         constraint={"max_accuracy_drop": max_accuracy_drop, "mild_rate": mild_rate})
+                         original_accuracy=original_accuracy, constraint=constraint)
 
 
 __all__ = ["DynamicModel", "MildRouter", "build_graph", "compile_dynamic", "calibration_scheme", "predict",

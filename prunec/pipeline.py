@@ -24,6 +24,7 @@ from rich.console import Console
 from torch import fx, nn
 
 from prunec import __version__
+from prunec.accuracy_bound import format_confidence
 from prunec.data import Split, load_split
 from prunec.errors import UserError, is_number
 from prunec.report import MEMORY_LEVELS
@@ -49,6 +50,7 @@ class CompileConfig:
     selector: str = "learned"
     max_accuracy_drop: float | None = 1.5
     mild_rate: float | None = None
+    confidence: float | None = None  # the budget must hold for the drop's upper bound at this confidence
     epochs: float = 1.0
     aggressive_epochs: float | None = None  # None: ``epochs``; the aggressive level has more to recover
     search_epochs: float = 0.3
@@ -228,7 +230,7 @@ def per_inference(program: Any) -> float:
 
 
 def search_levels(original: fx.GraphModule, x: torch.Tensor, train: Split, calib: Split,
-                  original_calib_acc: float, original_energy: float, cfg: CompileConfig,
+                  original_correct: torch.Tensor, original_energy: float, cfg: CompileConfig,
                   console: Console) -> tuple[float, float, list[Level]]:
     """Pick (mild, aggressive) ratios: short fine-tunes of every candidate, then the pair
     whose max-softmax routing meets the accuracy constraint on calibration data with the
@@ -254,33 +256,40 @@ def search_levels(original: fx.GraphModule, x: torch.Tensor, train: Split, calib
     for mild, aggr in itertools.permutations([orig_level, *levels], 2):
         if mild.ratio >= aggr.ratio:
             continue
-        point = pair_point(mild.calib_logits, aggr.calib_logits, calib, original_calib_acc, mild.energy,
-                           aggr.energy, original_energy, drop)
+        point = pair_point(mild.calib_logits, aggr.calib_logits, calib, original_correct, mild.energy,
+                           aggr.energy, original_energy, drop, cfg.confidence)
         if point.feasible and (best is None or point.expected_energy < best[2]):
             best = (mild.ratio, aggr.ratio, point.expected_energy)
     if best is None:
-        raise UserError(f"no pair of pruning levels keeps calibration accuracy within {drop} points of the "
-                        "original even with short fine-tunes; give --mild/--aggressive or a larger "
-                        "--max-accuracy-drop")
+        within = (f"keeps calibration accuracy within {drop} points of the original" if cfg.confidence is None
+                  else f"bounds the accuracy drop within {drop} points at {format_confidence(cfg.confidence)} "
+                  "confidence")
+        raise UserError(f"no pair of pruning levels {within} even with short fine-tunes; give --mild/--aggressive, "
+                        "a larger --max-accuracy-drop" + ("" if cfg.confidence is None else " or a lower --confidence"))
     _log(console, "search", f"chose mild {best[0]:.2f}, aggressive {best[1]:.2f} "
          f"(estimated {best[2] / original_energy:.1%} of the original's energy)")
     return best[0], best[1], levels
 
 
-def pair_point(mild_logits: torch.Tensor, aggr_logits: torch.Tensor, calib: Split, original_calib_acc: float,
-               mild_energy: float, aggr_energy: float, original_energy: float, max_drop: float) -> Any:
-    """The cheapest max-softmax operating point of a (mild, aggressive) pair on calibration data."""
+def pair_point(mild_logits: torch.Tensor, aggr_logits: torch.Tensor, calib: Split, original_correct: torch.Tensor,
+               mild_energy: float, aggr_energy: float, original_energy: float, max_drop: float,
+               confidence: float | None = None) -> Any:
+    """The cheapest max-softmax operating point of a (mild, aggressive) pair on calibration data.
+
+    ``original_correct``: the original's per-image correctness on ``calib``."""
     from prunec.calibration import choose_threshold, sweep
     from prunec.selectors import max_softmax_score
 
+    original_calib_acc = 100 * float(original_correct.float().mean())
     points = sweep(max_softmax_score(aggr_logits), aggr_logits.argmax(1) == calib.y,
                    mild_logits.argmax(1) == calib.y, original_calib_acc / 100,
-                   {"base": aggr_energy, "mild": mild_energy, "original": original_energy})
-    return choose_threshold(points, max_accuracy_drop=max_drop)
+                   {"base": aggr_energy, "mild": mild_energy, "original": original_energy},
+                   original_correct=original_correct)
+    return choose_threshold(points, max_accuracy_drop=max_drop, confidence=confidence)
 
 
 def refine_levels(original: fx.GraphModule, x: torch.Tensor, train: Split, calib: Split,
-                  original_calib_acc: float, original_energy: float, candidates: list[Level],
+                  original_correct: torch.Tensor, original_energy: float, candidates: list[Level],
                   cfg: CompileConfig, console: Console) -> tuple[nn.Module, nn.Module]:
     """Fine-tune the searched levels fully, then look one level further.
 
@@ -307,8 +316,8 @@ def refine_levels(original: fx.GraphModule, x: torch.Tensor, train: Split, calib
         level = by_ratio[ratio]
         finetune_level(level.model, original, train, cfg.aggressive_finetune_epochs, cfg,
                        f"fine-tune aggressive r={ratio:.2f}")
-        point = pair_point(mild_logits, predict(level.model, calib), calib, original_calib_acc, mild_energy,
-                           level.energy, original_energy, drop)
+        point = pair_point(mild_logits, predict(level.model, calib), calib, original_correct, mild_energy,
+                           level.energy, original_energy, drop, cfg.confidence)
         _log(console, "[3/6]", f"aggressive {ratio:.2f} after {cfg.aggressive_finetune_epochs:g} epochs: "
              + (f"{point.expected_energy / original_energy:.1%} of the original's energy"
                 if point.feasible else "misses the accuracy constraint"))
@@ -355,7 +364,7 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
 
     _log(console, "[1/6]", f"original on {info.name}: evaluating on {len(test):,} test images")
     orig_test_acc = evaluate(original, test)
-    orig_calib_acc = 100 * float((predict(original, calib).argmax(1) == calib.y).float().mean())
+    orig_calib_correct = predict(original, calib).argmax(1) == calib.y
     sparsity_images = calib.x[: cfg.sparsity_samples]
     orig_program = energy_of(original, x, cfg, sparsity_images)
     orig_energy = per_inference(orig_program)
@@ -373,10 +382,10 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     elif cfg.mild is None or cfg.aggressive is None:
         _log(console, "[2/6]", "searching pruning levels (short fine-tunes, scored by Eyeriss energy)")
         cfg.mild, cfg.aggressive, candidates = search_levels(
-            original, x, train, calib, orig_calib_acc, orig_energy, cfg, console)
+            original, x, train, calib, orig_calib_correct, orig_energy, cfg, console)
         for level in candidates:  # the trade-off plot shows them as the search left them
             level.test_accuracy = evaluate(level.model, test)
-        mild, aggressive = refine_levels(original, x, train, calib, orig_calib_acc, orig_energy, candidates,
+        mild, aggressive = refine_levels(original, x, train, calib, orig_calib_correct, orig_energy, candidates,
                                          cfg, console)
     else:
         _log(console, "[3/6]", f"pruning and fine-tuning: mild {cfg.mild:.2f}, aggressive {cfg.aggressive:.2f} "
@@ -392,7 +401,7 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
              "original": orig_energy}
     compiled = compile_dynamic(original, aggressive, mild, calib, selector=cfg.selector,
                                max_accuracy_drop=cfg.max_accuracy_drop, mild_rate=cfg.mild_rate,
-                               costs=costs, preprocess=info.preprocess, seed=cfg.seed)
+                               costs=costs, preprocess=info.preprocess, seed=cfg.seed, confidence=cfg.confidence)
     dyn = compiled.model
     dyn_program = energy_of(dyn, x, cfg, sparsity_images)
     by_role = dyn_program.energy_by_role()
@@ -545,6 +554,13 @@ def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> No
         raise UserError("--aggressive-method needs explicit --mild/--aggressive levels (the search uses --method)")
     if cfg.max_accuracy_drop is not None and cfg.mild_rate is not None:
         raise UserError("give --max-accuracy-drop or --mild-rate, not both")
+    if cfg.confidence is not None:
+        if not 0 < cfg.confidence < 1:  # NaN fails
+            hint = f" (did you mean {cfg.confidence / 100:g}?)" if 1 < cfg.confidence < 100 else ""
+            raise UserError(f"--confidence must be a probability strictly between 0 and 1, got {cfg.confidence:g}"
+                            + hint)
+        if cfg.max_accuracy_drop is None:
+            raise UserError("--confidence bounds the --max-accuracy-drop budget; it does not apply to --mild-rate")
     from prunec.data import dataset_info, renormalized
 
     own = dataset_info(cfg.data)
@@ -673,8 +689,10 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
         notes.append(f"Target (>= 70 % energy reduction at <= 2.0 points accuracy loss) missed: "
                      f"{reduction:.1%} reduction at {change}.")
     if compiled.chosen is not None and not compiled.chosen.feasible:
-        notes.append("No threshold met the accuracy constraint on calibration data; every input goes to "
-                     "the mild network.")
+        rule = ("met the accuracy constraint on calibration data" if cfg.confidence is None else
+                f"had its accuracy drop bounded within the budget at {format_confidence(cfg.confidence)} "
+                "confidence")
+        notes.append(f"No threshold {rule}; every input goes to the mild network.")
     if cfg.gates_weights and _target_takes(cfg, "weight_sparsity"):
         notes.append("Zero weights are credited (gated MACs and a run-length compressed filter stream): an "
                      "Eyeriss v2-style assumption; the Eyeriss v1 chip gates only zero activations.")
@@ -700,7 +718,8 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                                   "fine_tune_epochs": cfg.aggressive_finetune_epochs}},
         "selector": {"kind": cfg.selector, "threshold": float(dyn.threshold), "taps": list(dyn.taps),
                      "auc": auc, "max_accuracy_drop": cfg.max_accuracy_drop,
-                     "calibration": calibration_scheme(cfg.selector)},
+                     "calibration": calibration_scheme(cfg.selector), "confidence": cfg.confidence,
+                     **_drop_bound(compiled.chosen, cfg, bool(candidates))},
         "accuracy": {"original": orig_test_acc, "mild": _acc(logits_m, test.y),
                      "aggressive": _acc(logits_a, test.y), "dynamic": dyn_acc, "oracle": oracle_acc},
         "mild_share": share,
@@ -719,6 +738,20 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
         "notes": notes, "wall_seconds": 0.0,
     }
     return report
+
+
+def _drop_bound(chosen: Any, cfg: CompileConfig, levels_searched: bool) -> dict[str, Any]:
+    """``{"drop_bound": ...}`` of the chosen threshold, or nothing where no budget applies."""
+    from prunec.accuracy_bound import REPORT_CONFIDENCE, caveats, point_bound
+
+    if chosen is None or cfg.max_accuracy_drop is None:
+        return {}
+    confidence = cfg.confidence if cfg.confidence is not None else REPORT_CONFIDENCE
+    bound = point_bound(chosen, confidence)
+    if bound != bound:
+        return {}
+    return {"drop_bound": {"confidence": confidence, "points": bound,
+                           "caveats": caveats(cfg.selector, levels_searched)}}
 
 
 def _at_threshold(threshold: float, scores: torch.Tensor, correct_a: torch.Tensor, correct_m: torch.Tensor,

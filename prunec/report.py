@@ -154,8 +154,21 @@ class _SelectorRequired(TypedDict):
     max_accuracy_drop: float | None  # the calibration budget the threshold was chosen for
 
 
+class _DropBoundRequired(TypedDict):
+    confidence: Annotated[float, Range(0.0, 1.0)]
+    points: float  # percentage points below the original, on new images drawn like the calibration ones
+
+
+class DropBound(_DropBoundRequired, total=False):
+    """An upper confidence bound on the accuracy drop at the chosen threshold (prunec.accuracy_bound)."""
+
+    caveats: list[str]  # why the bound is approximate (empty: exact); absent in reports before it was recorded
+
+
 class SelectorInfo(_SelectorRequired, total=False):
     calibration: str  # which scores the threshold was chosen on (absent: a half split, older reports)
+    confidence: Annotated[float, Range(0.0, 1.0)] | None  # the budget held for the bound at it (None: estimate)
+    drop_bound: DropBound  # absent in older reports and for a --mild-rate threshold
 
 
 class LevelsFrom(TypedDict):
@@ -656,6 +669,30 @@ def _sweep_table(d: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def _drop_bound_text(d: dict[str, Any]) -> str | None:
+    """What the chosen threshold's accuracy drop is bounded by, and how firmly."""
+    from prunec.accuracy_bound import format_confidence
+
+    sel = d["selector"]
+    bound = sel.get("drop_bound")
+    if bound is None:
+        return None
+    conf = format_confidence(bound["confidence"])
+    if sel.get("confidence") is not None:
+        rule = (f"the threshold was chosen by a fixed-sequence test of such bounds, so with {conf} confidence its "
+                f"expected loss on such images is within the {sel['max_accuracy_drop']:g}-point budget")
+    else:
+        rule = "the threshold was chosen on the calibration estimate; `--confidence` makes the bound the rule"
+    caveats = bound.get("caveats") or []
+    firmness = (" The bound is approximate: " + "; ".join(caveats) + "." if caveats else
+                " The bound is exact for this compile (a zero-parameter selector on levels that were not "
+                "chosen on the calibration images)." if "caveats" in bound else "")
+    return (f"At the chosen threshold the accuracy loss against the original, expected on new images drawn like "
+            f"the {d['data']['calibration_size']:,} calibration images, is at most **{bound['points']:.2f} "
+            f"points** with {conf} confidence (exact binomial limits on the images the dynamic model loses and "
+            f"gains against the original, at a threshold chosen on those same images); {rule}.{firmness}")
+
+
 def _calibration_text(selector: dict[str, Any]) -> str:
     """How the threshold's calibration scores were made (reports without the key used a half split)."""
     return selector.get("calibration") or "the learned selector trains on one half and is thresholded on the other"
@@ -807,9 +844,16 @@ def render_markdown(d: dict[str, Any]) -> str:
     auc = "n/a" if sel["auc"] is None else f"{sel['auc']:.3f}"
     budget = ("" if sel["max_accuracy_drop"] is None else
               f", chosen on calibration for ≤ {sel['max_accuracy_drop']:.2f} pts loss")
+    if sel["max_accuracy_drop"] is not None and sel.get("confidence") is not None:
+        from prunec.accuracy_bound import format_confidence
+
+        budget += f" with {format_confidence(sel['confidence'])} confidence"
     add(f"Selector `{sel['kind']}` tapping {', '.join(f'`{t}`' for t in sel['taps']) or '—'}; "
         f"threshold τ = {sel['threshold']:.4g}{budget}; AUC {auc}.")
     add("")
+    if (bound := _drop_bound_text(d)) is not None:
+        add(bound)
+        add("")
     for line in _sweep_summary(d):
         add(line)
     add("")
@@ -913,6 +957,14 @@ def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
     parts = [f"{r} {fmt_energy(role[r] * (p if r == 'mild' else 1))}" for r in ROLES]
     console.print(f"dynamic energy by role: {', '.join(parts)} (mild weighted by p = {p:.3f})",
                   highlight=False)
+    if (bound := d["selector"].get("drop_bound")) is not None:
+        by = "this bound" if d["selector"].get("confidence") is not None else "the calibration estimate"
+        from prunec.accuracy_bound import format_confidence
+
+        approx = ", approximate" if bound.get("caveats") else ""
+        console.print(f"accuracy loss on new images like the calibration ones: at most {bound['points']:.2f} pts "
+                      f"with {format_confidence(bound['confidence'])} confidence{approx} (the threshold meets the "
+                      f"budget by {by})", highlight=False)
     v = verdict(d)
     console.print(f"[{'green' if v.met else 'red'}]{escape(v.sentence())}[/]", highlight=False)
     for note in d["notes"]:

@@ -433,7 +433,8 @@ def _run(
 
 def _where(computed_on: dict[str, Any]) -> str:
     threads = computed_on.get("threads")
-    return f"{computed_on.get('device') or 'an unrecorded device'}" + (f" with {threads} threads" if threads else "")
+    where = computed_on.get("device") or "an unrecorded device"
+    return f"{where} with {threads} thread{'' if threads == 1 else 's'}" if threads else where
 
 
 def zero_weight_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:

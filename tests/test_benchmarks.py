@@ -190,6 +190,24 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert own["energy_reduction"] == pytest.approx(report["energy_reduction"])
     assert [len(runs) for runs in calibration["learned"].values()] == [2, 2]
     assert "| learned, half split |" in (tmp_path / "results" / "bench_calibration.md").read_text()
+
+    # estimate vs bound: the estimate rule at the compiled budget is the compiled model itself
+    assert report["selector"]["confidence"] is None and report["selector"]["drop_bound"]["confidence"] == 0.9
+    proc = _run("bench_guarantee.py", str(compiled), "--budgets", "2", "5", "--splits", "20", "--results",
+                str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr
+    (guarantee,) = json.loads((tmp_path / "results" / "bench_guarantee.json").read_text())["rows"]
+    rules = {(r["budget"], r["rule"]): r for r in guarantee["compiled_calibration"]}
+    own = rules[5.0, "estimate"]
+    assert own["mild_share"] == pytest.approx(report["mild_share"])
+    assert own["accuracy_drop"] == pytest.approx(report["accuracy_drop"], abs=1e-6)
+    assert own["bound"] == pytest.approx(report["selector"]["drop_bound"]["points"])
+    for budget in (2.0, 5.0):
+        bounded = rules[budget, "bounded"]
+        assert bounded["mild_share"] >= rules[budget, "estimate"]["mild_share"]
+        assert bounded["bound"] <= budget + 1e-9 or not bounded["feasible"]
+    assert len(guarantee["resplits"]) == 4 and all(0 <= r["over_budget"] <= 1 for r in guarantee["resplits"])
+    assert _run("bench_guarantee.py", str(compiled), "--confidence", "1.5").returncode == 2
     report["selector"]["kind"] = "max-softmax"
     (compiled / "report.json").write_text(json.dumps(report))
     refused = _run("bench_selector_targets.py", str(compiled), "--results", str(tmp_path / "results"))

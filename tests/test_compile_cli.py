@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import prunec
-from prunec import zoo
+from prunec import load_compiled, zoo
+from prunec.accuracy_bound import point_bound
 from prunec.errors import UserError
 from prunec.frontend import save_checkpoint
 from prunec.report import load_report, validate_report
@@ -257,6 +258,8 @@ def test_level_search_in_process(trained_synthetic, tmp_path):
     assert mild in (0.0, 0.3) and aggressive in (0.3, 0.6) and mild < aggressive
     assert sorted(p["ratio"] for p in report["single_level"]) == [0.0, 0.3, 0.6]
     assert report["energy"]["aggressive"] < report["energy"]["original"]
+    (caveat,) = report["selector"]["drop_bound"]["caveats"]  # levels searched on the calibration images
+    assert "searched on the same calibration images" in caveat
 
     ckpt = tmp_path / "ckpt"
     for run in range(2):  # the second run finds every fine-tune finished
@@ -481,9 +484,16 @@ def test_reuse_levels_reproduces_the_compile_without_fine_tuning(compiled_dir, t
     (old_style / "report.json").write_text(json.dumps(stripped))
     softmax = tmp_path / "softmax"
     result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", "--selector", "max-softmax",
-                     "--quiet", "--reuse-levels", str(old_style), "-o", str(softmax))
+                     "--confidence", "0.95", "--quiet", "--reuse-levels", str(old_style), "-o", str(softmax))
     assert result.returncode == 0, result.stderr
     report = load_report(softmax)
+    # the threshold is the bound's: a zero-parameter selector on levels not chosen on calibration is exact
+    bound = report["selector"]["drop_bound"]
+    assert report["selector"]["confidence"] == bound["confidence"] == 0.95 and bound["caveats"] == []
+    chosen = load_compiled(softmax / "model").chosen
+    assert chosen.samples == report["data"]["calibration_size"] and point_bound(chosen, 0.95) == bound["points"]
+    assert (bound["points"] <= 1.5) == chosen.feasible  # the default budget
+    assert chosen.feasible or any("bounded within the budget at 95% confidence" in n for n in report["notes"])
     assert report["levels_from"]["directory"] == str(compiled_dir)
     assert "fine_tune_epochs" not in report["levels"]["aggressive"]
     assert report["levels"]["mild"] == source["levels"]["mild"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from prunec.accuracy_bound import point_bound
 from prunec.artifact import CompiledModel
 from prunec.data import load_split
 from prunec.dynamic import compile_dynamic
@@ -84,6 +85,16 @@ def test_compile_dynamic_end_to_end_on_synthetic() -> None:
         assert torch.equal(value, compiled.model.selector.state_dict()[name]), name
     rate = compile_dynamic(original, aggressive, mild, calibration, selector="entropy", mild_rate=0.25)
     assert rate.chosen.mild_share <= 0.25 and rate.selector_kind == "entropy"
+    # with a confidence, the chosen threshold's drop bound (not its estimate) is within the budget
+    bounded = compile_dynamic(original, aggressive, mild, calibration, selector="max-softmax",
+                              max_accuracy_drop=5.0, confidence=0.9)
+    estimate = compile_dynamic(original, aggressive, mild, calibration, selector="max-softmax",
+                               max_accuracy_drop=5.0)
+    assert bounded.constraint["confidence"] == 0.9 and "confidence" not in estimate.constraint
+    assert [p.lost for p in bounded.sweep] == [p.lost for p in estimate.sweep]  # one sweep, two rules
+    assert bounded.chosen.mild_share >= estimate.chosen.mild_share
+    assert (point_bound(bounded.chosen, 0.9) <= 5.0) == bounded.chosen.feasible
+    assert bounded.chosen.samples == len(calibration)
 
 
 def test_batch_of_all_and_none_routed() -> None:

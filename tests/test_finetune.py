@@ -176,7 +176,8 @@ def test_a_run_records_what_computed_each_epoch_and_a_resume_on_other_threads_sa
     assert result.computed_with == [{"epochs": [1, 2], "device": "cpu", "threads": threads},
                                     {"epochs": [3, 3], "device": "cpu", "threads": threads + 1}]
     note = capfd.readouterr().err
-    assert f"epoch_2.pt was computed on cpu with {threads} threads, this run on cpu with {threads + 1}" in note
+    was = f"{threads} thread{'' if threads == 1 else 's'}"
+    assert f"epoch_2.pt was computed on cpu with {was}, this run on cpu with {threads + 1} threads" in note
     # resumed on the same threads: one run, no note
     stop_after["epochs"] = 1
     with pytest.raises(Stop):

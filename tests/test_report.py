@@ -314,6 +314,28 @@ def test_markdown_missed_says_by_how_much(missed_report: dict[str, Any]) -> None
     assert "Target met" not in md
 
 
+@pytest.mark.parametrize(("confidence", "caveats"), [(None, None), (0.95, []), (0.995, ["levels searched"])])
+def test_markdown_states_the_drop_bound_and_whether_it_chose_the_threshold(report: dict[str, Any],
+                                                                          confidence: float | None,
+                                                                          caveats: list[str] | None) -> None:
+    report["selector"]["confidence"] = confidence
+    report["selector"]["drop_bound"] = {"confidence": confidence or 0.9, "points": 2.345}
+    if caveats is not None:
+        report["selector"]["drop_bound"]["caveats"] = caveats
+    R.validate_report(report)
+    md = R.render_markdown(report)
+    shown = {None: "90%", 0.95: "95%", 0.995: "99.5%"}[confidence]  # never rounded up to 100%
+    assert f"is at most **2.35 points** with {shown} confidence" in md
+    assert f"{report['data']['calibration_size']:,} calibration images" in md
+    assert ("chosen by a fixed-sequence test of such bounds" in md) == (confidence is not None)
+    assert (f"loss with {shown} confidence;" in md) == (confidence is not None)
+    assert ("The bound is approximate: levels searched." in md) == bool(caveats)
+    assert ("The bound is exact for this compile" in md) == (caveats == [])
+    report["selector"]["drop_bound"]["confidence"] = 1.5
+    with pytest.raises(UserError, match="selector.drop_bound.confidence"):
+        R.validate_report(report)
+
+
 def test_markdown_without_optional_parts(report: dict[str, Any]) -> None:
     del report["test_sweep"]
     report["single_level"] = []
@@ -321,6 +343,7 @@ def test_markdown_without_optional_parts(report: dict[str, Any]) -> None:
     report["selector"]["auc"] = None
     md = R.render_markdown(report)
     assert "test rel. energy" not in md and "AUC n/a" in md and "- (none)" in md
+    assert "confidence" not in md  # no bound recorded (an older report), none claimed
 
 
 def test_print_summary(report: dict[str, Any]) -> None:
@@ -331,6 +354,12 @@ def test_print_summary(report: dict[str, Any]) -> None:
     out = console.export_text()
     assert "dynamic" in out and "oracle" in out and "Target met" in out
     assert f"{report['accuracy']['dynamic']:.2f}" in out
+    assert "confidence" not in out  # no bound recorded, none claimed
+    report["selector"].update(confidence=0.95, drop_bound={"confidence": 0.95, "points": 1.234, "caveats": ["x"]})
+    console = Console(record=True, width=180)
+    R.print_summary(report, console)
+    assert "at most 1.23 pts with 95% confidence, approximate (the threshold meets the budget by this bound)" in \
+        console.export_text()
 
 
 # ---------------------------------------------------------------------- plots

@@ -43,7 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the aggressive network's pooled features and softmax; the others need no training)")
     p.add_argument("--max-accuracy-drop", type=float, default=None, metavar="PTS",
                    help="accuracy the dynamic model may lose against the original on calibration data "
-                   "(points; default 1.5)")
+                   "(points; default 1.5; an estimate, see --confidence)")
+    p.add_argument("--confidence", type=float, metavar="P",
+                   help="choose the threshold so that, with probability P (e.g. 0.9), its expected accuracy loss "
+                   "on new images drawn like the calibration ones is within --max-accuracy-drop (exact binomial "
+                   "bounds, fixed-sequence test) instead of its calibration estimate; exact for max-softmax, margin "
+                   "and entropy on given levels, approximate for the learned selector and searched levels; costs "
+                   "energy; if nothing can be certified, every input goes to the mild network")
     p.add_argument("--mild-rate", type=float, metavar="R",
                    help="instead of an accuracy budget, route this share of inputs to the mild network")
     p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs per level (default 1)")
@@ -113,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         aggressive_method=args.aggressive_method, pruner=args.pruner, selector=args.selector,
         max_accuracy_drop=(1.5 if args.mild_rate is None else None) if args.max_accuracy_drop is None
         else args.max_accuracy_drop,
-        mild_rate=args.mild_rate, epochs=args.epochs, aggressive_epochs=args.aggressive_epochs,
+        mild_rate=args.mild_rate, confidence=args.confidence, epochs=args.epochs,
+        aggressive_epochs=args.aggressive_epochs,
         search_epochs=args.search_epochs,
         train_samples=args.train_samples, lr=args.lr, batch=args.batch, hw=args.hw, target=args.target,
         seed=args.seed, progress=not args.quiet, leaf_modules=tuple(args.leaf_module),
