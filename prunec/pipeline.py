@@ -750,7 +750,7 @@ def _drop_bound(chosen: Any, cfg: CompileConfig, levels_searched: bool) -> dict[
     bound = point_bound(chosen, confidence)
     if bound != bound:
         return {}
-    return {"drop_bound": {"confidence": confidence, "points": bound,
+    return {"drop_bound": {"confidence": confidence, "points": bound, "met_budget": bool(chosen.feasible),
                            "caveats": caveats(cfg.selector, levels_searched)}}
 
 

@@ -163,6 +163,7 @@ class DropBound(_DropBoundRequired, total=False):
     """An upper confidence bound on the accuracy drop at the chosen threshold (prunec.accuracy_bound)."""
 
     caveats: list[str]  # why the bound is approximate (empty: exact); absent in reports before it was recorded
+    met_budget: bool  # False: no threshold met the budget by its rule, every input goes to mild
 
 
 class SelectorInfo(_SelectorRequired, total=False):
@@ -678,7 +679,12 @@ def _drop_bound_text(d: dict[str, Any]) -> str | None:
     if bound is None:
         return None
     conf = format_confidence(bound["confidence"])
-    if sel.get("confidence") is not None:
+    if bound.get("met_budget") is False:
+        rule = ("no threshold met the budget by this rule, so every input goes to the mild network and the bound is "
+                "the mild network's own" if sel.get("confidence") is not None else
+                "no threshold met the budget even on the calibration estimate, so every input goes to the mild "
+                "network")
+    elif sel.get("confidence") is not None:
         rule = (f"the threshold was chosen by a fixed-sequence test of such bounds, so with {conf} confidence its "
                 f"expected loss on such images is within the {sel['max_accuracy_drop']:g}-point budget")
     else:
@@ -962,9 +968,10 @@ def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
         from prunec.accuracy_bound import format_confidence
 
         approx = ", approximate" if bound.get("caveats") else ""
+        how = (f"the threshold meets the budget by {by}" if bound.get("met_budget", True) else
+               "no threshold met the budget: every input goes to the mild network")
         console.print(f"accuracy loss on new images like the calibration ones: at most {bound['points']:.2f} pts "
-                      f"with {format_confidence(bound['confidence'])} confidence{approx} (the threshold meets the "
-                      f"budget by {by})", highlight=False)
+                      f"with {format_confidence(bound['confidence'])} confidence{approx} ({how})", highlight=False)
     v = verdict(d)
     console.print(f"[{'green' if v.met else 'red'}]{escape(v.sentence())}[/]", highlight=False)
     for note in d["notes"]:

@@ -492,7 +492,7 @@ def test_reuse_levels_reproduces_the_compile_without_fine_tuning(compiled_dir, t
     assert report["selector"]["confidence"] == bound["confidence"] == 0.95 and bound["caveats"] == []
     chosen = load_compiled(softmax / "model").chosen
     assert chosen.samples == report["data"]["calibration_size"] and point_bound(chosen, 0.95) == bound["points"]
-    assert (bound["points"] <= 1.5) == chosen.feasible  # the default budget
+    assert (bound["points"] <= 1.5) == chosen.feasible == bound["met_budget"]  # the default budget
     assert chosen.feasible or any("bounded within the budget at 95% confidence" in n for n in report["notes"])
     assert report["levels_from"]["directory"] == str(compiled_dir)
     assert "fine_tune_epochs" not in report["levels"]["aggressive"]

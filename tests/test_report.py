@@ -331,6 +331,9 @@ def test_markdown_states_the_drop_bound_and_whether_it_chose_the_threshold(repor
     assert (f"loss with {shown} confidence;" in md) == (confidence is not None)
     assert ("The bound is approximate: levels searched." in md) == bool(caveats)
     assert ("The bound is exact for this compile" in md) == (caveats == [])
+    report["selector"]["drop_bound"]["met_budget"] = False  # nothing certified: no promise about the budget
+    md = R.render_markdown(report)
+    assert "fixed-sequence" not in md and "every input goes to the mild network" in md
     report["selector"]["drop_bound"]["confidence"] = 1.5
     with pytest.raises(UserError, match="selector.drop_bound.confidence"):
         R.validate_report(report)
@@ -360,6 +363,10 @@ def test_print_summary(report: dict[str, Any]) -> None:
     R.print_summary(report, console)
     assert "at most 1.23 pts with 95% confidence, approximate (the threshold meets the budget by this bound)" in \
         console.export_text()
+    report["selector"]["drop_bound"]["met_budget"] = False
+    console = Console(record=True, width=180)
+    R.print_summary(report, console)
+    assert "(no threshold met the budget: every input goes to the mild network)" in console.export_text()
 
 
 # ---------------------------------------------------------------------- plots
