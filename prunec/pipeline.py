@@ -394,7 +394,8 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     mild_program = energy_of(mild, x, cfg, sparsity_images)
     aggr_program = energy_of(aggressive, x, cfg, sparsity_images)
 
-    _log(console, "[4/6]", f"selector '{cfg.selector}': training and calibrating on {len(calib):,} images")
+    doing = "training and calibrating" if cfg.selector == "learned" else "calibrating"
+    _log(console, "[4/6]", f"selector '{cfg.selector}': {doing} on {len(calib):,} images")
     from prunec.dynamic import compile_dynamic
 
     costs = {"base": per_inference(aggr_program), "mild": per_inference(mild_program),

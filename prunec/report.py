@@ -386,6 +386,10 @@ def _check(value: Any, tp: Any, path: str) -> None:
         if not isinstance(value, str):
             raise _invalid(path, f"must be a string, got {_describe(value)}")
         return
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _invalid(path, f"must be true or false, got {_describe(value)}")
+        return
     raise TypeError(f"report schema uses an unsupported type at {path}: {tp!r}")  # a bug here
 
 

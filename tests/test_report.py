@@ -178,6 +178,8 @@ _DELETE = object()
     ("layers.dynamic.3.role", "backbone", "'layers.dynamic[3].role' must be one of"),
     ("notes", "a note", "'notes' must be a list"),
     ("selector.auc", None, None),  # null is allowed there
+    ("selector.drop_bound", {"confidence": 0.9, "points": 1.0, "met_budget": "yes"},
+     "'selector.drop_bound.met_budget' must be true or false"),
     ("files.onnx", None, None),
     ("model.arch", None, "'model.arch' must be a string, got NoneType"),
     ("energy.original", 0.0, "'energy.original' must be > 0"),
@@ -332,6 +334,7 @@ def test_markdown_states_the_drop_bound_and_whether_it_chose_the_threshold(repor
     assert ("The bound is approximate: levels searched." in md) == bool(caveats)
     assert ("The bound is exact for this compile" in md) == (caveats == [])
     report["selector"]["drop_bound"]["met_budget"] = False  # nothing certified: no promise about the budget
+    R.validate_report(report)
     md = R.render_markdown(report)
     assert "fixed-sequence" not in md and "every input goes to the mild network" in md
     report["selector"]["drop_bound"]["confidence"] = 1.5
