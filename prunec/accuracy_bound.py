@@ -121,8 +121,8 @@ def caveats(selector: str, levels_searched: bool) -> list[str]:
 
 
 def format_confidence(confidence: float) -> str:
-    """``0.9`` as ``90%``, ``0.995`` as ``99.5%``: never rounded up to 100%."""
-    return f"{100 * confidence:.4g}%"
+    """``0.9`` as ``90%``, ``0.99999`` as ``99.999%``: up to 10 significant digits, so not rounded up to 100%."""
+    return f"{100 * confidence:.10g}%"
 
 
 def check_confidence(confidence: float) -> None:

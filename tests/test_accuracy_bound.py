@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom
 
-from prunec.accuracy_bound import drop_upper_bound, guaranteed_point, point_bound
+from prunec.accuracy_bound import drop_upper_bound, format_confidence, guaranteed_point, point_bound
 from prunec.calibration import SweepPoint, choose_threshold, sweep
 
 COSTS = {"base": 10.0, "mild": 50.0, "original": 80.0}
@@ -147,3 +147,8 @@ def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="mild_rate"):
         choose_threshold([_point(0.5, 1, 1)], mild_rate=0.5, confidence=0.9)
     assert np.isnan(point_bound(no_counts[0], 0.9))
+
+
+@pytest.mark.parametrize(("confidence", "shown"), [(0.9, "90%"), (0.995, "99.5%"), (0.99999, "99.999%")])
+def test_a_confidence_is_shown_without_rounding_up(confidence: float, shown: str) -> None:
+    assert format_confidence(confidence) == shown
