@@ -65,15 +65,17 @@ def previous_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
 
 def study_rows(dirs: list[Path], out: Path, make_row: Callable[[Path], dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per compiled-model directory, merged with the rows ``out`` already holds (by
-    compiled model). Raises UserError before any work if a directory holds no report.json."""
+    compiled model), each stamped with the command that made it (an older row without one with
+    the command that wrote ``out``). Raises UserError before any work if a directory holds no report.json."""
     from prunec.errors import UserError
 
     missing = [str(d) for d in dirs if not (d / "report.json").is_file()]
     if missing:
         raise UserError(f"not a compiled-model directory (no report.json): {', '.join(missing)}")
-    rows = {r["compiled"]: r for r in json.loads(out.read_text())["rows"]} if out.exists() else {}
+    old = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    rows = {r["compiled"]: {"command": old.get("command"), **r} for r in old["rows"]}
     for d in dirs:
-        row = make_row(d.resolve())
+        row = {**make_row(d.resolve()), "command": "python " + shlex.join(sys.argv)}
         rows[row["compiled"]] = row
         print(f"finished {row['compiled']}", flush=True)
     return list(rows.values())
@@ -144,10 +146,14 @@ def torch_study_main(name: str, args: argparse.Namespace, make_row: Callable[[Pa
 
 def study_heading(row: dict[str, Any]) -> str:
     """A study row's Markdown heading: the network, the data set and the compiled model it read."""
-    return f"## {row['network']} on {row['dataset']} (`{row['compiled']}`)"
+    heading = f"## {row['network']} on {row['dataset']} (`{row['compiled']}`)"
+    return heading + (f"\n\nMade by `{row['command']}`." if row.get("command") else "")
 
 
 def study_header(title: str, payload: dict[str, Any], about: str) -> list[str]:
-    """A study's Markdown opening: its title, the command and versions that wrote it, what it measures."""
+    """A study's Markdown opening: its title, the command and versions that last wrote it, what it measures."""
     versions = ", ".join(f"{name} {version}" for name, version in payload["versions"].items())
-    return [f"# {title}", "", f"Command: `{payload['command']}`  ", versions, "", about, ""]
+    made_by = {r.get("command") for r in payload["rows"]} - {None}
+    command = (f"Command: `{payload['command']}`  " if made_by <= {payload["command"]} else
+               f"Last command: `{payload['command']}` (each model's section names the command that made it)  ")
+    return [f"# {title}", "", command, versions, "", about, ""]
