@@ -438,3 +438,25 @@ def test_a_baseline_trained_on_mixed_thread_counts_is_flagged():
         "match it bit for bit" in reproduce.render_markdown(payload)
     row["settings"]["baseline_trained_with"] = [{"epochs": [1, 15], "device": "cpu", "threads": 1}]
     assert "bit for bit" not in reproduce.render_markdown(payload)
+
+
+def test_merged_study_rows_name_the_command_that_made_each(tmp_path, monkeypatch):
+    runs = _script_module("runs")
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text("{}")
+    out = tmp_path / "study.json"
+
+    def make(d):
+        return {"compiled": d.name, "network": "net", "dataset": "data"}
+
+    out.write_text(json.dumps({"rows": [make(tmp_path / "a")], "command": "python old.py a"}))
+    monkeypatch.setattr(sys, "argv", ["new.py", "b"])
+    rows = {r["compiled"]: r for r in runs.study_rows([tmp_path / "b"], out, make)}
+    # the older row keeps the command of the file it came from; the new one gets this run's
+    assert rows["a"]["command"] == "python old.py a" and rows["b"]["command"] == "python new.py b"
+    header = runs.study_header("T", {"rows": list(rows.values()), "command": "python new.py b", "versions": {}}, "")
+    assert header[2].startswith("Last command: `python new.py b`")
+    assert "Made by `python old.py a`." in runs.study_heading(rows["a"])
+    alone = runs.study_header("T", {"rows": [rows["b"]], "command": "python new.py b", "versions": {}}, "")
+    assert alone[2] == "Command: `python new.py b`  "
