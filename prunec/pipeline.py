@@ -539,8 +539,8 @@ def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> No
         raise UserError(f"--mild ({cfg.mild}) must prune less than --aggressive ({cfg.aggressive})")
     if cfg.selector not in ("learned", "max-softmax", "margin", "entropy"):
         raise UserError(f"unknown selector {cfg.selector!r}; choose learned, max-softmax, margin or entropy")
-    if cfg.max_accuracy_drop is not None and cfg.max_accuracy_drop < 0:
-        raise UserError("--max-accuracy-drop must be non-negative")
+    if cfg.max_accuracy_drop is not None and not 0 <= cfg.max_accuracy_drop < float("inf"):  # NaN fails
+        raise UserError(f"--max-accuracy-drop must be a finite number of points >= 0, got {cfg.max_accuracy_drop}")
     if cfg.mild_rate is not None and not 0 <= cfg.mild_rate <= 1:
         raise UserError("--mild-rate must be in [0, 1]")
     if not (cfg.epochs >= 0 and cfg.aggressive_finetune_epochs >= 0 and cfg.search_epochs > 0):  # NaN fails

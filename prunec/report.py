@@ -699,7 +699,7 @@ def _drop_bound_text(d: dict[str, Any]) -> str | None:
                 "chosen on the calibration images)." if "caveats" in bound else "")
     return (f"At the chosen threshold the accuracy loss against the original, expected on new images drawn like "
             f"the {d['data']['calibration_size']:,} calibration images, is at most **{bound['points']:.2f} "
-            f"points** with {conf} confidence (exact binomial limits on the images the dynamic model loses and "
+            f"points** with {conf} confidence (an exact test of the images the dynamic model loses minus those it "
             f"gains against the original, at a threshold chosen on those same images); {rule}.{firmness}")
 
 

@@ -206,7 +206,9 @@ def test_reproduce_row_has_every_variant(tmp_path):
         bounded = rules[budget, "bounded"]
         assert bounded["mild_share"] >= rules[budget, "estimate"]["mild_share"]
         assert bounded["bound"] <= budget + 1e-9 or not bounded["feasible"]
-    assert len(guarantee["resplits"]) == 4 and all(0 <= r["over_budget"] <= 1 for r in guarantee["resplits"])
+    assert len(guarantee["resplits"]) == 6 and all(0 <= r["over_budget"] <= 1 for r in guarantee["resplits"])
+    assert {r["rule"] for r in guarantee["resplits"]} == {"estimate", "bounded", "bounded-pair"}
+    assert all(0 <= r["claimed_yet_over_on_pool"] <= 1 for r in guarantee["resplits"])
     assert _run("bench_guarantee.py", str(compiled), "--confidence", "1.5").returncode == 2
     report["selector"]["kind"] = "max-softmax"
     (compiled / "report.json").write_text(json.dumps(report))

@@ -68,6 +68,8 @@ def test_compile_output_that_cannot_be_created_is_refused_before_any_work(tmp_pa
     (["--data", "synthetic", "--confidence", "90"], "strictly between 0 and 1, got 90 (did you mean 0.9?)"),
     (["--data", "synthetic", "--confidence", "1"], "--confidence must be a probability strictly between 0 and 1"),
     (["--data", "synthetic", "--confidence", "nan"], "--confidence must be a probability"),
+    (["--data", "synthetic", "--max-accuracy-drop", "nan"], "--max-accuracy-drop must be a finite number"),
+    (["--data", "synthetic", "--max-accuracy-drop", "-1"], "--max-accuracy-drop must be a finite number"),
     (["--data", "synthetic", "--confidence", "0.9", "--mild-rate", "0.3"], "it does not apply to --mild-rate"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, needle):

@@ -46,8 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(points; default 1.5; an estimate, see --confidence)")
     p.add_argument("--confidence", type=float, metavar="P",
                    help="choose the threshold so that, with probability P (e.g. 0.9), its expected accuracy loss "
-                   "on new images drawn like the calibration ones is within --max-accuracy-drop (exact binomial "
-                   "bounds, fixed-sequence test) instead of its calibration estimate; exact for max-softmax, margin "
+                   "on new images drawn like the calibration ones is within --max-accuracy-drop (an exact "
+                   "test of the images lost minus those gained, fixed-sequence testing) instead of its calibration "
+                   "estimate; exact for max-softmax, margin "
                    "and entropy on given levels, approximate for the learned selector and searched levels; costs "
                    "energy; if nothing can be certified, every input goes to the mild network")
     p.add_argument("--mild-rate", type=float, metavar="R",
