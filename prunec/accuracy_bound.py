@@ -18,7 +18,7 @@ sample. Here each threshold's drop against the original network is tested and bo
   both ends (and evaluated at ``s = B`` itself where the interval reaches below it);
 * the upper confidence bound of a threshold's drop is the least budget its test certifies;
   with few discordant images it can sit above the Clopper-Pearson pair's, with many
-  (where budgets bind) it is about a third closer to the estimate;
+  (where budgets bind) it is closer to the estimate (benchmarks/bench_guarantee.py compares the two);
 * thresholds are tested in a fixed sequence, from routing everything to the mild network
   towards routing nothing, stopping at the first the test cannot certify. Fixed-sequence
   testing keeps the chance that *any* accepted threshold exceeds the budget below
