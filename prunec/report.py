@@ -805,6 +805,11 @@ def render_markdown(d: dict[str, Any]) -> str:
         f"reach {rand_acc:.2f}% at {rand_e / e0:.1%} of the original energy: the selector is worth "
         f"{acc['dynamic'] - rand_acc:+.2f} points for its own {(e['dynamic'] - rand_e) / e0:.1%} of energy.")
     add("")
+    from prunec.level_advice import level_advice
+
+    if (advice := level_advice(d)) is not None:
+        add(f"**{advice}**")
+        add("")
 
     add("## Variants")
     add("")
@@ -978,6 +983,10 @@ def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
                       f"with {format_confidence(bound['confidence'])} confidence{approx} ({how})", highlight=False)
     v = verdict(d)
     console.print(f"[{'green' if v.met else 'red'}]{escape(v.sentence())}[/]", highlight=False)
+    from prunec.level_advice import level_advice
+
+    if (advice := level_advice(d)) is not None:
+        console.print(f"[yellow]{escape(advice)}[/]", highlight=False)
     for note in d["notes"]:
         console.print(f"note: {note}", highlight=False, markup=False)
 

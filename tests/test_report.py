@@ -74,7 +74,7 @@ def make_report(mild_share: float = 0.25, dynamic_accuracy: float = 90.3,
     def accuracy_at(share: float) -> float:
         # Piecewise linear through (0, aggressive), (p, dynamic), (1, mild).
         if share <= mild_share:
-            return acc["aggressive"] + (acc["dynamic"] - acc["aggressive"]) * share / mild_share
+            return acc["aggressive"] + (acc["dynamic"] - acc["aggressive"]) * (share / mild_share if mild_share else 0)
         return acc["dynamic"] + (acc["mild"] - acc["dynamic"]) * (share - mild_share) / (1 - mild_share)
 
     def sweep(offset: float) -> list[dict[str, float]]:
