@@ -27,7 +27,7 @@ from prunec import __version__
 from prunec.accuracy_bound import format_confidence
 from prunec.data import Split, load_split
 from prunec.errors import UserError, is_number
-from prunec.report import MEMORY_LEVELS
+from prunec.report import MEMORY_LEVELS, ROLES
 from prunec.terminal import make_console
 
 #: Candidate channel-pruning ratios the level search tries (0 = the unpruned network).
@@ -733,6 +733,8 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
         "single_level": single,
         "oracle": {"accuracy": oracle_acc, "energy": costs["base"] + oracle_share * costs["mild"],
                    "mild_share": oracle_share},
+        **_latency({"original": orig_program, "mild": mild_program, "aggressive": aggr_program,
+                    "dynamic": dyn_program}, share),
         "layers": {"original": _layer_rows(orig_program, cfg.batch, False),
                    "dynamic": _layer_rows(dyn_program, cfg.batch, True)},
         "files": {"model_dir": "model", "onnx": "model.onnx", "ir": "ir.json", "ir_original": "ir_original.json"},
@@ -763,6 +765,20 @@ def _at_threshold(threshold: float, scores: torch.Tensor, correct_a: torch.Tenso
     return {"threshold": float(threshold), "mild_share": share,
             "accuracy": 100 * float(torch.where(route, correct_m, correct_a).float().mean()),
             "energy": costs["base"] + share * costs["mild"]}
+
+
+def _latency(programs: dict[str, Any], share: float) -> dict[str, Any]:
+    """``{"latency_ms": ...}``: each network's processing latency per batch, the dynamic model's by role,
+    its expectation at the routed share and its worst case (an input sent to mild waits for every
+    role); nothing where the target names no clock."""
+    by = {name: getattr(p, "latency_ms_by_role", lambda: None)() for name, p in programs.items()}
+    if any(v is None for v in by.values()):
+        return {}
+    roles = {r: float(by["dynamic"].get(r, 0.0)) for r in ROLES}
+    base = roles["trunk"] + roles["head"] + roles["selector"]
+    return {"latency_ms": {**{n: float(sum(by[n].values())) for n in ("original", "mild", "aggressive")},
+                           "by_role": roles, "dynamic_expected": base + share * roles["mild"],
+                           "dynamic_worst": base + roles["mild"]}}
 
 
 def _dynamic_levels(program: Any, share: float) -> dict[str, float]:

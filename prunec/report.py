@@ -97,6 +97,7 @@ Percent = Annotated[float, Range(0.0, 100.0)]
 Share = Annotated[float, Range(0.0, 1.0)]
 Energy = Annotated[float, Range(0.0)]
 Count = Annotated[int, Range(0)]
+Millis = Annotated[float, Range(0.0)]
 PruneRatio = Annotated[float, Range(0.0, 1.0, hi_open=True)]
 Role = Literal["trunk", "head", "selector", "mild"]
 
@@ -193,6 +194,24 @@ class EnergyByRole(TypedDict):
     head: Energy
     selector: Energy
     mild: Energy  # the full (unweighted) energy of the mild network
+
+
+class LatencyByRole(TypedDict):
+    trunk: Millis
+    head: Millis
+    selector: Millis
+    mild: Millis  # when it runs
+
+
+class Latency(TypedDict):
+    """Processing latency in ms of one batch at the hardware's clock, layers one after another."""
+
+    original: Millis
+    mild: Millis
+    aggressive: Millis
+    by_role: LatencyByRole
+    dynamic_expected: Millis  # trunk + head + selector + mild_share * mild
+    dynamic_worst: Millis  # an input sent to mild: trunk + head + selector + mild
 
 
 class EnergyByMemoryLevel(TypedDict):
@@ -316,6 +335,7 @@ class Report(_ReportRequired, total=False):
 
     test_sweep: list[SweepPoint]  # the calibration thresholds evaluated on the test split
     levels_from: LevelsFrom  # set by --reuse-levels
+    latency_ms: Latency  # absent in reports before it was recorded and for targets that name no clock
 
 
 # ----------------------------------------------------------------------- validation
@@ -415,6 +435,13 @@ def _check_consistency(d: dict[str, Any]) -> None:
     if abs(d["accuracy_drop"] - drop) > 0.05:
         raise _invalid("accuracy_drop", f"is {d['accuracy_drop']:.3f} but accuracy.original - "
                        f"accuracy.dynamic is {drop:.3f}")
+    if (lat := d.get("latency_ms")) is not None:
+        r = lat["by_role"]
+        base = r["trunk"] + r["head"] + r["selector"]
+        for key, share in (("dynamic_expected", d["mild_share"]), ("dynamic_worst", 1.0)):
+            if not _close(lat[key], base + share * r["mild"], max(lat[key], base + share * r["mild"])):
+                raise _invalid(f"latency_ms.{key}", f"is {lat[key]:.6g} but trunk + head + selector + "
+                               f"{'mild_share * ' if share < 1 else ''}mild is {base + share * r['mild']:.6g}")
     for variant in ("original", "dynamic"):
         total = sum(e["by_level"][variant][lvl] for lvl in MEMORY_LEVELS)
         if not _close(total, e[variant], max(total, e[variant])):
@@ -775,6 +802,26 @@ def _normalization_text(norm: Normalization | None) -> str:
     return f"; inputs normalized with mean ({mean}), std ({std})"
 
 
+def _latency_section(d: dict[str, Any]) -> list[str]:
+    """The latency table, where the report has one: what routing costs an input in time."""
+    lat = d.get("latency_ms")
+    if lat is None:
+        return []
+    r, t0, p = lat["by_role"], lat["original"], d["mild_share"]
+    kept = r["trunk"] + r["head"] + r["selector"]
+    rows = [["original", lat["original"]], ["mild, alone", lat["mild"]], ["aggressive, alone", lat["aggressive"]],
+            [f"**dynamic, expected** ({p:.1%} to mild)", lat["dynamic_expected"]],
+            ["dynamic, an input kept (trunk + head + selector)", kept],
+            ["dynamic, an input sent to mild (+ the mild network)", lat["dynamic_worst"]]]
+    return ["## Latency", "",
+            f"Processing latency of one batch of {d['batch']}: the layers' cycles at the hardware's clock, one "
+            "layer after another. An input the selector sends to the mild network waits for the aggressive "
+            f"network and the selector first: its latency is {lat['dynamic_worst'] / t0:.2f}x the original's, "
+            f"against {kept / t0:.2f}x for an input the aggressive network answers.", "",
+            _table(["variant", "latency (ms)", "of original"],
+                   [[name, f"{ms:.3g}", f"{ms / t0:.1%}" if t0 > 0 else "—"] for name, ms in rows]), ""]
+
+
 def render_markdown(d: dict[str, Any]) -> str:
     """report.md: the headline against the targets first, then the evidence behind it."""
     m, data, sel, e, acc = d["model"], d["data"], d["selector"], d["energy"], d["accuracy"]
@@ -853,6 +900,9 @@ def render_markdown(d: dict[str, Any]) -> str:
                  f"**{v.energy_reduction:.1%}**"])
     add(_table(["level", "original", "share", "dynamic", "share", "reduction"], rows))
     add("")
+
+    for line in _latency_section(d):
+        add(line)
 
     add("## Selector and threshold sweep")
     add("")
@@ -972,6 +1022,10 @@ def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
     parts = [f"{r} {fmt_energy(role[r] * (p if r == 'mild' else 1))}" for r in ROLES]
     console.print(f"dynamic energy by role: {', '.join(parts)} (mild weighted by p = {p:.3f})",
                   highlight=False)
+    if (lat := d.get("latency_ms")) is not None:
+        console.print(f"latency per batch of {d['batch']}: original {lat['original']:.3g} ms; dynamic "
+                      f"{lat['dynamic_expected']:.3g} ms expected, {lat['dynamic_worst']:.3g} ms for an input sent "
+                      "to mild", highlight=False)
     if (bound := d["selector"].get("drop_bound")) is not None:
         by = "this bound" if d["selector"].get("confidence") is not None else "the calibration estimate"
         from prunec.accuracy_bound import format_confidence

@@ -69,6 +69,16 @@ def test_writes_every_output(compiled_dir):
     assert ir["totals"]["expected_energy_per_inference"] == pytest.approx(e["dynamic"], rel=1e-9)
     # and the report records what the energies were costed on
     assert report["hardware"]["name"] == "eyeriss_v1" and report["hardware"]["energy_per_access"]["dram"] == 200
+    # latency: the IRs' cycles at the chip's clock, by role, and the networks alone as their parts in the model
+    lat, clock = report["latency_ms"], ir["hardware"]["clock_hz"]
+    for role, ms in lat["by_role"].items():
+        assert ms == pytest.approx(sum(r["cycles"] for r in ir["layers"] if r["role"] == role) / clock * 1e3)
+    original = json.loads((compiled_dir / "ir_original.json").read_text())
+    assert lat["original"] == pytest.approx(original["totals"]["latency_ms"])
+    assert lat["mild"] == pytest.approx(lat["by_role"]["mild"], rel=1e-9)
+    assert lat["aggressive"] == pytest.approx(lat["by_role"]["trunk"] + lat["by_role"]["head"], rel=1e-9)
+    assert lat["aggressive"] < lat["dynamic_expected"] <= lat["dynamic_worst"] and lat["mild"] < lat["original"]
+    assert "## Latency" in (compiled_dir / "report.md").read_text()
 
 
 def test_a_compiled_model_is_costed_again_on_other_hardware(compiled_dir, tmp_path):

@@ -114,6 +114,10 @@ def make_report(mild_share: float = 0.25, dynamic_accuracy: float = 90.3,
         "files": {"model_dir": "runs/r20", "onnx": "runs/r20/model.onnx", "ir": "runs/r20/ir.json"},
         "notes": ["selector threshold chosen on the calibration split"],
         "wall_seconds": 812.4,
+        # latency proportional to energy here (0.1 us per unit): enough for the identities
+        "latency_ms": {"original": e_orig * 1e-7, "mild": e_mild * 1e-7, "aggressive": e_aggr * 1e-7,
+                       "by_role": {r: v * 1e-7 for r, v in by_role.items()},
+                       "dynamic_expected": e_dyn(mild_share) * 1e-7, "dynamic_worst": e_dyn(1.0) * 1e-7},
     }
     if test_sweep:
         d["test_sweep"] = sweep(0.0)
@@ -305,6 +309,30 @@ def test_markdown_met(report: dict[str, Any]) -> None:
     assert f"worth {gain:+.2f} points for its own {role['selector'] / report['energy']['original']:.1%}" in md
 
 
+def test_markdown_and_summary_state_the_latency_an_input_sent_to_mild_pays(report: dict[str, Any]) -> None:
+    lat = report["latency_ms"]
+    kept = lat["by_role"]["trunk"] + lat["by_role"]["head"] + lat["by_role"]["selector"]
+    md = R.render_markdown(report)
+    assert "## Latency" in md
+    assert (f"its latency is {lat['dynamic_worst'] / lat['original']:.2f}x the original's, against "
+            f"{kept / lat['original']:.2f}x for an input the aggressive network answers") in md
+    assert f"| dynamic, an input sent to mild (+ the mild network) | {lat['dynamic_worst']:.3g} |" in md
+    assert f"| **dynamic, expected** (25.0% to mild) | {lat['dynamic_expected']:.3g} |" in md
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    R.print_summary(report, console)
+    assert (f"dynamic {lat['dynamic_expected']:.3g} ms expected, {lat['dynamic_worst']:.3g} ms for an input sent "
+            "to mild") in console.export_text()
+
+
+@pytest.mark.parametrize("field", ["dynamic_expected", "dynamic_worst"])
+def test_latency_identities_are_checked(report: dict[str, Any], field: str) -> None:
+    report["latency_ms"][field] *= 1.02
+    with pytest.raises(UserError, match=f"latency_ms.{field}"):
+        R.validate_report(report)
+
+
 def test_markdown_missed_says_by_how_much(missed_report: dict[str, Any]) -> None:
     R.validate_report(missed_report)
     red, drop = missed_report["energy_reduction"], missed_report["accuracy_drop"]
@@ -347,8 +375,10 @@ def test_markdown_without_optional_parts(report: dict[str, Any]) -> None:
     report["single_level"] = []
     report["notes"] = []
     report["selector"]["auc"] = None
+    del report["latency_ms"]  # an older report, or a target that names no clock
     md = R.render_markdown(report)
     assert "test rel. energy" not in md and "AUC n/a" in md and "- (none)" in md
+    assert "## Latency" not in md
     assert "confidence" not in md  # no bound recorded (an older report), none claimed
 
 

@@ -69,6 +69,18 @@ class LoweredProgram:
         scale = 1.0 / self.batch if per_inference else 1.0
         return {k: v * scale for k, v in sorted(out.items())}
 
+    def latency_ms_by_role(self) -> dict[str, float] | None:
+        """Processing latency of each role in ms for one batch (the layers' cycles at the hardware's
+        clock; layers run one after another), or None where the hardware names no clock."""
+        clock = self.hardware.get("clock_hz")
+        if not clock:
+            return None
+        out: dict[str, float] = {}
+        for rec in self.layers:
+            role = rec.get("role") or "none"
+            out[role] = out.get(role, 0.0) + rec["cycles"] / float(clock) * 1e3
+        return dict(sorted(out.items()))
+
     def expected_energy(self, routed_share: float | None = None, per_inference: bool = True) -> float:
         """E(trunk) + E(head) + E(selector) + routed_share * E(mild), per inference by default.
 
