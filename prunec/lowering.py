@@ -14,7 +14,9 @@ The IR (``LoweredProgram.to_dict()``)::
 Energy is in the hardware file's unit (normalized: one MAC = 1). ``totals.energy`` is for
 the whole batch, ``totals.energy_per_inference`` = energy / batch. A dynamic model (nodes
 with ``meta["role"]``) also gets ``totals.by_role`` and, given ``routed_share``,
-``totals.expected_energy_per_inference``.
+``totals.expected_energy_per_inference``. Cycles and latency are per batch; ``latency_ms``
+(every layer, so for a dynamic model every input sent to mild) and, given ``routed_share``,
+``expected_latency_ms`` appear only when the hardware names its ``clock_hz``.
 """
 
 from __future__ import annotations
@@ -217,7 +219,13 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     tot.add_row("energy per inference", f"{totals.get('energy_per_inference', float('nan')):.5g}")
     tot.add_row("cycles", f"{totals['cycles']:.5g}")
     if "latency_ms" in totals:
-        tot.add_row("latency (ms)", f"{totals['latency_ms']:.4g}")
+        every = ", every layer (a dynamic model: every input sent to mild)" if totals.get("by_role") else ""
+        tot.add_row(f"latency per batch (ms){every}", f"{totals['latency_ms']:.4g}")
+    if "expected_latency_ms" in totals:
+        tot.add_row(f"expected latency per batch (ms, routed {totals['routed_share']:.3g})",
+                    f"{totals['expected_latency_ms']:.4g}")
+    if "original_latency_ms" in totals:
+        tot.add_row("original network's latency per batch (ms)", f"{totals['original_latency_ms']:.4g}")
     for role, v in totals.get("by_role", {}).items():
         tot.add_row(f"energy per inference, {role}", f"{v['energy_per_inference']:.5g}")
     if "expected_energy_per_inference" in totals:

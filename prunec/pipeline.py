@@ -433,8 +433,9 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
 
 def _hardware_info(hw: dict[str, Any]) -> dict[str, Any]:
     """The report's record of the hardware the energies were costed on (from the lowered IR)."""
+    timing = {k: float(hw[k]) for k in ("clock_hz", "dram_bandwidth_bytes_per_s") if hw.get(k)}
     return {"name": str(hw.get("name", "?")), "energy_unit": str(hw.get("energy_unit", "normalized")),
-            "energy_per_access": {k: float(v) for k, v in hw.get("energy_per_access", {}).items()}}
+            "energy_per_access": {k: float(v) for k, v in hw.get("energy_per_access", {}).items()}, **timing}
 
 
 def _note_reuse(report: dict[str, Any], reused: Any) -> None:
@@ -775,7 +776,7 @@ def _latency(programs: dict[str, Any], share: float) -> dict[str, Any]:
     if any(v is None for v in by.values()):
         return {}
     roles = {r: float(by["dynamic"].get(r, 0.0)) for r in ROLES}
-    base = roles["trunk"] + roles["head"] + roles["selector"]
+    base = sum(v for r, v in by["dynamic"].items() if r != "mild")  # every role that always runs
     return {"latency_ms": {**{n: float(sum(by[n].values())) for n in ("original", "mild", "aggressive")},
                            "by_role": roles, "dynamic_expected": base + share * roles["mild"],
                            "dynamic_worst": base + roles["mild"]}}

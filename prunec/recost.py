@@ -88,6 +88,8 @@ class CompiledCost:
         ir = self.dynamic.to_dict()
         if self.original is not None:
             ir["totals"]["original_energy_per_inference"] = self.original.totals["energy_per_inference"]
+            if "latency_ms" in self.original.totals:
+                ir["totals"]["original_latency_ms"] = self.original.totals["latency_ms"]
         if self.energy_reduction is not None:
             ir["totals"]["energy_reduction"] = self.energy_reduction
         return ir

@@ -320,12 +320,18 @@ class EnergyPerAccess(TypedDict, total=False):
     static_per_pe_cycle: Annotated[float, Range(0.0)]
 
 
-class HardwareInfo(TypedDict):
-    """What the energies were costed on: the target's hardware description (``--hw`` or its default)."""
-
+class _HardwareInfoRequired(TypedDict):
     name: str
     energy_unit: str  # "normalized" (one MAC = 1) or "pJ"
     energy_per_access: EnergyPerAccess
+
+
+class HardwareInfo(_HardwareInfoRequired, total=False):
+    """What the energies were costed on: the target's hardware description (``--hw`` or its default)."""
+
+    # what the latencies depend on; absent in reports before they were recorded
+    clock_hz: Annotated[float, Range(0.0)]
+    dram_bandwidth_bytes_per_s: Annotated[float, Range(0.0)]
 
 
 class Report(_ReportRequired, total=False):
@@ -418,7 +424,8 @@ def _close(a: float, b: float, scale: float) -> bool:
 
 
 def _check_consistency(d: dict[str, Any]) -> None:
-    """The identities DESIGN.md defines; a report that breaks one would mislead its reader."""
+    """The identities DESIGN.md defines for energy (and their like for latency); a report that breaks one
+    would mislead its reader."""
     e, acc = d["energy"], d["accuracy"]
     if e["original"] <= 0:
         raise _invalid("energy.original", "must be > 0: every relative number divides by it")
@@ -436,6 +443,8 @@ def _check_consistency(d: dict[str, Any]) -> None:
         raise _invalid("accuracy_drop", f"is {d['accuracy_drop']:.3f} but accuracy.original - "
                        f"accuracy.dynamic is {drop:.3f}")
     if (lat := d.get("latency_ms")) is not None:
+        if lat["original"] <= 0:
+            raise _invalid("latency_ms.original", "must be > 0: the latencies are compared with it")
         r = lat["by_role"]
         base = r["trunk"] + r["head"] + r["selector"]
         for key, share in (("dynamic_expected", d["mild_share"]), ("dynamic_worst", 1.0)):
@@ -807,19 +816,30 @@ def _latency_section(d: dict[str, Any]) -> list[str]:
     lat = d.get("latency_ms")
     if lat is None:
         return []
-    r, t0, p = lat["by_role"], lat["original"], d["mild_share"]
+    r, t0, p, batch = lat["by_role"], lat["original"], d["mild_share"], d["batch"]
     kept = r["trunk"] + r["head"] + r["selector"]
+    one = "an input" if batch == 1 else "a batch"
     rows = [["original", lat["original"]], ["mild, alone", lat["mild"]], ["aggressive, alone", lat["aggressive"]],
             [f"**dynamic, expected** ({p:.1%} to mild)", lat["dynamic_expected"]],
-            ["dynamic, an input kept (trunk + head + selector)", kept],
-            ["dynamic, an input sent to mild (+ the mild network)", lat["dynamic_worst"]]]
-    return ["## Latency", "",
-            f"Processing latency of one batch of {d['batch']}: the layers' cycles at the hardware's clock, one "
-            "layer after another. An input the selector sends to the mild network waits for the aggressive "
-            f"network and the selector first: its latency is {lat['dynamic_worst'] / t0:.2f}x the original's, "
-            f"against {kept / t0:.2f}x for an input the aggressive network answers.", "",
-            _table(["variant", "latency (ms)", "of original"],
-                   [[name, f"{ms:.3g}", f"{ms / t0:.1%}" if t0 > 0 else "—"] for name, ms in rows]), ""]
+            [f"dynamic, {one} kept (trunk + head + selector)", kept],
+            [f"dynamic, {one} sent to mild (+ the mild network)", lat["dynamic_worst"]]]
+    text = (f"Processing latency of one batch of {batch}: the layers' cycles at the hardware's clock, one layer "
+            "after another, each taking the longer of its computation and its DRAM transfer. "
+            f"{one.capitalize()} the selector sends to the mild network waits for the aggressive network and the "
+            f"selector first: {lat['dynamic_worst'] / t0:.2f}x the original's latency, against {kept / t0:.2f}x "
+            "when the aggressive network answers.")
+    if batch > 1:
+        text += (" The selector routes each input on its own, so in a batch only the routed inputs run the mild "
+                 "network: the expectation scales the whole batch's mild time by the share, an approximation.")
+    if r["selector"] == 0:
+        text += " The selector has no layers on the chip here (its few operations are not timed)."
+    text += (" How far to trust it: on AlexNet the compute cycles of the CONV layers are within 25 % of the chip's "
+             "published processing latency; DRAM-bound time and pooling, add and linear layers are not "
+             "validated, and wide VGG-style layers run slower on the chip than modelled (no global-buffer "
+             "bandwidth limit is modelled; see the README).")
+    return ["## Latency", "", text, "",
+            _table(["variant", f"latency per batch of {batch} (ms)", "of original"],
+                   [[name, f"{ms:.3g}", f"{ms / t0:.1%}"] for name, ms in rows]), ""]
 
 
 def render_markdown(d: dict[str, Any]) -> str:
@@ -1023,8 +1043,9 @@ def print_summary(d: dict[str, Any], console: Console | None = None) -> None:
     console.print(f"dynamic energy by role: {', '.join(parts)} (mild weighted by p = {p:.3f})",
                   highlight=False)
     if (lat := d.get("latency_ms")) is not None:
+        one = "an input" if d["batch"] == 1 else "a batch"
         console.print(f"latency per batch of {d['batch']}: original {lat['original']:.3g} ms; dynamic "
-                      f"{lat['dynamic_expected']:.3g} ms expected, {lat['dynamic_worst']:.3g} ms for an input sent "
+                      f"{lat['dynamic_expected']:.3g} ms expected, {lat['dynamic_worst']:.3g} ms for {one} sent "
                       "to mild", highlight=False)
     if (bound := d["selector"].get("drop_bound")) is not None:
         by = "this bound" if d["selector"].get("confidence") is not None else "the calibration estimate"

@@ -79,6 +79,8 @@ def test_writes_every_output(compiled_dir):
     assert lat["aggressive"] == pytest.approx(lat["by_role"]["trunk"] + lat["by_role"]["head"], rel=1e-9)
     assert lat["aggressive"] < lat["dynamic_expected"] <= lat["dynamic_worst"] and lat["mild"] < lat["original"]
     assert "## Latency" in (compiled_dir / "report.md").read_text()
+    assert ir["totals"]["expected_latency_ms"] == pytest.approx(lat["dynamic_expected"], rel=1e-9)
+    assert report["hardware"]["clock_hz"] == clock == 200e6  # what the latencies depend on is recorded
 
 
 def test_a_compiled_model_is_costed_again_on_other_hardware(compiled_dir, tmp_path):

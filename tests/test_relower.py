@@ -269,3 +269,33 @@ def test_cli_relowers_a_saved_ir(tmp_path):
     assert_user_error(run_cli("lower", str(tmp_path / "odd.json")), "does not record the hardware")
     (tmp_path / "broken.json").write_text("{")
     assert_user_error(run_cli("lower", str(tmp_path / "broken.json")), "not a readable JSON file")
+
+
+def test_latency_by_role_and_expected_latency_follow_the_layers_cycles(lowered):
+    """Latency per batch is the layers' cycles at the chip's clock; the expected one weights mild by the
+    routed share; without a clock there is no latency at all (rather than cycles read as ms)."""
+    from prunec.backends.eyeriss.ir import LoweredProgram
+
+    *_, ir = lowered["dynamic"]
+    program = relower(ir)
+    clock = ir["hardware"]["clock_hz"]
+    by_role = program.latency_ms_by_role()
+    for role in ("trunk", "head", "selector", "mild"):
+        assert by_role[role] == pytest.approx(sum(r["cycles"] for r in ir["layers"] if r["role"] == role) / clock * 1e3)
+    totals = program.to_dict()["totals"]
+    assert totals["latency_ms"] == pytest.approx(sum(by_role.values()))
+    assert totals["expected_latency_ms"] == pytest.approx(sum(by_role.values()) - 0.7 * by_role["mild"])
+    bare = LoweredProgram(target="eyeriss", batch=2, hardware={}, layers=ir["layers"], routed_share=0.3)
+    assert bare.latency_ms_by_role() is None and bare.expected_latency_ms() is None
+    assert "latency_ms" not in bare.totals and "expected_latency_ms" not in bare.totals
+
+
+def test_a_target_without_latency_gives_a_report_without_it():
+    """A plugin target whose program cannot time its layers: report.json simply has no latency_ms."""
+    from prunec.pipeline import _latency
+
+    class Untimed:
+        pass
+
+    assert _latency({"original": Untimed(), "mild": Untimed(), "aggressive": Untimed(), "dynamic": Untimed()},
+                    0.5) == {}

@@ -87,6 +87,9 @@ def make_report(mild_share: float = 0.25, dynamic_accuracy: float = 90.3,
                         "energy": e_dyn(share)})
         return pts
 
+    # latencies not proportional to the energies, so no ratio of one passes for the other's
+    lat_role = {"trunk": 0.11, "head": 0.05, "selector": 0.004, "mild": 0.83}
+    lat_base = lat_role["trunk"] + lat_role["head"] + lat_role["selector"]
     d: dict[str, Any] = {
         "schema_version": 1, "prunec_version": "0.1.0", "created": "2025-01-01T12:00:00+00:00",
         "command": "prunec compile zoo:resnet20 --data cifar10 -o runs/r20", "seed": 0,
@@ -114,10 +117,9 @@ def make_report(mild_share: float = 0.25, dynamic_accuracy: float = 90.3,
         "files": {"model_dir": "runs/r20", "onnx": "runs/r20/model.onnx", "ir": "runs/r20/ir.json"},
         "notes": ["selector threshold chosen on the calibration split"],
         "wall_seconds": 812.4,
-        # latency proportional to energy here (0.1 us per unit): enough for the identities
-        "latency_ms": {"original": e_orig * 1e-7, "mild": e_mild * 1e-7, "aggressive": e_aggr * 1e-7,
-                       "by_role": {r: v * 1e-7 for r, v in by_role.items()},
-                       "dynamic_expected": e_dyn(mild_share) * 1e-7, "dynamic_worst": e_dyn(1.0) * 1e-7},
+        "latency_ms": {"original": 1.40, "mild": lat_role["mild"], "aggressive": lat_role["trunk"] + lat_role["head"],
+                       "by_role": lat_role, "dynamic_expected": lat_base + mild_share * lat_role["mild"],
+                       "dynamic_worst": lat_base + lat_role["mild"]},
     }
     if test_sweep:
         d["test_sweep"] = sweep(0.0)
@@ -314,22 +316,40 @@ def test_markdown_and_summary_state_the_latency_an_input_sent_to_mild_pays(repor
     kept = lat["by_role"]["trunk"] + lat["by_role"]["head"] + lat["by_role"]["selector"]
     md = R.render_markdown(report)
     assert "## Latency" in md
-    assert (f"its latency is {lat['dynamic_worst'] / lat['original']:.2f}x the original's, against "
-            f"{kept / lat['original']:.2f}x for an input the aggressive network answers") in md
+    assert (f"An input the selector sends to the mild network waits for the aggressive network and the selector "
+            f"first: {lat['dynamic_worst'] / lat['original']:.2f}x the original's latency, against "
+            f"{kept / lat['original']:.2f}x when the aggressive network answers.") in md
     assert f"| dynamic, an input sent to mild (+ the mild network) | {lat['dynamic_worst']:.3g} |" in md
-    assert f"| **dynamic, expected** (25.0% to mild) | {lat['dynamic_expected']:.3g} |" in md
+    assert f"| **dynamic, expected** (25.0% to mild) | {lat['dynamic_expected']:.3g} | 26.5% |" in md
+    assert "| mild, alone | 0.83 | 59.3% |" in md and "| aggressive, alone | 0.16 | 11.4% |" in md
+    assert "latency per batch of 1 (ms)" in md
+    assert "not timed" not in md and "an approximation" not in md and "within 25 %" in md
     from rich.console import Console
 
     console = Console(record=True, width=200)
     R.print_summary(report, console)
     assert (f"dynamic {lat['dynamic_expected']:.3g} ms expected, {lat['dynamic_worst']:.3g} ms for an input sent "
             "to mild") in console.export_text()
+    report["latency_ms"]["by_role"]["selector"] = 0.0  # a selector with no layers on the chip
+    for key in ("dynamic_expected", "dynamic_worst"):
+        report["latency_ms"][key] -= 0.004
+    report["batch"] = 4
+    md = R.render_markdown(R.validate_report(report))
+    assert "The selector has no layers on the chip here (its few operations are not timed)." in md
+    assert "A batch the selector sends to the mild network waits" in md and "an approximation" in md
+    assert "| dynamic, a batch sent to mild (+ the mild network) |" in md
 
 
 @pytest.mark.parametrize("field", ["dynamic_expected", "dynamic_worst"])
 def test_latency_identities_are_checked(report: dict[str, Any], field: str) -> None:
     report["latency_ms"][field] *= 1.02
     with pytest.raises(UserError, match=f"latency_ms.{field}"):
+        R.validate_report(report)
+
+
+def test_a_zero_original_latency_is_refused(report: dict[str, Any]) -> None:
+    report["latency_ms"]["original"] = 0.0
+    with pytest.raises(UserError, match="latency_ms.original"):
         R.validate_report(report)
 
 

@@ -39,7 +39,7 @@ class LoweredProgram:
         energy["total"] = sum(energy.values())
         acc = {lvl: sum(r["accesses"][lvl] for r in layers) for lvl in ("dram", "glb", "array", "rf")}
         cycles = sum(r["cycles"] for r in layers)
-        clock = float(self.hardware.get("clock_hz", 1.0))
+        clock = self.hardware.get("clock_hz")
         out: dict[str, Any] = {
             "macs": sum(r["macs"] for r in layers),
             "energy": energy["total"],
@@ -47,7 +47,7 @@ class LoweredProgram:
             "energy_by_level": energy,
             "accesses": acc,
             "cycles": cycles,
-            "latency_ms": cycles / clock * 1e3,
+            **({"latency_ms": cycles / float(clock) * 1e3} if clock else {}),
             "mapped_layers": sum(1 for r in layers if r["kind"] in ("conv", "depthwise", "linear")),
             "unmapped_nodes": len(self.unmapped),
         }
@@ -57,6 +57,8 @@ class LoweredProgram:
             if self.routed_share is not None:
                 out["routed_share"] = self.routed_share
                 out["expected_energy_per_inference"] = self.expected_energy(self.routed_share)
+                if (latency := self.expected_latency_ms()) is not None:
+                    out["expected_latency_ms"] = latency
         return out
 
     def energy_by_role(self, per_inference: bool = True) -> dict[str, float]:
@@ -80,6 +82,15 @@ class LoweredProgram:
             role = rec.get("role") or "none"
             out[role] = out.get(role, 0.0) + rec["cycles"] / float(clock) * 1e3
         return dict(sorted(out.items()))
+
+    def expected_latency_ms(self, routed_share: float | None = None) -> float | None:
+        """Latency of a batch with ``routed_share`` of it sent to mild, the mild network's time
+        scaled by the share (exact at batch 1), or None without a clock or a share."""
+        share = self.routed_share if routed_share is None else routed_share
+        by_role = self.latency_ms_by_role()
+        if by_role is None or share is None:
+            return None
+        return sum(v for k, v in by_role.items() if k != MILD) + float(share) * by_role.get(MILD, 0.0)
 
     def expected_energy(self, routed_share: float | None = None, per_inference: bool = True) -> float:
         """E(trunk) + E(head) + E(selector) + routed_share * E(mild), per inference by default.
