@@ -433,9 +433,9 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
 
 def _hardware_info(hw: dict[str, Any]) -> dict[str, Any]:
     """The report's record of the hardware the energies were costed on (from the lowered IR)."""
-    timing = {k: float(hw[k]) for k in ("clock_hz", "dram_bandwidth_bytes_per_s") if hw.get(k)}
     return {"name": str(hw.get("name", "?")), "energy_unit": str(hw.get("energy_unit", "normalized")),
-            "energy_per_access": {k: float(v) for k, v in hw.get("energy_per_access", {}).items()}, **timing}
+            "energy_per_access": {k: float(v) for k, v in hw.get("energy_per_access", {}).items()},
+            **hardware_timing(hw)}
 
 
 def _note_reuse(report: dict[str, Any], reused: Any) -> None:
@@ -769,17 +769,28 @@ def _at_threshold(threshold: float, scores: torch.Tensor, correct_a: torch.Tenso
 
 
 def _latency(programs: dict[str, Any], share: float) -> dict[str, Any]:
-    """``{"latency_ms": ...}``: each network's processing latency per batch, the dynamic model's by role,
-    its expectation at the routed share and its worst case (an input sent to mild waits for every
-    role); nothing where the target names no clock."""
+    """``{"latency_ms": ...}`` of the four lowered programs; nothing where the target names no clock."""
     by = {name: getattr(p, "latency_ms_by_role", lambda: None)() for name, p in programs.items()}
     if any(v is None for v in by.values()):
         return {}
-    roles = {r: float(by["dynamic"].get(r, 0.0)) for r in ROLES}
-    base = sum(v for r, v in by["dynamic"].items() if r != "mild")  # every role that always runs
-    return {"latency_ms": {**{n: float(sum(by[n].values())) for n in ("original", "mild", "aggressive")},
-                           "by_role": roles, "dynamic_expected": base + share * roles["mild"],
-                           "dynamic_worst": base + roles["mild"]}}
+    return {"latency_ms": latency_record(*(sum(by[n].values()) for n in ("original", "mild", "aggressive")),
+                                         by["dynamic"], share)}
+
+
+def latency_record(original: float, mild: float, aggressive: float, dynamic_by_role: dict[str, float],
+                   share: float) -> dict[str, Any]:
+    """report.json's ``latency_ms``: each network's processing latency per batch, the dynamic model's by
+    role, its expectation at the routed share and its worst case (an input sent to mild waits for every
+    role)."""
+    roles = {r: float(dynamic_by_role.get(r, 0.0)) for r in ROLES}
+    base = sum(v for r, v in dynamic_by_role.items() if r != "mild")  # every role that always runs
+    return {"original": float(original), "mild": float(mild), "aggressive": float(aggressive), "by_role": roles,
+            "dynamic_expected": base + share * roles["mild"], "dynamic_worst": base + roles["mild"]}
+
+
+def hardware_timing(hw: dict[str, Any]) -> dict[str, float]:
+    """What the latencies depend on, from an IR's hardware record: its clock and DRAM bandwidth."""
+    return {k: float(hw[k]) for k in ("clock_hz", "dram_bandwidth_bytes_per_s") if hw.get(k)}
 
 
 def _dynamic_levels(program: Any, share: float) -> dict[str, float]:

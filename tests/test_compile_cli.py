@@ -153,6 +153,33 @@ def test_a_compiled_model_is_costed_again_on_other_hardware(compiled_dir, tmp_pa
     assert proc.returncode == 2 and "not written" in proc.stderr and not (backfill / "ir_original.json").exists()
 
 
+def test_latency_backfilled_from_the_irs_equals_the_compiles(compiled_dir, tmp_path):
+    """benchmarks/backfill_latency.py gives a directory compiled before latency_ms existed the latency compile
+    writes now, from its IRs alone; a directory whose IR is not its report's model gets nothing."""
+    old = tmp_path / "old"
+    shutil.copytree(compiled_dir, old)
+    made = json.loads((compiled_dir / "report.json").read_text())
+    report = json.loads((old / "report.json").read_text())
+    del report["latency_ms"], report["hardware"]["clock_hz"], report["hardware"]["dram_bandwidth_bytes_per_s"]
+    (old / "report.json").write_text(json.dumps(report))
+    script = str(ROOT / "benchmarks" / "backfill_latency.py")
+    proc = subprocess.run([sys.executable, script, str(old)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    filled = json.loads((old / "report.json").read_text())
+    got, want = dict(filled["latency_ms"]), dict(made["latency_ms"])
+    assert got.pop("by_role") == pytest.approx(want.pop("by_role"), rel=1e-9)
+    assert got == pytest.approx(want, rel=1e-9)
+    assert filled["hardware"] == made["hardware"]
+    assert "## Latency" in (old / "report.md").read_text()
+    (old / "report.json").write_text(json.dumps(report))  # again without it, and an IR of another routing
+    ir = json.loads((old / "ir.json").read_text())
+    next(r for r in ir["layers"] if r["role"] == "trunk")["energy"]["total"] *= 2
+    (old / "ir.json").write_text(json.dumps(ir))
+    proc = subprocess.run([sys.executable, script, str(old)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not written" in proc.stderr
+    assert json.loads((old / "report.json").read_text()) == report
+
+
 def test_compiled_model_loads_and_onnx_agrees(compiled_dir):
     from prunec.data import load_split
 
