@@ -67,8 +67,8 @@ def level_advice(d: dict[str, Any]) -> str | None:
                  f"the aggressive level alone comes within {n} calibration image{'s' * (n != 1)} of")
         return (f"The selector has almost nothing to do here: {alone} the {budget:g}-point budget {_rule(d)}, so "
                 f"the dynamic model is nearly the aggressive network plus the selector's own cost ({overhead:.1%} of "
-                f"its energy). A more aggressive second level (--aggressive above {aggressive:.2f}) may save more "
-                "energy within the same budget.")
+                f"its energy). A more aggressive second level (--aggressive above {aggressive:.2f}, or a higher "
+                "ratio among --search-ratios) may save more energy within the same budget.")
     if share <= 1 - EDGE_SHARE or point["energy"] <= e["mild"]:
         return None
     cost = (f"The dynamic model costs more than the mild network alone here: the chosen threshold sends "

@@ -552,6 +552,12 @@ def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> No
         raise UserError("--train-samples must be a positive number of images")
     if not cfg.lr > 0:
         raise UserError("--lr must be positive")
+    ratios = list(cfg.search_ratios)
+    if not ratios or not all(is_number(r) and 0 < r < 1 for r in ratios) or len(set(ratios)) < len(ratios):
+        raise UserError(f"--search-ratios must be distinct pruning ratios in (0, 1), got "
+                        f"{' '.join(str(r) for r in ratios) or 'none'}")
+    if tuple(ratios) != tuple(SEARCH_RATIOS) and cfg.mild is not None:
+        raise UserError("--search-ratios are the level search's candidates: give them without --mild/--aggressive")
     if cfg.aggressive_method is not None and cfg.mild is None:
         raise UserError("--aggressive-method needs explicit --mild/--aggressive levels (the search uses --method)")
     if cfg.max_accuracy_drop is not None and cfg.mild_rate is not None:

@@ -260,7 +260,13 @@ def test_output_not_writable(tmp_path, trained_synthetic):
                                           (["--mild", "1.5", "--aggressive", "0.7"], "[0, 1)"),
                                           (["--mild", "0.3"], "both"),
                                           (["--aggressive-epochs", "-1"], "--aggressive-epochs"),
-                                          (["--epochs", "nan"], "--epochs")])
+                                          (["--epochs", "nan"], "--epochs"),
+                                          (["--search-ratios", "0.5", "1.0"], "distinct pruning ratios in (0, 1)"),
+                                          (["--search-ratios", "0.5", "0.5"], "distinct pruning ratios in (0, 1)"),
+                                          (["--search-ratios", "0.5", "nan"], "distinct pruning ratios in (0, 1)"),
+                                          (["--mild", "0.3", "--aggressive", "0.7", "--search-ratios", "0.9"],
+                                           "without --mild/--aggressive"),
+                                          (["--reuse-levels", "x", "--search-ratios", "0.9"], "searches none")])
 def test_bad_levels(tmp_path, trained_synthetic, flags, needle):
     result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", *flags, "-o", str(tmp_path / "o"))
     assert_user_error(result, needle)
@@ -279,6 +285,25 @@ def test_ctrl_c_leaves_nothing(tmp_path, trained_synthetic):
     assert proc.returncode in (130, -signal.SIGINT), stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []  # neither the output nor a staging directory
+
+
+def test_search_ratios_help_names_the_pipelines_default():
+    from prunec.pipeline import SEARCH_RATIOS
+
+    result = run_cli("compile", "--help")
+    assert result.returncode == 0
+    assert f"(default: {' '.join(f'{r:g}' for r in SEARCH_RATIOS)})" in " ".join(result.stdout.split())
+
+
+def test_search_ratios_from_the_command_line_are_the_searched_candidates(trained_synthetic, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", "--search-ratios", "0.8", "0.4",
+                     "--search-epochs", "0.1", "--epochs", "0.1", "--selector", "max-softmax",
+                     "--max-accuracy-drop", "5", "--quiet", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    report = load_report(out)
+    assert sorted(p["ratio"] for p in report["single_level"]) == [0.0, 0.4, 0.8]
+    assert {report["levels"]["mild"]["ratio"], report["levels"]["aggressive"]["ratio"]} <= {0.0, 0.4, 0.8}
 
 
 def test_level_search_in_process(trained_synthetic, tmp_path):

@@ -52,7 +52,7 @@ def test_nothing_routed_asks_for_a_more_aggressive_second_level() -> None:
     overhead = d["energy"]["by_role"]["selector"] / d["energy"]["dynamic"]
     assert "the aggressive level alone meets the 2-point budget on the calibration estimate" in md
     assert f"the selector's own cost ({overhead:.1%} of its energy)" in md
-    assert "(--aggressive above 0.70)" in md
+    assert "(--aggressive above 0.70, or a higher ratio among --search-ratios)" in md
     assert "mild network alone" not in md
     d["selector"]["confidence"] = 0.9
     assert "meets the 2-point budget by its bound at 90% confidence" in level_advice(d)
