@@ -41,6 +41,12 @@ def _budget_unmet(d: dict[str, Any]) -> bool:
     return any(note.startswith("No threshold ") for note in d["notes"])
 
 
+def _levels_searched(d: dict[str, Any]) -> bool:
+    """Whether this compile searched its levels (not given, not reused); the report says so in a note."""
+    return "levels_from" not in d and any(note.startswith("Single-level points from the level search")
+                                          for note in d["notes"])
+
+
 def _rule(d: dict[str, Any]) -> str:
     """How the budget was judged: the calibration estimate, or a bound at the asked confidence."""
     from prunec.accuracy_bound import format_confidence
@@ -65,10 +71,12 @@ def level_advice(d: dict[str, Any]) -> str | None:
         overhead = e["by_role"]["selector"] / e["dynamic"] if e["dynamic"] > 0 else 0.0
         alone = ("the aggressive level alone meets" if n == 0 else
                  f"the aggressive level alone comes within {n} calibration image{'s' * (n != 1)} of")
+        how = f"--mild {mild:g} --aggressive above {aggressive:.2f}"
+        if _levels_searched(d):
+            how += f", or --search-ratios with candidates above {aggressive:.2f}"
         return (f"The selector has almost nothing to do here: {alone} the {budget:g}-point budget {_rule(d)}, so "
                 f"the dynamic model is nearly the aggressive network plus the selector's own cost ({overhead:.1%} of "
-                f"its energy). A more aggressive second level (--aggressive above {aggressive:.2f}, or a higher "
-                "ratio among --search-ratios) may save more energy within the same budget.")
+                f"its energy). A more aggressive second level ({how}) may save more energy within the same budget.")
     if share <= 1 - EDGE_SHARE or point["energy"] <= e["mild"]:
         return None
     cost = (f"The dynamic model costs more than the mild network alone here: the chosen threshold sends "

@@ -54,7 +54,7 @@ class CompileConfig:
     epochs: float = 1.0
     aggressive_epochs: float | None = None  # None: ``epochs``; the aggressive level has more to recover
     search_epochs: float = 0.3
-    search_ratios: Sequence[float] = SEARCH_RATIOS
+    search_ratios: Sequence[float] | None = None  # the level search's candidates (None: SEARCH_RATIOS)
     train_samples: int | None = None
     lr: float = 0.02
     batch_size: int = 128
@@ -239,7 +239,7 @@ def search_levels(original: fx.GraphModule, x: torch.Tensor, train: Split, calib
     from prunec.training import predict
 
     levels: list[Level] = []
-    for ratio in cfg.search_ratios:
+    for ratio in sorted(SEARCH_RATIOS if cfg.search_ratios is None else cfg.search_ratios):
         model = prune_level(original, x, ratio, cfg)
         finetune_level(model, original, train, cfg.search_epochs, cfg, f"search r={ratio:.2f}")
         level = Level(ratio, model)
@@ -552,12 +552,15 @@ def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> No
         raise UserError("--train-samples must be a positive number of images")
     if not cfg.lr > 0:
         raise UserError("--lr must be positive")
-    ratios = list(cfg.search_ratios)
-    if not ratios or not all(is_number(r) and 0 < r < 1 for r in ratios) or len(set(ratios)) < len(ratios):
-        raise UserError(f"--search-ratios must be distinct pruning ratios in (0, 1), got "
-                        f"{' '.join(str(r) for r in ratios) or 'none'}")
-    if tuple(ratios) != tuple(SEARCH_RATIOS) and cfg.mild is not None:
-        raise UserError("--search-ratios are the level search's candidates: give them without --mild/--aggressive")
+    if cfg.search_ratios is not None:
+        ratios = cfg.search_ratios
+        if (not isinstance(ratios, (list, tuple)) or not ratios
+                or not all(is_number(r) and 0 < r < 1 for r in ratios) or len(set(ratios)) < len(ratios)):
+            shown = " ".join(str(r) for r in ratios) if isinstance(ratios, (list, tuple)) else repr(ratios)
+            raise UserError(f"--search-ratios must be distinct pruning ratios in (0, 1), got {shown or 'none'}")
+        if cfg.mild is not None or cfg.reuse_levels:
+            raise UserError("--search-ratios are the level search's candidates: give them without --mild/--aggressive "
+                            "and without --reuse-levels (which takes DIR's levels and searches none)")
     if cfg.aggressive_method is not None and cfg.mild is None:
         raise UserError("--aggressive-method needs explicit --mild/--aggressive levels (the search uses --method)")
     if cfg.max_accuracy_drop is not None and cfg.mild_rate is not None:

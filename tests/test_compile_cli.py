@@ -266,6 +266,8 @@ def test_output_not_writable(tmp_path, trained_synthetic):
                                           (["--search-ratios", "0.5", "nan"], "distinct pruning ratios in (0, 1)"),
                                           (["--mild", "0.3", "--aggressive", "0.7", "--search-ratios", "0.9"],
                                            "without --mild/--aggressive"),
+                                          (["--mild", "0.3", "--aggressive", "0.7", "--search-ratios", "0.3",
+                                            "0.5", "0.6", "0.7", "0.8"], "without --mild/--aggressive"),
                                           (["--reuse-levels", "x", "--search-ratios", "0.9"], "searches none")])
 def test_bad_levels(tmp_path, trained_synthetic, flags, needle):
     result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", *flags, "-o", str(tmp_path / "o"))
@@ -302,8 +304,9 @@ def test_search_ratios_from_the_command_line_are_the_searched_candidates(trained
                      "--max-accuracy-drop", "5", "--quiet", "-o", str(out))
     assert result.returncode == 0, result.stderr
     report = load_report(out)
-    assert sorted(p["ratio"] for p in report["single_level"]) == [0.0, 0.4, 0.8]
-    assert {report["levels"]["mild"]["ratio"], report["levels"]["aggressive"]["ratio"]} <= {0.0, 0.4, 0.8}
+    assert [p["ratio"] for p in report["single_level"]] == [0.0, 0.4, 0.8]  # the candidates, in order
+    assert report["levels"]["mild"]["ratio"] < report["levels"]["aggressive"]["ratio"]
+    assert "--search-ratios 0.8 0.4" in report["command"]  # a rerun searches the same candidates
 
 
 def test_level_search_in_process(trained_synthetic, tmp_path):
@@ -637,3 +640,13 @@ def test_reuse_levels_refuses_what_it_cannot_reuse(compiled_dir, trained_synthet
         assert_user_error(run_cli("compile", *args, "--data", "synthetic", "--quiet", "-o",
                                   str(tmp_path / "o")), needle)
         assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("options", [dict(search_ratios=0.5), dict(search_ratios="0.5"), dict(search_ratios=()),
+                                     dict(search_ratios=(0.3, 0.7), reuse_levels="/some/dir"),
+                                     dict(search_ratios=(0.3, 0.5, 0.6, 0.7, 0.8), mild=0.3, aggressive=0.7)])
+def test_search_ratios_through_the_python_api_are_checked_too(options):
+    from prunec.pipeline import CompileConfig, _validate
+
+    with pytest.raises(UserError, match="--search-ratios"):
+        _validate(CompileConfig(data="synthetic", **options))

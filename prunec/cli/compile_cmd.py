@@ -90,9 +90,6 @@ def run(args: argparse.Namespace) -> int:
     from prunec.report import print_summary
 
     check_writable(args.output, args.force)
-    if args.search_ratios is not None and args.reuse_levels is not None:
-        raise UserError("--search-ratios are the level search's candidates; --reuse-levels takes DIR's levels and "
-                        "searches none")
     if args.data is not None and not args.data.strip():
         raise UserError("--data is empty; name a data set (fashion-mnist, cifar10, synthetic, PATH.npz or an image "
                         "folder DIR), or leave it out to use the checkpoint's")
@@ -129,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         mild_rate=args.mild_rate, confidence=args.confidence, epochs=args.epochs,
         aggressive_epochs=args.aggressive_epochs,
         search_epochs=args.search_epochs,
-        **({} if args.search_ratios is None else {"search_ratios": tuple(sorted(args.search_ratios))}),
+        search_ratios=args.search_ratios,
         train_samples=args.train_samples, lr=args.lr, batch=args.batch, hw=args.hw, target=args.target,
         seed=args.seed, progress=not args.quiet, leaf_modules=tuple(args.leaf_module),
         weight_gating=args.weight_gating, reuse_levels=args.reuse_levels,
