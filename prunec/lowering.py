@@ -218,21 +218,21 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     tot.add_row("energy (batch)", f"{totals['energy']:.5g}")
     tot.add_row("energy per inference", f"{totals.get('energy_per_inference', float('nan')):.5g}")
     tot.add_row("cycles", f"{totals['cycles']:.5g}")
-    if "latency_ms" in totals:
-        every = ", every layer (a dynamic model: every input sent to mild)" if totals.get("by_role") else ""
-        tot.add_row(f"latency per batch (ms){every}", f"{totals['latency_ms']:.4g}")
-    if "expected_latency_ms" in totals:
-        tot.add_row(f"expected latency per batch (ms, routed {totals['routed_share']:.3g})",
-                    f"{totals['expected_latency_ms']:.4g}")
-    if "original_latency_ms" in totals:
-        tot.add_row("original network's latency per batch (ms)", f"{totals['original_latency_ms']:.4g}")
+    routed = f"routed {totals['routed_share']:.3g}" if totals.get("routed_share") is not None else ""
+    every = ", every layer (a dynamic model: every input sent to mild)" if totals.get("by_role") else ""
+    latency = [("latency_ms", f"latency per batch (ms){every}"),
+               ("expected_latency_ms", f"expected latency per batch (ms, {routed})"),
+               ("original_latency_ms", "original network's latency per batch (ms)")]
+    energy = [("expected_energy_per_inference", f"expected energy per inference ({routed})"),
+              ("original_energy_per_inference", "original network's energy per inference")]
+    for key, label in latency:  # the optional totals, where the IR has them
+        if key in totals:
+            tot.add_row(label, f"{totals[key]:.4g}")
     for role, v in totals.get("by_role", {}).items():
         tot.add_row(f"energy per inference, {role}", f"{v['energy_per_inference']:.5g}")
-    if "expected_energy_per_inference" in totals:
-        tot.add_row(f"expected energy per inference (routed {totals['routed_share']:.3g})",
-                    f"{totals['expected_energy_per_inference']:.5g}")
-    if "original_energy_per_inference" in totals:
-        tot.add_row("original network's energy per inference", f"{totals['original_energy_per_inference']:.5g}")
+    for key, label in energy:
+        if key in totals:
+            tot.add_row(label, f"{totals[key]:.5g}")
     if totals.get("energy_reduction") is not None:
         tot.add_row("energy reduction against the original", f"{totals['energy_reduction']:.1%}")
     unmapped = ir.get("unmapped") or []
