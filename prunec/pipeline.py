@@ -791,10 +791,12 @@ def latency_record(original: float, mild: float, aggressive: float, dynamic_by_r
     """report.json's ``latency_ms``: each network's processing latency per batch, the dynamic model's by
     role, its expectation at the routed share and its worst case (an input sent to mild waits for every
     role)."""
+    from prunec.backends.eyeriss.ir import routed_expectation
+
     roles = {r: float(dynamic_by_role.get(r, 0.0)) for r in ROLES}
-    base = sum(v for r, v in dynamic_by_role.items() if r != "mild")  # every role that always runs
     return {"original": float(original), "mild": float(mild), "aggressive": float(aggressive), "by_role": roles,
-            "dynamic_expected": base + share * roles["mild"], "dynamic_worst": base + roles["mild"]}
+            "dynamic_expected": routed_expectation(dynamic_by_role, share),
+            "dynamic_worst": routed_expectation(dynamic_by_role, 1.0)}
 
 
 def hardware_timing(hw: dict[str, Any]) -> dict[str, float]:

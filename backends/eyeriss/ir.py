@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
 ENERGY_KEYS = ("mac", "rf", "array", "glb", "dram", "static")
 MILD = "mild"
+
+
+def routed_expectation(by_role: Mapping[str, float], share: float) -> float:
+    """A dynamic model's cost per input: every role that always runs, plus the mild network's cost
+    weighted by the share of inputs routed to it (share 1 gives the worst case)."""
+    return sum(v for k, v in by_role.items() if k != MILD) + float(share) * by_role.get(MILD, 0.0)
 
 
 @dataclass
@@ -64,12 +71,16 @@ class LoweredProgram:
     def energy_by_role(self, per_inference: bool = True) -> dict[str, float]:
         """Energy of each role ("trunk", "head", "selector", "mild"; "none" for role-less
         layers), per inference unless ``per_inference=False`` (then per batch)."""
+        scale = 1.0 / self.batch if per_inference else 1.0
+        return self._sum_by_role(lambda rec: rec["energy"]["total"] * scale)
+
+    def _sum_by_role(self, value: Callable[[dict[str, Any]], float]) -> dict[str, float]:
+        """``value`` of each layer record summed per role, roles sorted."""
         out: dict[str, float] = {}
         for rec in self.layers:
             role = rec.get("role") or "none"
-            out[role] = out.get(role, 0.0) + rec["energy"]["total"]
-        scale = 1.0 / self.batch if per_inference else 1.0
-        return {k: v * scale for k, v in sorted(out.items())}
+            out[role] = out.get(role, 0.0) + value(rec)
+        return dict(sorted(out.items()))
 
     def latency_ms_by_role(self) -> dict[str, float] | None:
         """Processing latency of each role in ms for one batch (the layers' cycles at the hardware's
@@ -77,11 +88,7 @@ class LoweredProgram:
         clock = self.hardware.get("clock_hz")
         if not clock:
             return None
-        out: dict[str, float] = {}
-        for rec in self.layers:
-            role = rec.get("role") or "none"
-            out[role] = out.get(role, 0.0) + rec["cycles"] / float(clock) * 1e3
-        return dict(sorted(out.items()))
+        return self._sum_by_role(lambda rec: rec["cycles"] / float(clock) * 1e3)
 
     def expected_latency_ms(self, routed_share: float | None = None) -> float | None:
         """Latency of a batch with ``routed_share`` of it sent to mild, the mild network's time
@@ -90,7 +97,7 @@ class LoweredProgram:
         by_role = self.latency_ms_by_role()
         if by_role is None or share is None:
             return None
-        return sum(v for k, v in by_role.items() if k != MILD) + float(share) * by_role.get(MILD, 0.0)
+        return routed_expectation(by_role, share)
 
     def expected_energy(self, routed_share: float | None = None, per_inference: bool = True) -> float:
         """E(trunk) + E(head) + E(selector) + routed_share * E(mild), per inference by default.
@@ -100,8 +107,7 @@ class LoweredProgram:
         share = self.routed_share if routed_share is None else routed_share
         if share is None:
             raise ValueError("expected_energy needs routed_share (share of inputs routed to mild)")
-        by_role = self.energy_by_role(per_inference)
-        return sum(v for k, v in by_role.items() if k != MILD) + float(share) * by_role.get(MILD, 0.0)
+        return routed_expectation(self.energy_by_role(per_inference), share)
 
     def to_dict(self) -> dict[str, Any]:
         """The IR JSON (see module ``prunec.lowering``)."""
@@ -111,4 +117,4 @@ class LoweredProgram:
                 **({"recosted_from": self.recosted_from} if self.recosted_from is not None else {})}
 
 
-__all__ = ["LoweredProgram", "SCHEMA_VERSION", "ENERGY_KEYS"]
+__all__ = ["LoweredProgram", "SCHEMA_VERSION", "ENERGY_KEYS", "routed_expectation"]
