@@ -109,6 +109,11 @@ _IDENTITY_FUNCS = {
     F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.max_pool1d, F.max_pool2d, F.max_pool3d,
     F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
     F.adaptive_avg_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.interpolate,
+    F.relu_, F.elu_, F.leaky_relu_, F.hardtanh_, F.celu, F.rrelu, F.logsigmoid, F.softsign,
+    F.tanhshrink, F.hardshrink, F.softshrink, F.alpha_dropout, F.feature_alpha_dropout,
+    torch.clip, torch.relu_, torch.selu, torch.celu, torch.rrelu, torch.dropout, torch.hardshrink,
+    # the same ops called from the torch namespace (torch.max_pool2d is not F.max_pool2d)
+    torch.max_pool1d, torch.max_pool2d, torch.max_pool3d, torch.avg_pool1d, torch.adaptive_avg_pool1d,
 }
 _IDENTITY_METHODS = {
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "abs", "neg", "exp", "clamp",

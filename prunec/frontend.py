@@ -28,7 +28,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from prunec import zoo
 from prunec.errors import UserError
-from prunec.plugins import import_object
+from prunec.plugins import import_object, working_directory_importable
 
 CHECKPOINT_FORMAT = "prunec-checkpoint"
 
@@ -81,7 +81,10 @@ def _load_factory(spec: str) -> nn.Module:
 
 def _torch_load(path: str, weights_only: bool) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        with working_directory_importable():  # a pickled module's class may live next to the user
+            return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except (ImportError, AttributeError) as exc:  # unpickling could not find the model's class
+        raise UserError(_unimportable_class(path, exc)) from None
     except FileNotFoundError:
         raise UserError(f"model file not found: {path}") from None
     except IsADirectoryError:
@@ -101,6 +104,17 @@ def _torch_load(path: str, weights_only: bool) -> Any:
         raise UserError(
             f"{path} is corrupted or truncated, not a readable PyTorch file ({_first_line(exc)})"
         ) from None
+
+
+def _unimportable_class(path: str, exc: BaseException) -> str:
+    """Why a pickled module's class cannot be found, and what to save instead."""
+    instead = ("save model.state_dict() and give it with --arch package.module:factory (a function that "
+               "builds the network), or torch.save the module from a class defined in an importable module")
+    if "__main__" in str(exc):
+        return (f"{path} holds a module whose class was defined in the script that saved it (__main__), "
+                f"which prunec cannot import: {instead}")
+    return (f"{path} holds a module whose class cannot be imported here ({_first_line(exc)}): run prunec "
+            f"from the folder that holds its module or add that folder to PYTHONPATH; or {instead}")
 
 
 def _looks_like_torch_file(path: str) -> bool:
@@ -139,7 +153,7 @@ def _load_file(
         raise UserError(f"{path} holds a bare state dict: name its architecture with --arch zoo:NAME")
     in_channels = in_channels or _infer_in_channels(state)
     num_classes = num_classes or _infer_num_classes(state)
-    model = zoo.build(arch, in_channels, num_classes)
+    model = build_architecture(arch, in_channels, num_classes)
     if isinstance(obj, dict) and obj.get("module_configs"):  # a pruned checkpoint: reshape layers
         from prunec.pruning import rebuild_pruned
 
@@ -152,6 +166,14 @@ def _load_file(
     meta["arch"] = arch
     meta.setdefault("arch_kwargs", {"in_channels": in_channels, "num_classes": num_classes})
     return model.eval(), meta
+
+
+def build_architecture(arch: str, in_channels: int, num_classes: int) -> nn.Module:
+    """A network of architecture ``arch`` to load weights into: ``zoo:NAME`` built fresh for the
+    channels and classes, or a ``package.module:factory`` called as it is (it fixes its own shape)."""
+    if ":" in arch and not arch.startswith("zoo:"):
+        return _load_factory(arch)
+    return zoo.build(arch, in_channels, num_classes)
 
 
 def _infer_in_channels(state: dict[str, torch.Tensor]) -> int:

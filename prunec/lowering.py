@@ -43,7 +43,14 @@ def _as_tuple(x: torch.Tensor | Sequence[torch.Tensor] | None) -> tuple[torch.Te
 
 
 def _has_shapes(gm: fx.GraphModule) -> bool:
-    return all("tensor_meta" in n.meta for n in gm.graph.nodes if n.op not in ("placeholder", "output"))
+    """Every node shape propagation ran on: a tensor's shape, or the type of a non-tensor value
+    (``x.size()`` gives an int, which has no shape to record)."""
+    return all("tensor_meta" in n.meta or _is_non_tensor(n.meta.get("type"))
+               for n in gm.graph.nodes if n.op not in ("placeholder", "output"))
+
+
+def _is_non_tensor(kind: Any) -> bool:
+    return isinstance(kind, type) and not issubclass(kind, torch.Tensor)
 
 
 def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequence[torch.Tensor] | None,

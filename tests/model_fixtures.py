@@ -65,3 +65,26 @@ class _GraySENet(nn.Module):
         x = self.stem(x)
         x = torch.relu(x + self.body(x))
         return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def sized_net() -> nn.Module:
+    """A classifier whose forward reads tensor sizes (``x.shape``, ``x.size(0)``): those nodes
+    give ints, which shape propagation records without a tensor shape (seeded weights)."""
+    torch.manual_seed(0)
+    return _SizedNet().eval()
+
+
+class _SizedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.squeeze, self.excite = nn.Linear(16, 4), nn.Linear(4, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv1(x))
+        y = torch.relu(self.conv2(x))
+        b, c = y.shape[:2]
+        gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(y.mean((2, 3)))))).view(b, c, 1, 1)
+        y = y * gate + x
+        return self.head(y.mean((2, 3)).view(y.size(0), -1))

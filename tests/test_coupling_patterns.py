@@ -109,6 +109,13 @@ class ChannelsLast(nn.Module):
         return x + y.permute(0, 3, 1, 2)
 
 
+class TorchNamespaceOps(nn.Module):
+    """Channel-wise ops called as ``torch.*`` rather than ``F.*`` (other callables in the graph)."""
+
+    def forward(self, x):
+        return torch.clip(torch.max_pool2d(torch.relu_(x.clone()), 3, 1, 1), -2.0, 2.0)
+
+
 class Unknown(nn.Module):
     def forward(self, x):
         return torch.cumsum(x, dim=1)  # mixes channels: its groups must be kept whole
@@ -130,6 +137,7 @@ BLOCKS = {
     "shuffle": (Shuffle, lambda c: c),
     "channels_last": (ChannelsLast, lambda c: c),
     "pool_dropout": (lambda c: nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Dropout(0.1)), lambda c: c),
+    "torch_ops": (lambda c: TorchNamespaceOps(), lambda c: c),
     "unknown": (lambda c: Unknown(), lambda c: c),
 }
 
@@ -185,3 +193,15 @@ def test_generated_graphs_prune_exactly(kinds, width, head, ratio, method, scope
     assert float((ref - got).abs().max()) <= 1e-5, kinds
     if ratio == 0:
         assert torch.equal(out, model(x))
+
+
+def test_torch_namespace_ops_keep_channels_prunable():
+    """``torch.max_pool2d`` and friends pass channels through as their ``F.*`` twins do: the conv
+    before them is pruned (it used to be kept whole), and exactly."""
+    model = randomize(Net(["conv", "torch_ops", "conv"], 8, "flatten"), 0)
+    x = torch.randn(2, 3, HW, HW, generator=torch.Generator().manual_seed(0))
+    pruned = prune(model, x, 0.5)
+    assert pruned.get_submodule("blocks.0.0").out_channels == 3  # 6 channels, half removed
+    with torch.no_grad():
+        ref = zeroed_reference(model, pruned).double()(x.double())
+        assert float((ref - pruned.double()(x.double())).abs().max()) <= 1e-5

@@ -51,6 +51,64 @@ def test_pickled_module_needs_trust(tmp_path):
     assert trusted.returncode == 0, trusted.stderr
 
 
+_MODULE = """
+import torch
+from torch import nn
+
+class MyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)))
+"""
+
+
+def test_pickled_module_whose_class_cannot_be_imported(tmp_path):
+    """A module saved from a script (class in __main__), or whose module is not importable where
+    prunec runs: one line saying what to save instead; a module next to the user resolves."""
+    import subprocess
+    import sys
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    (here / "mynet.py").write_text(_MODULE)
+    script = "import torch, mynet; torch.save(mynet.MyNet(), 'module.pt')"
+    main_script = _MODULE + "\ntorch.save(MyNet(), 'main.pt')\n"
+    for code in (script, main_script):
+        subprocess.run([sys.executable, "-c", code], cwd=here, check=True, timeout=120)
+    args = ["--trust-model", "--input-shape", "1,3,8,8", "--format", "json"]
+    assert_user_error(run_cli("inspect", str(here / "main.pt"), *args, cwd=here), "__main__", "state_dict",
+                      "--arch package.module:factory")
+    assert_user_error(run_cli("inspect", str(here / "module.pt"), *args, cwd=elsewhere), "cannot be imported",
+                      "mynet", "PYTHONPATH")
+    found = run_cli("inspect", str(here / "module.pt"), *args, cwd=here)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["layers"][-1]["output_shape"] == [1, 2]
+
+
+def test_state_dict_with_a_factory_arch(tmp_path):
+    """``--arch package.module:factory`` names the network a bare state dict's weights go into."""
+    from tests.model_fixtures import sized_net
+
+    trained = sized_net()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)  # weights the factory's fresh network does not have
+    path = tmp_path / "weights.pt"
+    torch.save(trained.state_dict(), path)
+    result = run_cli("inspect", str(path), "--arch", "tests.model_fixtures:sized_net", "--input-shape",
+                     "1,3,16,16", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    from prunec.frontend import load
+
+    loaded = load(str(path), arch="tests.model_fixtures:sized_net")
+    x = torch.randn(1, 3, 16, 16)
+    torch.testing.assert_close(loaded(x), trained(x))
+
+
 def test_missing_file(tmp_path):
     assert_user_error(run_cli("inspect", str(tmp_path / "nope.pt")), "not found")
 

@@ -43,6 +43,19 @@ def test_lower_resnet20_json(tmp_path) -> None:
     assert ir["unmapped"] == []
 
 
+def test_lower_a_model_that_reads_tensor_sizes() -> None:
+    """``x.size(0)`` / ``x.shape`` nodes hold ints, not tensors: the CLI lowers such a model as the
+    Python API does (it used to say the graph had no shapes)."""
+    from tests.model_fixtures import sized_net
+
+    r = _prunec("lower", "tests.model_fixtures:sized_net", "--input-shape", "2,3,16,16", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    ir = json.loads(r.stdout)
+    assert [x["kind"] for x in ir["layers"] if x["kind"] in ("conv", "linear")] == ["conv"] * 2 + ["linear"] * 3
+    api = prunec.lower(sized_net(), torch.zeros(2, 3, 16, 16), batch=2).to_dict()
+    assert ir["totals"]["energy"] == pytest.approx(api["totals"]["energy"], rel=1e-12)
+
+
 def test_bad_hw_file_one_line_exit_2(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("pe_array: {rows: -3, cols: 14}\n")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import prunec
+from prunec import zoo
 from prunec.cli import main
 from prunec.frontend import example_input
 
@@ -58,8 +59,31 @@ def test_bad_input_in_process(tmp_path, capsys, args, message):
     assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
 
-def test_non_zoo_model_cannot_be_saved(tmp_path):
+def test_factory_model_prunes_to_a_checkpoint_that_loads_back(tmp_path):
+    """A ``package.module:factory`` model's pruned checkpoint names the factory as its architecture:
+    it loads back into the very network prunec.prune makes, and lowers through the CLI."""
+    from tests import model_fixtures
+
+    spec, shape = "tests.model_fixtures:sized_net", (1, 3, 16, 16)
+    out = tmp_path / "sized.pt"
+    proc = run(spec, "--ratio", "0.5", "--input-shape", "1,3,16,16", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert torch.load(out, weights_only=True)["arch"] == spec
+    x = example_input(shape)
+    expected = prunec.prune(prunec.trace(model_fixtures.sized_net(), x), x, 0.5)
+    loaded = prunec.load(str(out))
+    assert loaded.conv1.out_channels == expected.conv1.out_channels < 16
+    torch.testing.assert_close(loaded(x), expected(x))
+    lowered = subprocess.run([sys.executable, "-m", "prunec", "lower", str(out), "--format", "json"],
+                             capture_output=True, text=True, timeout=300)
+    assert lowered.returncode == 0, lowered.stderr
+
+
+def test_model_without_architecture_cannot_be_saved(tmp_path):
     proc = run("torchvision_free.nope:factory", "--ratio", "0.5", "-o", str(tmp_path / "x.pt"))
     assert proc.returncode == 2
-    proc = run("tests.test_coupling_patterns:Unknown", "--ratio", "0.5", "-o", str(tmp_path / "x.pt"))
-    assert proc.returncode == 2 and "not a zoo architecture" in proc.stderr
+    whole = tmp_path / "whole.pt"
+    torch.save(zoo.build("resnet20"), whole)  # a pickled module: no factory to rebuild it from
+    proc = run(str(whole), "--trust-model", "--ratio", "0.5", "-o", str(tmp_path / "x.pt"))
+    assert proc.returncode == 2 and "names no architecture" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.pt").exists()

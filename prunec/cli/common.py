@@ -52,7 +52,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = 
                         model_help: str = MODEL_HELP) -> None:
     """MODEL plus the options that say how to read it (see prunec.frontend)."""
     parser.add_argument("model", metavar="MODEL", help=model_help)
-    parser.add_argument("--arch", help="architecture of a state-dict .pt file, e.g. zoo:resnet20")
+    parser.add_argument("--arch", help="architecture of a state-dict .pt file: zoo:NAME (e.g. zoo:resnet20) "
+                        "or package.module:factory")
     parser.add_argument("--trust-model", action="store_true",
                         help="allow unpickling a whole nn.Module (runs code from the file)")
     parser.add_argument("--in-channels", type=int, help="input channels (zoo models)")

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         args.num_classes = args.num_classes or info.num_classes
     torch.manual_seed(args.seed)  # fresh weights, when MODEL is zoo:NAME, are seeded too
     model, meta = load_model(args)
-    arch = meta.get("arch") or args.arch
+    arch = meta.get("arch") or meta.get("factory") or args.arch
     if not arch:
         raise UserError(f"cannot save a fine-tuned {args.model}: its architecture is unknown; "
                         "give a zoo:NAME, a prunec checkpoint, or --arch")

@@ -55,16 +55,16 @@ def _nonzero(model: nn.Module) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prunec import zoo
-    from prunec.frontend import save_checkpoint
+    from prunec.frontend import build_architecture, save_checkpoint
     from prunec.pruning import module_configs, prune, rebuild_pruned
 
     check_writable_file(args.output)
     gm, x, meta = load_and_trace(args)
-    arch = meta.get("arch") or (args.model if args.model.startswith("zoo:") else None)
+    arch = meta.get("arch") or meta.get("factory") or (args.model if args.model.startswith("zoo:") else None)
     if not arch:
-        raise UserError(f"{args.model} is not a zoo architecture, so its pruned shapes cannot be "
-                        "saved as a checkpoint; use prunec.prune() from Python and save the module")
+        raise UserError(f"{args.model} names no architecture to rebuild the pruned shapes from: give the model as "
+                        "package.module:factory or as a state dict with --arch, or prune it from Python "
+                        "(prunec.prune) and torch.save the result, which --trust-model reads back")
     pruned = prune(gm, x, args.ratio, method=args.method, scope=args.scope, ignore=args.ignore,
                    round_to=args.round_to, pruner=args.pruner, seed=args.seed)
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     first = next((m for m in gm.modules() if isinstance(m, nn.Conv2d)), None)
     in_channels = int(kwargs.get("in_channels") or (first.in_channels if first else 3))
     num_classes = int(kwargs.get("num_classes") or pruned(x).shape[-1])
-    reference = zoo.build(arch, in_channels, num_classes)
+    reference = build_architecture(arch, in_channels, num_classes)
     configs = module_configs(pruned, reference)
     try:  # prove the checkpoint loads back before writing it
         rebuild_pruned(reference, configs).load_state_dict(pruned.state_dict())
