@@ -328,6 +328,8 @@ def prune_structured(
     expected = output_shapes(gm)
     report = analyze(gm, ignored)
     gm.meta["coupling"] = report.summary()
+    # ops whose channel groups stay whole, and why (the network output's always do)
+    gm.meta["kept_whole"] = [(name, why) for name, why in report.unprunable if name != "output"]
     if ratio == 0:
         return gm
     removed = select_units(report, unit_scores(method, gm, report, seed), ratio, scope, round_to)

@@ -421,9 +421,9 @@ def _assemble(path: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], extra
     train_x = splits["train"][0]
     scale = 255.0 if train_x.dtype == np.uint8 else 1.0
     mean = _per_channel(extras["mean"], "mean", c, path) if "mean" in extras else \
-        tuple(float(train_x[:, i].mean() / scale) for i in range(c))
+        tuple(float(train_x[:, i].mean(dtype=np.float64) / scale) for i in range(c))  # float16 would overflow
     std = _per_channel(extras["std"], "std", c, path) if "std" in extras else \
-        tuple(max(float(train_x[:, i].std() / scale), 1e-6) for i in range(c))
+        tuple(max(float(train_x[:, i].std(dtype=np.float64) / scale), 1e-6) for i in range(c))
     if min(std) <= 0:
         raise UserError(f"{path}: std must be positive")
     if max(mean) > 1:
@@ -481,7 +481,11 @@ def _as_nchw(x: np.ndarray, key: str, layout: str | None, path: str) -> np.ndarr
 
 
 def _as_labels(y: np.ndarray, key: str, path: str) -> np.ndarray:
-    y = np.asarray(y).reshape(-1)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        raise UserError(f"{path}: {key} has shape {y.shape}, one row per image (one-hot?); store one class "
+                        f"index per image, e.g. {key}.argmax(1)")
+    y = y.reshape(-1)
     if not np.issubdtype(y.dtype, np.integer) or (len(y) and int(y.min()) < 0):
         raise UserError(f"{path}: {key} must hold integer class labels 0..K-1")
     return y.astype(np.int64)

@@ -85,8 +85,13 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
     if not isinstance(batch, int) or batch < 1:
         raise UserError(f"batch must be a positive integer, got {batch!r}")
     _check_lowering_inputs(gm, activation_sparsity, routed_share)
-    program = tgt.lower(gm, batch=batch, hw=hw, activation_sparsity=activation_sparsity,
-                        routed_share=routed_share, **options)
+    try:
+        program = tgt.lower(gm, batch=batch, hw=hw, activation_sparsity=activation_sparsity,
+                            routed_share=routed_share, **options)
+    except UserError as exc:  # e.g. a layer no mapping fits: say which of several --hw files it was
+        if isinstance(hw, (str, os.PathLike)) and str(hw) not in str(exc):
+            raise UserError(f"{exc} (chip file {hw})") from None
+        raise
     if not program.layers and any(n.op == "call_function" and ("aten.conv" in str(n.target)
                                                                 or "aten.linear" in str(n.target)
                                                                 or "convolution" in str(n.target))

@@ -501,7 +501,19 @@ def _start(model: nn.Module, cfg: CompileConfig) -> tuple[Split, Split, Split, t
     train, calib, test = _splits(cfg)
     x = test.x[:1].clone()
     _check_model_fits(model, x, test.info.num_classes)  # leaves the model in eval mode: the traced original shares it
+    _check_calibration_size(cfg.selector, len(calib))
     return train, calib, test, x, trace(model, x, leaf_modules=cfg.leaf_modules)
+
+
+def _check_calibration_size(selector: str, images: int) -> None:
+    """Before any fine-tuning: the learned selector is cross-fitted on the calibration images."""
+    from prunec.dynamic import SELECTOR_FOLDS
+
+    if selector == "learned" and images < SELECTOR_FOLDS:
+        raise UserError(f"the learned selector is fitted and thresholded in {SELECTOR_FOLDS} folds of the calibration "
+                        f"images and needs at least {SELECTOR_FOLDS}, the data set has {images}: give more "
+                        "calibration images (x_calibration/y_calibration, or more training images), or "
+                        "--selector max-softmax")
 
 
 def _model_normalization(options: dict[str, Any], data: str | Split, meta: dict[str, Any] | None
@@ -624,8 +636,9 @@ def _check_model_fits(model: nn.Module, x: torch.Tensor, num_classes: int) -> No
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise UserError("the model must return one (batch, classes) tensor of logits")
     if out.shape[1] != num_classes:
-        raise UserError(f"the model has {out.shape[-1]} outputs but the data set has {num_classes} classes; "
-                        "train it for this data set (or pass the matching --data)")
+        raise UserError(f"the model has {out.shape[-1]} outputs but the data set has {num_classes} classes "
+                        f"(labels numbered 0..{num_classes - 1}); train it for this data set (or pass the matching "
+                        "--data)")
 
 
 # --------------------------------------------------------------------------- report

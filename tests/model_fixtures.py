@@ -88,3 +88,15 @@ class _SizedNet(nn.Module):
         gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(y.mean((2, 3)))))).view(b, c, 1, 1)
         y = y * gate + x
         return self.head(y.mean((2, 3)).view(y.size(0), -1))
+
+
+def cumsum_net() -> nn.Module:
+    """A cumulative sum over channels between two convs: prunec cannot prune through it."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), _ChannelCumsum(), nn.Conv2d(8, 8, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+
+
+class _ChannelCumsum(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(x, dim=1)

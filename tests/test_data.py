@@ -158,12 +158,27 @@ _SMALL = {"x_train": np.zeros((20, 8, 8), np.uint8), "y_train": np.arange(20) % 
     ({**_SMALL, "x_train": np.full((20, 8, 8), 200.0)}, "scaled to 0-1"),
     ({**_SMALL, "x_train": np.full((20, 8, 8), np.nan)}, "finite"),
     ({**_SMALL, "layout": np.array("NWHC")}, "layout must be"),
+    ({**_SMALL, "y_train": np.eye(2, dtype=np.int64)[np.arange(20) % 2]}, "one-hot"),
 ])
 def test_bad_own_data_is_one_clear_error(tmp_path, arrays, needle):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     with pytest.raises(UserError, match=needle):
         load_split(str(path), "train")
+
+
+def test_float16_images_normalize_as_their_float64_values(tmp_path):
+    """Half-precision 0-1 images: mean and std are measured without overflowing float16 (a sum
+    of many pixels is beyond its range), so they equal the same images' in float64."""
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 3, 16, 16))
+    path = tmp_path / "half.npz"
+    np.savez(path, x_train=x.astype(np.float16), y_train=np.arange(300) % 2, x_test=x[:4].astype(np.float16),
+             y_test=np.zeros(4, int), x_calibration=x[:4].astype(np.float16), y_calibration=np.zeros(4, int))
+    info = load_split(str(path), "train").info
+    half = x.astype(np.float16).astype(np.float64)
+    np.testing.assert_allclose(info.mean, [half[:, i].mean() for i in range(3)], rtol=1e-6)
+    np.testing.assert_allclose(info.std, [half[:, i].std() for i in range(3)], rtol=1e-6)
 
 
 def test_own_data_file_missing_or_corrupt(tmp_path):

@@ -40,6 +40,10 @@ def _mutated(tmp_path, fn) -> str:
     (lambda d: d["energy"].update(glb="six"), "energy.glb"),
     (lambda d: d.update(clock_mhz=0), "clock_mhz"),
     (lambda d: d.update(pe_arry=1), "pe_arry"),
+    (lambda d: d["energy"].update(dram=float("nan")), "energy.dram"),
+    (lambda d: d.update(global_buffer_kb=float("inf")), "global_buffer_kb"),
+    (lambda d: d["pe_array"].update(rows=float("inf")), "pe_array.rows"),
+    (lambda d: d.update(clock_mhz=float("nan")), "clock_mhz"),
 ])
 def test_bad_fields_named(tmp_path, mutate, field) -> None:
     path = _mutated(tmp_path, mutate)
@@ -55,3 +59,12 @@ def test_malformed_yaml(tmp_path) -> None:
         load_hardware(_write(tmp_path, "- 1\n- 2\n"))
     with pytest.raises(UserError, match="not found"):
         load_hardware(str(tmp_path / "missing.yaml"))
+
+
+def test_a_key_given_twice_is_refused(tmp_path) -> None:
+    """PyYAML lets the last of two equal keys win; in a chip file that hides a typo."""
+    with open(DEFAULT_HW) as fh:
+        text = fh.read()
+    with pytest.raises(UserError, match=r"key 'dram' given twice") as exc:
+        load_hardware(_write(tmp_path, text.replace("  dram: 200", "  dram: 200\n  dram: 50")))
+    assert "line" in str(exc.value)

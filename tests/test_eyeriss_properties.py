@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from prunec.backends.eyeriss.cost import strip_rows
 from prunec.backends.eyeriss.hardware import load_hardware
 from prunec.backends.eyeriss.mapper import DB, PINNED_FIELDS, NoMapping, evaluate_mapping, pinned, search
-from prunec.backends.eyeriss.sparsity import LayerSparsity
+from prunec.backends.eyeriss.sparsity import LayerSparsity, rlc_factor
 from prunec.backends.eyeriss.workload import ConvShape, linear_shape
 
 HW = load_hardware()
@@ -103,3 +103,17 @@ def test_pinned_mapping_that_does_not_fit_says_why() -> None:
             pinned(s, HW, DENSE, {**base, **change})
     with pytest.raises(NoMapping, match="missing t"):
         pinned(s, HW, DENSE, {k: v for k, v in base.items() if k != "t"})
+
+
+@given(z=st.floats(0, 1), dz=st.floats(0, 1), word_bits=st.sampled_from([8, 16, 32, 64]))
+def test_run_length_compression_never_costs_more_than_raw(z, dz, word_bits) -> None:
+    """A stream without zeros is never smaller compressed, whatever the word width (a 32-bit chip
+    used to get a third off its DRAM traffic for free); more zeros never make it larger; on
+    Eyeriss' 16-bit words three (run, level) pairs fill a 64-bit word."""
+    f = rlc_factor(z, word_bits)
+    assert 0 < f <= 1
+    assert rlc_factor(0.0, word_bits) == 1.0
+    assert rlc_factor(min(1.0, z + dz), word_bits) <= f + 1e-12
+    if word_bits == 16:
+        pairs = (1 - z) / (1 - z**32) if z < 1 else 1 / 32
+        assert f == pytest.approx(min(1.0, pairs * 4 / 3))

@@ -56,6 +56,22 @@ def test_lower_a_model_that_reads_tensor_sizes() -> None:
     assert ir["totals"]["energy"] == pytest.approx(api["totals"]["energy"], rel=1e-12)
 
 
+def test_a_chip_no_mapping_fits_is_named_by_its_file(tmp_path) -> None:
+    """With several --hw files sharing the shipped chip's name, the error must say which file."""
+    import yaml
+
+    from prunec.backends.eyeriss.hardware import DEFAULT_HW
+
+    chip = yaml.safe_load(open(DEFAULT_HW))
+    chip["global_buffer_kb"] = 1
+    small = tmp_path / "small_glb.yaml"
+    small.write_text(yaml.safe_dump(chip))
+    r = _prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--compare", "--hw", DEFAULT_HW,
+                "--hw", str(small))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and str(small) in r.stderr and "global buffer" in r.stderr
+
+
 def test_bad_hw_file_one_line_exit_2(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("pe_array: {rows: -3, cols: 14}\n")

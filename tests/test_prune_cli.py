@@ -68,6 +68,7 @@ def test_factory_model_prunes_to_a_checkpoint_that_loads_back(tmp_path):
     out = tmp_path / "sized.pt"
     proc = run(spec, "--ratio", "0.5", "--input-shape", "1,3,16,16", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
+    assert "kept whole" not in proc.stdout  # every channel group of this network is prunable
     assert torch.load(out, weights_only=True)["arch"] == spec
     x = example_input(shape)
     expected = prunec.prune(prunec.trace(model_fixtures.sized_net(), x), x, 0.5)
@@ -87,3 +88,13 @@ def test_model_without_architecture_cannot_be_saved(tmp_path):
     proc = run(str(whole), "--trust-model", "--ratio", "0.5", "-o", str(tmp_path / "x.pt"))
     assert proc.returncode == 2 and "names no architecture" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_prune_says_which_ops_keep_channels_whole(tmp_path):
+    """An op prunec cannot prune through (a cumulative sum over channels) keeps the convs around
+    it whole; the summary names it instead of just showing less change than asked for."""
+    proc = run("tests.model_fixtures:cumsum_net", "--ratio", "0.5", "--input-shape", "1,3,8,8",
+               "-o", str(tmp_path / "c.pt"))
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert "kept whole around 1 op" in said and "cumsum" in said and "unknown function cumsum" in said

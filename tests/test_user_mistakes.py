@@ -270,3 +270,18 @@ def test_a_data_file_mean_on_the_0_255_scale_names_the_file(tmp_path):
 
     with pytest.raises(UserError, match=r"d\.npz: mean is on the 0-1 pixel scale"):
         load_split(str(path), "train")
+
+
+def test_learned_selector_without_enough_calibration_images_stops_before_fine_tuning(tmp_path):
+    """The learned selector is cross-fitted in folds of the calibration images: with fewer images
+    than folds the compile says so (and what to do) before hours of fine-tuning."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "few.npz"
+    np.savez(data, x_train=rng.integers(0, 255, (40, 8, 8, 3), dtype=np.uint8), y_train=np.arange(40) % 5,
+             x_test=rng.integers(0, 255, (10, 8, 8, 3), dtype=np.uint8), y_test=np.arange(10) % 5,
+             x_calibration=rng.integers(0, 255, (3, 8, 8, 3), dtype=np.uint8), y_calibration=np.arange(3))
+    out = tmp_path / "out"
+    result = run_cli("compile", "tests.model_fixtures:tiny", "--data", str(data), "--mild", "0.3", "--aggressive",
+                     "0.7", "-o", str(out))
+    assert_user_error(result, "at least 5", "has 3", "--selector max-softmax")
+    assert not out.exists()

@@ -8,6 +8,7 @@ mapper failure or a nonsense energy.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -89,6 +90,8 @@ def _num(data: dict, key: str, where: str, path: str, *, integer: bool = False,
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UserError(f"hardware file {path}: field '{where}{key}' must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise UserError(f"hardware file {path}: field '{where}{key}' must be a finite number, got {value!r}")
     if integer and (float(value) != int(value)):
         raise UserError(f"hardware file {path}: field '{where}{key}' must be an integer, got {value!r}")
     if (strict and value <= minimum) or (not strict and value < minimum):
@@ -110,6 +113,24 @@ def _section(data: dict, key: str, path: str, keys: set[str]) -> dict:
     return section
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error: in a chip
+    file it is a mistake, not "the last one wins"."""
+
+
+def _mapping_without_repeats(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen: list[Any] = []
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+        seen.append(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
+
+
 def load_hardware(path: str | None = None) -> Hardware:
     """Read and validate a hardware YAML file (default: the shipped Eyeriss v1 chip)."""
     path = path or DEFAULT_HW
@@ -118,7 +139,7 @@ def load_hardware(path: str | None = None) -> Hardware:
                         f"parse_hardware())")
     try:
         with open(path) as fh:
-            data = yaml.safe_load(fh)
+            data = yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError:
         raise UserError(f"hardware file not found: {path}") from None
     except IsADirectoryError:

@@ -4,7 +4,9 @@
   update (only the ifmap read remains); cycles are not saved (the chip gates, it does
   not skip).
 * Run-length compression (RLC) of ifmaps read from and ofmaps written to DRAM: one 64-bit
-  word holds three (5-bit run, 16-bit level) pairs; it is bypassed where it would not help.
+  word holds three (5-bit run, 16-bit level) pairs, with one bit left over; a chip with other
+  words packs as many (5-bit run, word) pairs into 63 bits as fit. It is bypassed where it would
+  not help.
 * Unstructured weight sparsity (option, off by default): zero weights gate MACs the same
   way and the filter stream is run-length compressed too.
 """
@@ -15,20 +17,26 @@ from dataclasses import dataclass
 
 import torch
 
-RLC_PAIRS_PER_WORD64 = 3
-RLC_MAX_RUN = 31
+RLC_RUN_BITS = 5
+RLC_MAX_RUN = 2**RLC_RUN_BITS - 1
 
 
 def rlc_factor(zero_share: float, word_bits: int = 16) -> float:
     """Compressed / raw size of a stream whose values are zero with probability ``zero_share``.
 
     Each nonzero costs one pair; a run of more than 31 zeros costs an extra (run, 0) pair per
-    32 zeros. For i.i.d. zeros the expected pairs per value are (1-z)/(1-z^32).
+    32 zeros. For i.i.d. zeros the expected pairs per value are (1-z)/(1-z^32). A pair is a
+    5-bit run and a ``word_bits`` level, packed into 64-bit words with one bit left over (three
+    pairs of 16-bit levels on Eyeriss). Never above 1: the chip bypasses compression that would
+    not pay.
     """
     z = min(max(float(zero_share), 0.0), 1.0)
+    pairs_per_word64 = 63 // (RLC_RUN_BITS + int(word_bits))
+    if pairs_per_word64 == 0:
+        return 1.0
     pairs = 1.0 / (RLC_MAX_RUN + 1) if z >= 1.0 else (1.0 - z) / (1.0 - z ** (RLC_MAX_RUN + 1))
-    words16_per_pair = (64 / RLC_PAIRS_PER_WORD64) / word_bits
-    return min(1.0, pairs * words16_per_pair)
+    words_per_pair = (64 / pairs_per_word64) / word_bits
+    return min(1.0, pairs * words_per_pair)
 
 
 @dataclass(frozen=True)

@@ -102,4 +102,10 @@ def _print_summary(before: nn.Module, after: nn.Module, x: torch.Tensor, args: a
         table.add_row(label, f"{a:,}", f"{b:,}", f"{(b - a) / a:+.1%}" if a else "-")
     console = make_console()
     console.print(table)
+    kept = after.meta.get("kept_whole", []) if isinstance(after, torch.fx.GraphModule) else []
+    if kept:
+        shown = "; ".join(f"{name} ({why})" for name, why in kept[:5])
+        more = f"; and {len(kept) - 5} more" if len(kept) > 5 else ""
+        console.print(f"channels kept whole around {len(kept)} op{'s' if len(kept) != 1 else ''} prunec cannot "
+                      f"prune through: {shown}{more}", markup=False, highlight=False)
     console.print(f"wrote {args.output}")
