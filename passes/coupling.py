@@ -111,9 +111,21 @@ _IDENTITY_FUNCS = {
     F.adaptive_avg_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.interpolate,
     F.relu_, F.elu_, F.leaky_relu_, F.hardtanh_, F.celu, F.rrelu, F.logsigmoid, F.softsign,
     F.tanhshrink, F.hardshrink, F.softshrink, F.alpha_dropout, F.feature_alpha_dropout,
-    torch.clip, torch.relu_, torch.selu, torch.celu, torch.rrelu, torch.dropout, torch.hardshrink,
+    torch.clip, torch.selu, torch.celu, torch.rrelu, torch.dropout,
     # the same ops called from the torch namespace (torch.max_pool2d is not F.max_pool2d)
-    torch.max_pool1d, torch.max_pool2d, torch.max_pool3d, torch.avg_pool1d, torch.adaptive_avg_pool1d,
+    torch.max_pool1d, torch.max_pool2d, torch.max_pool3d,
+}
+# poolings among them, by how many trailing dims they pool over: on an input with fewer batch
+# dims than expected (torch treats (C, L) as an unbatched 1-d input) they would mix channels
+_POOLED_DIMS = {
+    F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3, F.avg_pool1d: 1, F.avg_pool2d: 2, F.avg_pool3d: 3,
+    F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3, F.adaptive_max_pool1d: 1,
+    F.adaptive_max_pool2d: 2, torch.max_pool1d: 1, torch.max_pool2d: 2, torch.max_pool3d: 3,
+}
+_POOLED_DIMS_MODULES = {
+    nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
+    nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3, nn.AdaptiveMaxPool1d: 1,
+    nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
 }
 _IDENTITY_METHODS = {
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "abs", "neg", "exp", "clamp",
@@ -303,7 +315,7 @@ class _Analyzer:
         elif isinstance(mod, nn.PReLU) and mod.num_parameters == 1:
             out = self.identity(node, st)
         elif isinstance(mod, _IDENTITY_MODULES):
-            out = self.identity(node, st)
+            out = self.identity(node, st, _POOLED_DIMS_MODULES.get(type(mod), 0))
         elif isinstance(mod, nn.Flatten):
             out = self.reshape(node, st)
         else:
@@ -376,7 +388,7 @@ class _Analyzer:
         fn = node.target
         first = self.state(node.args[0]) if node.args else None
         if fn in _IDENTITY_FUNCS:
-            return self.identity(node, first)
+            return self.identity(node, first, _POOLED_DIMS.get(fn, 0))
         if fn in _BINARY_FUNCS:
             return self.binary(node)
         if fn in _RESHAPE_FUNCS:
@@ -422,13 +434,16 @@ class _Analyzer:
 
     # -- op families -------------------------------------------------------------------
 
-    def identity(self, node: fx.Node, st: Any) -> Any:
+    def identity(self, node: fx.Node, st: Any, pooled: int = 0) -> Any:
+        """A channel-wise op; ``pooled``: how many trailing dims it pools over (none may hold channels)."""
         if st is None:
             return None
         shape = _shape(node)
         sizes = zip(st.axes, st.labels.shape, strict=True)
         if shape is None or any(d >= len(shape) or shape[d] != n for d, n in sizes):
             return self.unknown(node, "op changes the channel dimension")
+        if pooled and any(d >= len(shape) - pooled for d in st.axes):
+            return self.unknown(node, "pooling over the channel dimension")
         return st
 
     def softmax(self, node: fx.Node, st: Any, dim: Any) -> Any:

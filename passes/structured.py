@@ -328,8 +328,13 @@ def prune_structured(
     expected = output_shapes(gm)
     report = analyze(gm, ignored)
     gm.meta["coupling"] = report.summary()
-    # ops whose channel groups stay whole, and why (the network output's always do)
-    gm.meta["kept_whole"] = [(name, why) for name, why in report.unprunable if name != "output"]
+    # ops prunec cannot prune through, once each with their first reason (not the network output,
+    # whose channels always stay, nor the layers the user asked to keep)
+    kept: dict[str, str] = {}
+    for name, why in report.unprunable:
+        if name != "output" and why != "ignored by user":
+            kept.setdefault(name, why)
+    gm.meta["kept_whole"] = list(kept.items())
     if ratio == 0:
         return gm
     removed = select_units(report, unit_scores(method, gm, report, seed), ratio, scope, round_to)

@@ -482,7 +482,7 @@ def _as_nchw(x: np.ndarray, key: str, layout: str | None, path: str) -> np.ndarr
 
 def _as_labels(y: np.ndarray, key: str, path: str) -> np.ndarray:
     y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
+    if y.ndim == 2 and min(y.shape) > 1:  # (N, 1) and (1, N) are label vectors
         raise UserError(f"{path}: {key} has shape {y.shape}, one row per image (one-hot?); store one class "
                         f"index per image, e.g. {key}.argmax(1)")
     y = y.reshape(-1)

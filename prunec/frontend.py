@@ -14,6 +14,7 @@ A model argument is one of
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import pickle
@@ -71,7 +72,9 @@ def load_with_meta(
 def _load_factory(spec: str) -> nn.Module:
     factory = import_object(spec, "model factory")
     try:
-        model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+        # a module instance is copied: loading weights into it must not change the importer's object
+        model = copy.deepcopy(factory) if isinstance(factory, nn.Module) else factory() if callable(factory) \
+            else factory
     except Exception as exc:  # noqa: BLE001 - the user's factory failed: say so in one line
         raise UserError(f"model factory {spec!r} failed: {_first_line(exc)}") from None
     if not isinstance(model, nn.Module):
@@ -113,8 +116,9 @@ def _unimportable_class(path: str, exc: BaseException) -> str:
     if "__main__" in str(exc):
         return (f"{path} holds a module whose class was defined in the script that saved it (__main__), "
                 f"which prunec cannot import: {instead}")
-    return (f"{path} holds a module whose class cannot be imported here ({_first_line(exc)}): run prunec "
-            f"from the folder that holds its module or add that folder to PYTHONPATH; or {instead}")
+    return (f"{path} holds a module whose class cannot be imported here ({_first_line(exc)}): make that module "
+            f"importable (install the package it belongs to, or run prunec from the folder that holds it or with "
+            f"that folder on PYTHONPATH); or {instead}")
 
 
 def _looks_like_torch_file(path: str) -> bool:
@@ -143,14 +147,19 @@ def _load_file(
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         state = obj["state_dict"]
         meta.update({k: v for k, v in obj.items() if k != "state_dict"})
-        arch = arch or obj.get("arch")
+        recorded = obj.get("arch")
+        if arch is None and _is_factory(recorded) and not trust_model:
+            raise UserError(f"{path} names its architecture as the factory {recorded!r}, and importing it runs that "
+                            f"code: if you trust the file, pass --arch {recorded} (or --trust-model)")
+        arch = arch or recorded
         kwargs = dict(obj.get("arch_kwargs", {}))
         in_channels = in_channels or kwargs.get("in_channels")
         num_classes = num_classes or kwargs.get("num_classes")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} holds neither a state dict nor a prunec checkpoint")
     if arch is None:
-        raise UserError(f"{path} holds a bare state dict: name its architecture with --arch zoo:NAME")
+        raise UserError(f"{path} holds a bare state dict: name its architecture with --arch zoo:NAME or "
+                        "--arch package.module:factory")
     in_channels = in_channels or _infer_in_channels(state)
     num_classes = num_classes or _infer_num_classes(state)
     model = build_architecture(arch, in_channels, num_classes)
@@ -171,9 +180,13 @@ def _load_file(
 def build_architecture(arch: str, in_channels: int, num_classes: int) -> nn.Module:
     """A network of architecture ``arch`` to load weights into: ``zoo:NAME`` built fresh for the
     channels and classes, or a ``package.module:factory`` called as it is (it fixes its own shape)."""
-    if ":" in arch and not arch.startswith("zoo:"):
+    if _is_factory(arch):
         return _load_factory(arch)
     return zoo.build(arch, in_channels, num_classes)
+
+
+def _is_factory(arch: Any) -> bool:
+    return isinstance(arch, str) and ":" in arch and not arch.startswith("zoo:")
 
 
 def _infer_in_channels(state: dict[str, torch.Tensor]) -> int:

@@ -34,6 +34,10 @@ def tiny() -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
 
 
+#: a module instance (not a factory function) a spec can name
+TINY_INSTANCE = tiny()
+
+
 class SqueezeExcite(nn.Module):
     """Channel gating by a pooled bottleneck: a pattern the zoo networks do not have."""
 

@@ -6,6 +6,7 @@ its output shape and equal the original with exactly the removed channels zeroed
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
@@ -205,3 +206,33 @@ def test_torch_namespace_ops_keep_channels_prunable():
     with torch.no_grad():
         ref = zeroed_reference(model, pruned).double()(x.double())
         assert float((ref - pruned.double()(x.double())).abs().max()) <= 1e-5
+
+
+class _PoolOnFewerDims(nn.Module):
+    """A pooling given fewer batch dims than it expects treats the channels as spatial:
+    ``max_pool1d`` on (N, C) pools over C, ``max_pool2d`` on (N, C, L) over C and L."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.a = nn.Linear(8, 16) if kind == "linear" else nn.Conv1d(3, 16, 3, padding=1)
+        self.b = nn.Linear(16, 4) if kind == "linear" else nn.Conv1d(16, 4, 1)
+        self.pool = nn.MaxPool2d(3, 1, 1)
+
+    def forward(self, x):
+        if self.kind == "linear":
+            return self.b(torch.max_pool1d(self.a(x), 3, 1, 1))
+        if self.kind == "conv1d_f":
+            return self.b(F.max_pool2d(self.a(x), 3, 1, 1)).mean(-1)
+        return self.b(self.pool(self.a(x))).mean(-1)
+
+
+@pytest.mark.parametrize("kind, shape", [("linear", (2, 8)), ("conv1d_f", (2, 3, 10)),
+                                         ("conv1d_module", (2, 3, 10))])
+def test_pooling_over_the_channel_dim_keeps_channels_whole(kind, shape):
+    model = randomize(_PoolOnFewerDims(kind), 0)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    pruned = prune(model, x, 0.5)
+    assert pruned.meta["kept_whole"] and "pooling over the channel dimension" in pruned.meta["kept_whole"][0][1]
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), model(x))  # nothing removed: the same network

@@ -168,8 +168,8 @@ def test_bad_own_data_is_one_clear_error(tmp_path, arrays, needle):
 
 
 def test_float16_images_normalize_as_their_float64_values(tmp_path):
-    """Half-precision 0-1 images: mean and std are measured without overflowing float16 (a sum
-    of many pixels is beyond its range), so they equal the same images' in float64."""
+    """Half-precision 0-1 images: mean and std are measured in float64, so they equal the same
+    images' in float64 (in float16 they lose precision, and on a large set overflow to inf)."""
     rng = np.random.default_rng(0)
     x = rng.random((300, 3, 16, 16))
     path = tmp_path / "half.npz"
@@ -179,6 +179,15 @@ def test_float16_images_normalize_as_their_float64_values(tmp_path):
     half = x.astype(np.float16).astype(np.float64)
     np.testing.assert_allclose(info.mean, [half[:, i].mean() for i in range(3)], rtol=1e-6)
     np.testing.assert_allclose(info.std, [half[:, i].std() for i in range(3)], rtol=1e-6)
+
+
+def test_labels_as_a_row_or_a_column_are_label_vectors(tmp_path):
+    """(1, N) labels (as from MATLAB) and (N, 1) ones load as N labels; only (N, K>1) is one-hot."""
+    for shape in ((1, 20), (20, 1)):
+        path = tmp_path / f"y{shape[0]}.npz"
+        np.savez(path, **{**_SMALL, "y_train": (np.arange(20) % 2).reshape(shape),
+                          "x_calibration": np.zeros((2, 8, 8), np.uint8), "y_calibration": np.zeros(2, int)})
+        assert load_split(str(path), "train").y.tolist() == [0, 1] * 10
 
 
 def test_own_data_file_missing_or_corrupt(tmp_path):

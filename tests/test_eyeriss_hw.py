@@ -44,6 +44,7 @@ def _mutated(tmp_path, fn) -> str:
     (lambda d: d.update(global_buffer_kb=float("inf")), "global_buffer_kb"),
     (lambda d: d["pe_array"].update(rows=float("inf")), "pe_array.rows"),
     (lambda d: d.update(clock_mhz=float("nan")), "clock_mhz"),
+    (lambda d: d["energy"].update(dram=10**400), "energy.dram"),  # beyond any float
 ])
 def test_bad_fields_named(tmp_path, mutate, field) -> None:
     path = _mutated(tmp_path, mutate)
@@ -68,3 +69,13 @@ def test_a_key_given_twice_is_refused(tmp_path) -> None:
     with pytest.raises(UserError, match=r"key 'dram' given twice") as exc:
         load_hardware(_write(tmp_path, text.replace("  dram: 200", "  dram: 200\n  dram: 50")))
     assert "line" in str(exc.value)
+
+
+def test_yaml_merge_keys_still_load() -> None:
+    """``<<: *anchor`` is no repeated key: the duplicate check leaves YAML merges to the loader,
+    which reads them as yaml.safe_load does (an explicit key overrides a merged one)."""
+    from prunec.backends.eyeriss.hardware import _UniqueKeyLoader
+
+    text = "base: &b {rf: 1, glb: 6}\nenergy:\n  <<: *b\n  glb: 5\n  dram: 200\n"
+    assert yaml.load(text, Loader=_UniqueKeyLoader) == yaml.safe_load(text)  # noqa: S506
+    assert yaml.safe_load(text)["energy"] == {"rf": 1, "glb": 5, "dram": 200}

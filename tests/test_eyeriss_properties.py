@@ -105,7 +105,7 @@ def test_pinned_mapping_that_does_not_fit_says_why() -> None:
         pinned(s, HW, DENSE, {k: v for k, v in base.items() if k != "t"})
 
 
-@given(z=st.floats(0, 1), dz=st.floats(0, 1), word_bits=st.sampled_from([8, 16, 32, 64]))
+@given(z=st.floats(0, 1), dz=st.floats(0, 1), word_bits=st.sampled_from(range(8, 65, 8)))
 def test_run_length_compression_never_costs_more_than_raw(z, dz, word_bits) -> None:
     """A stream without zeros is never smaller compressed, whatever the word width (a 32-bit chip
     used to get a third off its DRAM traffic for free); more zeros never make it larger; on
@@ -116,4 +116,4 @@ def test_run_length_compression_never_costs_more_than_raw(z, dz, word_bits) -> N
     assert rlc_factor(min(1.0, z + dz), word_bits) <= f + 1e-12
     if word_bits == 16:
         pairs = (1 - z) / (1 - z**32) if z < 1 else 1 / 32
-        assert f == pytest.approx(min(1.0, pairs * 4 / 3))
+        assert f == min(1.0, pairs * ((64 / 3) / 16))  # exactly the validated 16-bit model

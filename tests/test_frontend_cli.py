@@ -109,6 +109,21 @@ def test_state_dict_with_a_factory_arch(tmp_path):
     torch.testing.assert_close(loaded(x), trained(x))
 
 
+def test_a_module_instance_named_as_architecture_is_copied(tmp_path):
+    """``--arch pkg.mod:instance`` (a module, not a function): loading weights must not change
+    the importer's object, nor make two loads one network."""
+    from prunec.frontend import load
+    from tests import model_fixtures
+
+    path = tmp_path / "w.pt"
+    torch.save({k: v + 1 for k, v in model_fixtures.TINY_INSTANCE.state_dict().items()}, path)
+    before = {k: v.clone() for k, v in model_fixtures.TINY_INSTANCE.state_dict().items()}
+    first, second = (load(str(path), arch="tests.model_fixtures:TINY_INSTANCE") for _ in range(2))
+    assert first is not second and first is not model_fixtures.TINY_INSTANCE
+    for k, v in model_fixtures.TINY_INSTANCE.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
 def test_missing_file(tmp_path):
     assert_user_error(run_cli("inspect", str(tmp_path / "nope.pt")), "not found")
 

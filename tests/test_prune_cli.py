@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -72,12 +73,33 @@ def test_factory_model_prunes_to_a_checkpoint_that_loads_back(tmp_path):
     assert torch.load(out, weights_only=True)["arch"] == spec
     x = example_input(shape)
     expected = prunec.prune(prunec.trace(model_fixtures.sized_net(), x), x, 0.5)
-    loaded = prunec.load(str(out))
+    loaded = prunec.load(str(out), arch=spec)
     assert loaded.conv1.out_channels == expected.conv1.out_channels < 16
     torch.testing.assert_close(loaded(x), expected(x))
-    lowered = subprocess.run([sys.executable, "-m", "prunec", "lower", str(out), "--format", "json"],
+    lowered = subprocess.run([sys.executable, "-m", "prunec", "lower", str(out), "--arch", spec, "--format", "json"],
                              capture_output=True, text=True, timeout=300)
     assert lowered.returncode == 0, lowered.stderr
+
+
+def test_a_checkpoint_naming_a_factory_is_not_imported_unasked(tmp_path):
+    """A checkpoint is read with weights_only=True because it must not run code; the factory it
+    names is code, so prunec imports it only when the user names it (--arch) or trusts the file."""
+    from prunec.frontend import save_checkpoint
+    from tests.model_fixtures import tiny
+
+    (tmp_path / "planted.py").write_text("import pathlib\npathlib.Path('IMPORTED').write_text('x')\n"
+                                         "from tests.model_fixtures import tiny as net\n")
+    path = tmp_path / "ck.pt"
+    save_checkpoint(tiny(), str(path), "planted:net", 3, 5, input_shape=[1, 3, 8, 8])
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    refused = subprocess.run([sys.executable, "-m", "prunec", "inspect", str(path)], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--arch planted:net" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "IMPORTED").exists()
+    asked = subprocess.run([sys.executable, "-m", "prunec", "inspect", str(path), "--arch", "planted:net"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert asked.returncode == 0, asked.stderr
+    assert (tmp_path / "IMPORTED").exists()
 
 
 def test_model_without_architecture_cannot_be_saved(tmp_path):
@@ -98,3 +120,6 @@ def test_prune_says_which_ops_keep_channels_whole(tmp_path):
     assert proc.returncode == 0, proc.stderr
     said = " ".join(proc.stdout.split())
     assert "kept whole around 1 op" in said and "cumsum" in said and "unknown function cumsum" in said
+    # layers the user keeps whole are not ops prunec cannot prune through
+    proc = run("zoo:resnet20", "--ratio", "0.5", "--ignore", "layer1.*", "-o", str(tmp_path / "r.pt"))
+    assert proc.returncode == 0 and "kept whole" not in proc.stdout, proc.stdout

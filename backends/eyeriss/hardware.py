@@ -90,7 +90,7 @@ def _num(data: dict, key: str, where: str, path: str, *, integer: bool = False,
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UserError(f"hardware file {path}: field '{where}{key}' must be a number, got {value!r}")
-    if not math.isfinite(value):
+    if not _finite(value):
         raise UserError(f"hardware file {path}: field '{where}{key}' must be a finite number, got {value!r}")
     if integer and (float(value) != int(value)):
         raise UserError(f"hardware file {path}: field '{where}{key}' must be an integer, got {value!r}")
@@ -98,6 +98,13 @@ def _num(data: dict, key: str, where: str, path: str, *, integer: bool = False,
         bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
         raise UserError(f"hardware file {path}: field '{where}{key}' must be {bound}, got {value!r}")
     return int(value) if integer else float(value)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _section(data: dict, key: str, path: str, keys: set[str]) -> dict:
@@ -121,6 +128,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _mapping_without_repeats(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
     seen: list[Any] = []
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: construct_mapping merges it
+            continue
         key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)

@@ -27,8 +27,8 @@ def rlc_factor(zero_share: float, word_bits: int = 16) -> float:
     Each nonzero costs one pair; a run of more than 31 zeros costs an extra (run, 0) pair per
     32 zeros. For i.i.d. zeros the expected pairs per value are (1-z)/(1-z^32). A pair is a
     5-bit run and a ``word_bits`` level, packed into 64-bit words with one bit left over (three
-    pairs of 16-bit levels on Eyeriss). Never above 1: the chip bypasses compression that would
-    not pay.
+    pairs of 16-bit levels on Eyeriss; none fits beside a 64-bit level, so such a chip never
+    compresses). Never above 1: the chip bypasses compression that would not pay.
     """
     z = min(max(float(zero_share), 0.0), 1.0)
     pairs_per_word64 = 63 // (RLC_RUN_BITS + int(word_bits))

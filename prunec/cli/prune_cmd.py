@@ -63,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     arch = meta.get("arch") or meta.get("factory") or (args.model if args.model.startswith("zoo:") else None)
     if not arch:
         raise UserError(f"{args.model} names no architecture to rebuild the pruned shapes from: give the model as "
-                        "package.module:factory or as a state dict with --arch, or prune it from Python "
-                        "(prunec.prune) and torch.save the result, which --trust-model reads back")
+                        "package.module:factory, or its state dict with --arch package.module:factory")
     pruned = prune(gm, x, args.ratio, method=args.method, scope=args.scope, ignore=args.ignore,
                    round_to=args.round_to, pruner=args.pruner, seed=args.seed)
 
