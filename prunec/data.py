@@ -417,6 +417,7 @@ def _assemble(path: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], extra
     seen = len(np.unique(np.concatenate([y for _, y in splits.values()])))
     if num_classes > max(1000, 10 * seen):
         raise UserError(f"{path}: {num_classes} classes for {seen} distinct labels; number the classes 0..K-1")
+    _check_test_classes_trained(path, splits)
     c, h, w = shapes["train"]
     train_x = splits["train"][0]
     scale = 255.0 if train_x.dtype == np.uint8 else 1.0
@@ -435,6 +436,16 @@ def _assemble(path: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], extra
     info = DatasetInfo(name, num_classes, c, h, mean, std, classes, image_width=w if w != h else None,
                        test_note=test_note)
     return info, splits
+
+
+def _check_test_classes_trained(path: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Refuse test labels no training image has: the model cannot learn them, so accuracy would be capped."""
+    trained = np.unique(np.concatenate([y for s, (_, y) in splits.items() if s != "test"]))
+    untrained = np.setdiff1d(np.unique(splits["test"][1]), trained)
+    if untrained.size:
+        shown = ", ".join(str(int(v)) for v in untrained[:5]) + (", ..." if untrained.size > 5 else "")
+        raise UserError(f"{path}: the test split has label(s) {shown}, which no training or calibration image "
+                        f"has; every test class needs training images")
 
 
 def _text(value: np.ndarray | bytes | str) -> str:

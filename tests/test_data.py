@@ -159,6 +159,7 @@ _SMALL = {"x_train": np.zeros((20, 8, 8), np.uint8), "y_train": np.arange(20) % 
     ({**_SMALL, "x_train": np.full((20, 8, 8), np.nan)}, "finite"),
     ({**_SMALL, "layout": np.array("NWHC")}, "layout must be"),
     ({**_SMALL, "y_train": np.eye(2, dtype=np.int64)[np.arange(20) % 2]}, "one-hot"),
+    ({**_SMALL, "y_test": np.array([0, 2])}, "label\\(s\\) 2, which no training"),
 ])
 def test_bad_own_data_is_one_clear_error(tmp_path, arrays, needle):
     path = tmp_path / "bad.npz"
