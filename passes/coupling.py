@@ -100,7 +100,9 @@ _IDENTITY_MODULES = (
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
     nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-    nn.Upsample, nn.ZeroPad2d,
+    nn.Upsample, nn.LPPool1d, nn.LPPool2d, nn.LPPool3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
+    nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d,
+    nn.ReflectionPad3d, nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d,
 )
 _IDENTITY_FUNCS = {
     F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu, F.mish, F.hardswish,
@@ -113,19 +115,26 @@ _IDENTITY_FUNCS = {
     F.tanhshrink, F.hardshrink, F.softshrink, F.alpha_dropout, F.feature_alpha_dropout,
     torch.clip, torch.selu, torch.celu, torch.rrelu, torch.dropout,
     # the same ops called from the torch namespace (torch.max_pool2d is not F.max_pool2d)
-    torch.max_pool1d, torch.max_pool2d, torch.max_pool3d,
+    torch.max_pool1d, torch.max_pool2d, torch.max_pool3d, torch.avg_pool1d, torch.adaptive_avg_pool1d,
+    F.adaptive_max_pool3d, F.lp_pool1d, F.lp_pool2d, F.lp_pool3d,
 }
-# poolings among them, by how many trailing dims they pool over: on an input with fewer batch
+# poolings (and paddings) among them, by how many trailing dims they act on: on an input with fewer batch
 # dims than expected (torch treats (C, L) as an unbatched 1-d input) they would mix channels
 _POOLED_DIMS = {
     F.max_pool1d: 1, F.max_pool2d: 2, F.max_pool3d: 3, F.avg_pool1d: 1, F.avg_pool2d: 2, F.avg_pool3d: 3,
     F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3, F.adaptive_max_pool1d: 1,
-    F.adaptive_max_pool2d: 2, torch.max_pool1d: 1, torch.max_pool2d: 2, torch.max_pool3d: 3,
+    F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 3, torch.max_pool1d: 1, torch.max_pool2d: 2,
+    torch.max_pool3d: 3, torch.avg_pool1d: 1, torch.adaptive_avg_pool1d: 1, F.lp_pool1d: 1, F.lp_pool2d: 2,
+    F.lp_pool3d: 3,
 }
 _POOLED_DIMS_MODULES = {
     nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
     nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3, nn.AdaptiveMaxPool1d: 1,
-    nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
+    nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3, nn.LPPool1d: 1, nn.LPPool2d: 2, nn.LPPool3d: 3,
+    # paddings: on fewer batch dims than expected they would pad (and so change) the channel dim
+    nn.ZeroPad1d: 1, nn.ZeroPad2d: 2, nn.ZeroPad3d: 3, nn.ConstantPad1d: 1, nn.ConstantPad2d: 2,
+    nn.ConstantPad3d: 3, nn.ReflectionPad1d: 1, nn.ReflectionPad2d: 2, nn.ReflectionPad3d: 3,
+    nn.ReplicationPad1d: 1, nn.ReplicationPad2d: 2, nn.ReplicationPad3d: 3,
 }
 _IDENTITY_METHODS = {
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "abs", "neg", "exp", "clamp",
@@ -443,7 +452,7 @@ class _Analyzer:
         if shape is None or any(d >= len(shape) or shape[d] != n for d, n in sizes):
             return self.unknown(node, "op changes the channel dimension")
         if pooled and any(d >= len(shape) - pooled for d in st.axes):
-            return self.unknown(node, "pooling over the channel dimension")
+            return self.unknown(node, "pooling or padding over the channel dimension")
         return st
 
     def softmax(self, node: fx.Node, st: Any, dim: Any) -> Any:

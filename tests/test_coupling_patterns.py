@@ -117,6 +117,19 @@ class TorchNamespaceOps(nn.Module):
         return torch.clip(torch.max_pool2d(torch.relu_(x.clone()), 3, 1, 1), -2.0, 2.0)
 
 
+class PoolsAndPads(nn.Module):
+    """Power-average poolings and paddings: channel-wise, like max and average pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool, self.pad = nn.LPPool2d(2, 3, 1), nn.ReflectionPad2d(1)
+        self.zero = nn.ZeroPad2d(1)
+
+    def forward(self, x):
+        x = self.pad(self.pool(x))
+        return self.zero(F.lp_pool2d(x, 1.5, 3, 1).abs())
+
+
 class Unknown(nn.Module):
     def forward(self, x):
         return torch.cumsum(x, dim=1)  # mixes channels: its groups must be kept whole
@@ -139,6 +152,7 @@ BLOCKS = {
     "channels_last": (ChannelsLast, lambda c: c),
     "pool_dropout": (lambda c: nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Dropout(0.1)), lambda c: c),
     "torch_ops": (lambda c: TorchNamespaceOps(), lambda c: c),
+    "pools_pads": (lambda c: PoolsAndPads(), lambda c: c),
     "unknown": (lambda c: Unknown(), lambda c: c),
 }
 
@@ -196,10 +210,12 @@ def test_generated_graphs_prune_exactly(kinds, width, head, ratio, method, scope
         assert torch.equal(out, model(x))
 
 
-def test_torch_namespace_ops_keep_channels_prunable():
-    """``torch.max_pool2d`` and friends pass channels through as their ``F.*`` twins do: the conv
-    before them is pruned (it used to be kept whole), and exactly."""
-    model = randomize(Net(["conv", "torch_ops", "conv"], 8, "flatten"), 0)
+@pytest.mark.parametrize("kind", ["torch_ops", "pools_pads"])
+def test_channelwise_ops_keep_channels_prunable(kind):
+    """``torch.max_pool2d`` and friends pass channels through as their ``F.*`` twins do, and so do
+    power-average poolings and paddings: the conv before them is pruned (it used to be kept
+    whole), and exactly."""
+    model = randomize(Net(["conv", kind, "conv"], 8, "flatten"), 0)
     x = torch.randn(2, 3, HW, HW, generator=torch.Generator().manual_seed(0))
     pruned = prune(model, x, 0.5)
     assert pruned.get_submodule("blocks.0.0").out_channels == 3  # 6 channels, half removed
@@ -233,6 +249,7 @@ def test_pooling_over_the_channel_dim_keeps_channels_whole(kind, shape):
     model = randomize(_PoolOnFewerDims(kind), 0)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     pruned = prune(model, x, 0.5)
-    assert pruned.meta["kept_whole"] and "pooling over the channel dimension" in pruned.meta["kept_whole"][0][1]
+    said = pruned.meta["kept_whole"]
+    assert said and "pooling or padding over the channel dimension" in said[0][1]
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), model(x))  # nothing removed: the same network
