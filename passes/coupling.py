@@ -79,6 +79,9 @@ class CouplingReport:
     module_io: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = field(default_factory=dict)
     reshapes: dict[str, ChannelState] = field(default_factory=dict)
     splits: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    # the unprunable ops that do keep some layer's channels whole (an op that only blocks its own
+    # constant output, say torch.zeros, keeps nothing whole)
+    keeping_whole: list[tuple[str, str]] = field(default_factory=list)
 
     def unit_atoms(self, unit: int) -> np.ndarray:
         return np.flatnonzero(self.unit_id == unit)
@@ -86,7 +89,7 @@ class CouplingReport:
     def summary(self) -> str:
         prunable = sum(g.prunable for g in self.groups)
         return (f"{len(self.groups)} channel groups ({prunable} prunable), "
-                f"{len(self.unprunable)} ops kept whole")
+                f"{len(self.keeping_whole)} ops keep channels whole")
 
 
 # ----------------------------------------------------------------------------- op tables
@@ -114,9 +117,11 @@ _IDENTITY_FUNCS = {
     F.relu_, F.elu_, F.leaky_relu_, F.hardtanh_, F.celu, F.rrelu, F.logsigmoid, F.softsign,
     F.tanhshrink, F.hardshrink, F.softshrink, F.alpha_dropout, F.feature_alpha_dropout,
     torch.clip, torch.selu, torch.celu, torch.rrelu, torch.dropout,
+    F.adaptive_max_pool3d, F.lp_pool1d, F.lp_pool2d, F.lp_pool3d,
     # the same ops called from the torch namespace (torch.max_pool2d is not F.max_pool2d)
     torch.max_pool1d, torch.max_pool2d, torch.max_pool3d, torch.avg_pool1d, torch.adaptive_avg_pool1d,
-    F.adaptive_max_pool3d, F.lp_pool1d, F.lp_pool2d, F.lp_pool3d,
+    # tensors shaped like their input: removing an input channel removes the same output channel
+    torch.zeros_like, torch.ones_like, torch.full_like, torch.empty_like, torch.rand_like, torch.randn_like,
 }
 # poolings (and paddings) among them, by how many trailing dims they act on: on an input with fewer batch
 # dims than expected (torch treats (C, L) as an unbatched 1-d input) they would mix channels
@@ -655,7 +660,18 @@ class _Analyzer:
                 prunable=bad.size == 0, reason=reasons.get(int(bad[0])) if bad.size else None))
         groups.sort(key=lambda g: self.sources[g.sources[0]].start)
         return CouplingReport(groups, self.unprunable, self.states, self.sources, n, unit_id,
-                              blocked, self.module_io, self.reshapes, self.splits)
+                              blocked, self.module_io, self.reshapes, self.splits,
+                              self.keeping_whole(unit_id))
+
+    def keeping_whole(self, unit_id: np.ndarray) -> list[tuple[str, str]]:
+        """The unprunable ops whose blocked atoms share a unit with some layer's output channels."""
+        source_units = np.unique(unit_id[np.concatenate(
+            [np.arange(s.start, s.start + s.size) for s in self.sources.values()] or [np.zeros(0, np.int64)])])
+        blocking: set[str] = set()
+        for atoms, message in self.blocked_atoms:
+            if message not in blocking and np.isin(unit_id[atoms], source_units).any():
+                blocking.add(message)
+        return [(name, why) for name, why in self.unprunable if f"{name}: {why}" in blocking]
 
     def block_reasons(self, unit_id: np.ndarray) -> dict[int, str]:
         """The first reason that blocked each blocked unit."""

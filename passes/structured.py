@@ -331,7 +331,7 @@ def prune_structured(
     # ops prunec cannot prune through, once each with their first reason (not the network output,
     # whose channels always stay, nor the layers the user asked to keep)
     kept: dict[str, str] = {}
-    for name, why in report.unprunable:
+    for name, why in report.keeping_whole:
         if name != "output" and why != "ignored by user":
             kept.setdefault(name, why)
     gm.meta["kept_whole"] = list(kept.items())

@@ -130,6 +130,13 @@ class PoolsAndPads(nn.Module):
         return self.zero(F.lp_pool2d(x, 1.5, 3, 1).abs())
 
 
+class ShapedLike(nn.Module):
+    """Tensors made in the shape of the activation: channel for channel, like the activation."""
+
+    def forward(self, x):
+        return x * torch.full_like(x, 0.5) + torch.ones_like(x) - torch.zeros_like(x)
+
+
 class Unknown(nn.Module):
     def forward(self, x):
         return torch.cumsum(x, dim=1)  # mixes channels: its groups must be kept whole
@@ -153,6 +160,7 @@ BLOCKS = {
     "pool_dropout": (lambda c: nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Dropout(0.1)), lambda c: c),
     "torch_ops": (lambda c: TorchNamespaceOps(), lambda c: c),
     "pools_pads": (lambda c: PoolsAndPads(), lambda c: c),
+    "shaped_like": (lambda c: ShapedLike(), lambda c: c),
     "unknown": (lambda c: Unknown(), lambda c: c),
 }
 
@@ -210,15 +218,38 @@ def test_generated_graphs_prune_exactly(kinds, width, head, ratio, method, scope
         assert torch.equal(out, model(x))
 
 
-@pytest.mark.parametrize("kind", ["torch_ops", "pools_pads"])
+@pytest.mark.parametrize("kind", ["torch_ops", "pools_pads", "shaped_like"])
 def test_channelwise_ops_keep_channels_prunable(kind):
     """``torch.max_pool2d`` and friends pass channels through as their ``F.*`` twins do, and so do
-    power-average poolings and paddings: the conv before them is pruned (it used to be kept
-    whole), and exactly."""
+    power-average poolings, paddings and ``torch.ones_like``-style tensors: the conv before them is
+    pruned (it used to be kept whole), and exactly."""
     model = randomize(Net(["conv", kind, "conv"], 8, "flatten"), 0)
     x = torch.randn(2, 3, HW, HW, generator=torch.Generator().manual_seed(0))
     pruned = prune(model, x, 0.5)
     assert pruned.get_submodule("blocks.0.0").out_channels == 3  # 6 channels, half removed
+    with torch.no_grad():
+        ref = zeroed_reference(model, pruned).double()(x.double())
+        assert float((ref - pruned.double()(x.double())).abs().max()) <= 1e-5
+
+
+class _ConstantFromShape(nn.Module):
+    """Unknown ops on a tensor made from the batch size alone: they touch no layer's channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        bias = torch.cumsum(torch.ones((x.shape[0], 6)), dim=1).mean()
+        return self.b(torch.relu(self.a(x))).mean((2, 3)) + bias
+
+
+def test_unknown_ops_on_constants_are_not_said_to_keep_channels_whole():
+    model = randomize(_ConstantFromShape(), 0)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    pruned = prune(model, x, 0.5)
+    assert pruned.meta["kept_whole"] == [] and pruned.get_submodule("a").out_channels == 4
+    assert "1 ops keep channels whole" in pruned.meta["coupling"]  # the network output only
     with torch.no_grad():
         ref = zeroed_reference(model, pruned).double()(x.double())
         assert float((ref - pruned.double()(x.double())).abs().max()) <= 1e-5
