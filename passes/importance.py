@@ -70,7 +70,8 @@ def bn_scale(gm: fx.GraphModule, report: CouplingReport, seed: int = 0) -> np.nd
 @register_importance("random")
 def random(gm: fx.GraphModule, report: CouplingReport, seed: int = 0) -> np.ndarray:
     """Uniform random scores: the baseline every criterion must beat."""
-    return np.random.default_rng(seed).random(report.n_atoms)
+    # a negative seed maps to 2**64 + seed, as torch.manual_seed maps it (numpy refuses negatives)
+    return np.random.default_rng(seed % 2**64).random(report.n_atoms)
 
 
 def unit_scores(method: str, gm: fx.GraphModule, report: CouplingReport, seed: int = 0) -> np.ndarray:

@@ -32,8 +32,17 @@ def working_directory_importable() -> Iterator[None]:
 def import_object(spec: str, what: str) -> Any:
     """The object ``spec`` names; a bad spec is a :class:`UserError` saying which ``what`` failed."""
     module_name, _, attr = spec.partition(":")
+    if not module_name or module_name.startswith(".") or not attr:
+        raise UserError(f"cannot import {what} {spec!r}: name it as package.module:object (an absolute module)")
     try:
         with working_directory_importable():
-            return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import {what} {spec!r}: {exc}") from None
+    except Exception as exc:  # the user's module failed while importing: name its error, not ours
+        raise UserError(f"cannot import {what} {spec!r}: importing {module_name} raised "
+                        f"{type(exc).__name__}: {exc}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
         raise UserError(f"cannot import {what} {spec!r}: {exc}") from None

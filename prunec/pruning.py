@@ -85,7 +85,15 @@ def prune(
     ignore = (ignore,) if isinstance(ignore, str) else tuple(ignore)  # one pattern, not its characters
     options = dict(method=method, scope=scope, ignore=ignore, round_to=round_to, seed=seed,
                    inplace=True)
-    result = _call(fn, gm, ratio, options)
+    if fn in (prune_structured, prune_unstructured):
+        result = _call(fn, gm, ratio, options)
+    else:
+        try:
+            result = _call(fn, gm, ratio, options)
+        except UserError:
+            raise
+        except Exception as exc:  # the user's pruner broke: say so in one line, as for a failing pass
+            raise UserError(f"pruner {pruner!r} failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(result, nn.Module):
         raise UserError(f"pruner {pruner!r} returned {type(result).__name__}, not a module")
     if not isinstance(result, fx.GraphModule):

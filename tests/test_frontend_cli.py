@@ -164,3 +164,24 @@ def test_unknown_zoo_model_and_factory():
 def test_python_dash_m_and_version():
     result = run_cli("--version")
     assert result.returncode == 0 and "prunec" in result.stdout
+
+
+@pytest.mark.parametrize("body, needle", [
+    ("raise RuntimeError('no GPU here')", "raised RuntimeError: no GPU here"),
+    ("def p(:\n    pass", "raised SyntaxError"),
+])
+def test_a_user_module_that_fails_to_import_is_one_line(tmp_path, body, needle):
+    """A factory, pass or pruner module that raises while importing (not an ImportError) is named
+    with its error, in one line, for every option that imports user code."""
+    (tmp_path / "broken_plugin.py").write_text(body + "\n")
+    for args in (["inspect", "broken_plugin:make"],
+                 ["inspect", "zoo:resnet20", "--pass", "broken_plugin:p"],
+                 ["prune", "zoo:resnet20", "--ratio", "0.5", "--pruner", "broken_plugin:p",
+                  "-o", str(tmp_path / "out.pt")]):
+        assert_user_error(run_cli(*args, cwd=tmp_path), "broken_plugin", needle)
+    assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize("spec", [":make", ".relative:make", "module_only:"])
+def test_a_malformed_import_spec_is_one_line(spec):
+    assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", spec), "package.module:object")

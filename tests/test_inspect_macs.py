@@ -52,3 +52,16 @@ def test_cli_json_matches_flop_counter_for_resnet20():
     assert result.returncode == 0, result.stderr
     model = zoo.build("resnet20").eval()
     assert json.loads(result.stdout)["totals"]["macs"] == _flop_counter_macs(model, torch.randn(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("padding", ["same", "valid", 1])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_lowered_macs_match_flop_counter_for_string_padding(dims, padding):
+    """Conv1d and Conv2d with padding "same" / "valid" (shapes recovered from the graph) lower,
+    and the IR's MACs are torch's."""
+    conv = torch.nn.Conv1d if dims == 1 else torch.nn.Conv2d
+    model = torch.nn.Sequential(conv(3, 8, 3, padding=padding), torch.nn.ReLU(),
+                                conv(8, 4, 5, padding=padding, dilation=2)).eval()
+    x = torch.randn(2, 3, *([20] * dims))
+    program = prunec.lower(model, x, batch=2)
+    assert sum(layer["macs"] for layer in program.layers) == _flop_counter_macs(model, x)

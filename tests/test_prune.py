@@ -156,6 +156,24 @@ def test_pluggable_pruners():
         resolve_pruner("nope")
 
 
+def _raising_pruner(gm, ratio):
+    raise KeyError("conv9")
+
+
+def test_a_user_pruner_that_raises_is_a_user_error():
+    model, x = zoo_model("resnet20")
+    with pytest.raises(UserError, match=r"pruner .*_raising_pruner.* failed: KeyError: 'conv9'"):
+        prune(model, x, 0.5, pruner=_raising_pruner)
+
+
+def test_random_scores_take_a_negative_seed_as_torch_does():
+    """``--method random --seed -5`` works (numpy refuses negative seeds) and differs from +5."""
+    model, x = zoo_model("resnet20")
+    widths = {s: [m.out_channels for m in prune(model, x, 0.5, method="random", scope="global", seed=s).modules()
+                  if isinstance(m, torch.nn.Conv2d)] for s in (-5, 5)}
+    assert widths[-5] != widths[5]
+
+
 def test_two_levels_share_one_original():
     model, x = zoo_model("resnet20")
     mild, aggressive = prune_two_levels(model, x, mild=0.3, aggressive=0.7,

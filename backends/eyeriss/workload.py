@@ -134,7 +134,8 @@ def conv_shape(batch: int, x: tuple[int, ...], y: tuple[int, ...], weight_shape:
     if len(x) == 3:  # Conv1d: a 1-row image
         x, y = (x[0], x[1], 1, x[2]), (y[0], y[1], 1, y[2])
         weight_shape = (*weight_shape[:2], 1, weight_shape[2])
-        stride, padding, dilation = (1, _pair(stride)[0]), (0, _pair(padding)[0]), (1, _pair(dilation)[0])
+        stride, dilation = (1, _pair(stride)[0]), (1, _pair(dilation)[0])
+        padding = padding if isinstance(padding, str) else (0, _pair(padding)[0])  # "same"/"valid" below
     if isinstance(padding, str):  # "same"/"valid": recover from the shapes
         (su, sv), (du, dv) = _pair(stride), _pair(dilation)
         ph = max(0, ((y[2] - 1) * su + (weight_shape[2] - 1) * du + 1 - x[2]) // 2)
