@@ -100,6 +100,29 @@ def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
             for i in np.flatnonzero(valid)]
 
 
+def thresholds_for_shares(scores: Sequence[float] | np.ndarray | torch.Tensor,
+                          shares: Sequence[float] | np.ndarray) -> np.ndarray:
+    """For each share, the threshold that sends that share of ``scores`` (rounded to whole samples) to mild.
+
+    A sweep made on one set of scores carries over to another scorer of the same samples by share,
+    not by threshold value: two selectors fitted on different samples need not share a scale.
+    Thresholds follow :func:`sweep`'s convention (midpoints; ``s_max`` routes none, ``s_min - 1``
+    all), so they decrease as the share grows.
+    """
+    s = _np(scores)
+    # midpoints in the scores' own precision: a float32 score is compared with a float32 threshold
+    s = np.sort(s if s.dtype in (np.float32, np.float64) else s.astype(np.float64))[::-1]
+    n = len(s)
+    if n == 0:
+        raise ValueError("no scores")
+    k = np.clip(np.rint(np.asarray(shares, dtype=np.float64) * n).astype(np.int64), 0, n)
+    upper, lower = s[:-1], s[1:]
+    mid = upper / 2 + lower / 2
+    mid = np.where(mid >= upper, lower, mid)  # neighbouring floats: the lower one still splits them
+    edges = np.concatenate([[s[0]], mid, [s[-1] - 1]])
+    return edges[k].astype(np.float64)
+
+
 def _suffix_sums(v: np.ndarray) -> np.ndarray:
     """``out[k] = v[k:].sum()`` for k = 0..len(v)."""
     return np.concatenate([np.cumsum(v[::-1])[::-1], [0.0]])
@@ -196,4 +219,5 @@ def _np(values: Any) -> np.ndarray:
     return np.asarray(values)
 
 
-__all__ = ["SweepPoint", "sweep", "choose_threshold", "roc_auc", "mac_costs", "count_macs"]
+__all__ = ["SweepPoint", "sweep", "choose_threshold", "thresholds_for_shares", "roc_auc", "mac_costs",
+           "count_macs"]

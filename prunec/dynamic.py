@@ -22,6 +22,7 @@ mild network on that sub-batch only and scatters its answers back.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -230,7 +231,8 @@ def calibration_scheme(selector: str, folds: int = SELECTOR_FOLDS) -> str:
     """Which calibration scores a ``selector``'s threshold is chosen on, as reports record it."""
     if selector == "learned":
         return (f"the learned selector is thresholded on {folds}-fold cross-fitted scores and deployed "
-                "as trained on all of them")
+                "as trained on all of them, each threshold set to route the same share of the calibration "
+                "images under the deployed selector")
     return "the threshold is chosen on every calibration image"
 
 
@@ -247,6 +249,9 @@ def compile_dynamic(original: nn.Module, aggressive: nn.Module, mild: nn.Module,
     out-of-fold scores from ``selector_folds`` copies each fitted without the samples it
     scores (:func:`prunec.selectors.cross_fitted_scores`), so the chosen operating point is
     neither flattered by the selector's training samples nor estimated from half the data.
+    The fold copies and the deployed selector need not share a score scale, so each sweep point
+    carries over by its share: its threshold becomes the one that routes that share of the
+    calibration images under the deployed selector.
     Zero-parameter selectors calibrate on all of it directly.
     ``costs`` default to MACs (:func:`prunec.calibration.mac_costs`); pass the Eyeriss
     energies when the backend is available. With ``confidence`` the accuracy budget must hold
@@ -254,7 +259,7 @@ def compile_dynamic(original: nn.Module, aggressive: nn.Module, mild: nn.Module,
     Returns a :class:`prunec.artifact.CompiledModel`.
     """
     from prunec.artifact import CompiledModel
-    from prunec.calibration import choose_threshold, mac_costs, sweep
+    from prunec.calibration import choose_threshold, mac_costs, sweep, thresholds_for_shares
     from prunec.frontend import trace
     from prunec.passes.insert_selector import insert_selector as _insert
     from prunec.selectors import cross_fitted_scores, fit_selector, front_outputs
@@ -284,6 +289,10 @@ def compile_dynamic(original: nn.Module, aggressive: nn.Module, mild: nn.Module,
     cost = costs or mac_costs(dyn, example)
     points = sweep(scores, logits.argmax(1) == y, mild_logits.argmax(1) == y, original_accuracy, cost,
                    original_correct=original_correct)
+    if selector == "learned":
+        deployed = dyn.scores(calibration.x)[1]
+        points = [dataclasses.replace(p, threshold=float(t)) for p, t in
+                  zip(points, thresholds_for_shares(deployed, [p.mild_share for p in points]), strict=True)]
     chosen = choose_threshold(points, max_accuracy_drop=max_accuracy_drop, mild_rate=mild_rate,
                               confidence=confidence)
     dyn.threshold = chosen.threshold

@@ -240,7 +240,7 @@ def fit_selector(selector: LearnedSelector, logits: torch.Tensor, pooled: Sequen
         if n_val:
             with torch.no_grad():
                 auc = roc_auc(selector.mlp(feats[val_idx]).squeeze(1).numpy(), labels[val_idx].numpy())
-            if np.isfinite(auc) and auc > best_auc:
+            if np.isfinite(auc) and auc >= best_auc:
                 best_auc = auc
                 best_state = {k: v.clone() for k, v in selector.mlp.state_dict().items()}
     if best_state is not None:

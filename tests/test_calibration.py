@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
-from prunec.calibration import choose_threshold, count_macs, roc_auc, sweep
+from prunec.calibration import choose_threshold, count_macs, roc_auc, sweep, thresholds_for_shares
 
 COSTS = {"base": 10.0, "mild": 50.0, "original": 80.0}
 
@@ -72,3 +74,21 @@ def test_roc_auc_matches_pair_count() -> None:
 
 def test_count_macs_of_a_linear_layer() -> None:
     assert count_macs(nn.Linear(8, 3), torch.zeros(1, 8)) == 24
+
+
+@given(scores=st.lists(st.floats(-50, 50, allow_nan=False, width=32), min_size=1, max_size=60),
+       shares=st.lists(st.floats(0, 1), min_size=1, max_size=8), as_float32=st.booleans())
+def test_thresholds_for_shares_route_those_shares(scores: list[float], shares: list[float],
+                                                   as_float32: bool) -> None:
+    """Each threshold routes round(share * n) samples where the scores are distinct, never more
+    where they tie, and a larger share never gets a higher threshold; float32 scores are split
+    as a float32 tensor compares them (with neighbouring floats too)."""
+    s = np.asarray(scores, dtype=np.float32 if as_float32 else np.float64)
+    thresholds = thresholds_for_shares(s, shares)
+    want = np.rint(np.asarray(shares) * len(s)).astype(int)
+    routed = np.array([int((torch.from_numpy(s) > t).sum()) for t in thresholds])
+    assert (routed <= want).all()
+    if len(np.unique(s)) == len(s):
+        assert (routed == want).all()
+    order = np.argsort(shares, kind="stable")
+    assert (np.diff(thresholds[order]) <= 0).all()

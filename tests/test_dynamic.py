@@ -83,6 +83,14 @@ def test_compile_dynamic_end_to_end_on_synthetic() -> None:
                              compiled.model.scores(calibration.x)[0].argmax(1) != calibration.y, epochs=10)
     for name, value in reference.state_dict().items():
         assert torch.equal(value, compiled.model.selector.state_dict()[name]), name
+    # ...and every sweep point's threshold routes, under that deployed selector, the share of the
+    # calibration images the point was chosen at (the fold selectors' scores need not share its
+    # scale, so a threshold value carried over as is could route a very different share)
+    deployed = compiled.model.scores(calibration.x)[1]
+    if len(deployed.unique()) == len(deployed):
+        for p in compiled.sweep:
+            assert round(float((deployed > p.threshold).float().mean()) * len(deployed)) == \
+                round(p.mild_share * len(deployed)), p
     rate = compile_dynamic(original, aggressive, mild, calibration, selector="entropy", mild_rate=0.25)
     assert rate.chosen.mild_share <= 0.25 and rate.selector_kind == "entropy"
     # with a confidence, the chosen threshold's drop bound (not its estimate) is within the budget
