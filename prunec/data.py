@@ -210,7 +210,7 @@ def load_split(name: str, split: str, root: str | os.PathLike | None = None,
         x = torch.from_numpy(pixels).float()
         if pixels.dtype == np.uint8:
             x = x.div_(255.0)
-        return Split(info, split, info.preprocess(x).contiguous(), torch.from_numpy(labels))
+        return Split(info, split, _row_major(info.preprocess(x)), torch.from_numpy(labels))
     if name == "fashion-mnist":
         pixels, labels = _fashion_mnist(split, root)
     elif name == "cifar10":
@@ -222,7 +222,18 @@ def load_split(name: str, split: str, root: str | os.PathLike | None = None,
         raise AssertionError
     info = renormalized(DATASETS[name], mean, std)
     x = info.preprocess(torch.from_numpy(pixels).float().div_(255.0))
-    return Split(info, split, x.contiguous(), torch.from_numpy(labels.astype(np.int64)))
+    return Split(info, split, _row_major(x), torch.from_numpy(labels.astype(np.int64)))
+
+
+def _row_major(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with plain row-major strides. ``contiguous()`` is not enough: a one-channel batch made by
+    numpy can be strided (HW, 1, W, 1), which torch counts as contiguous and as channels-last too,
+    so convolutions return channels-last outputs and a model's ``x.view(x.size(0), -1)`` fails."""
+    expected, step = [], 1
+    for size in reversed(x.shape):
+        expected.insert(0, step)
+        step *= size
+    return x if list(x.stride()) == expected else x.clone(memory_format=torch.contiguous_format)
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST

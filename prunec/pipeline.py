@@ -500,7 +500,8 @@ def _start(model: nn.Module, cfg: CompileConfig) -> tuple[Split, Split, Split, t
     np.random.seed(cfg.seed)
     train, calib, test = _splits(cfg)
     x = test.x[:1].clone()
-    _check_model_fits(model, x, test.info.num_classes)  # leaves the model in eval mode: the traced original shares it
+    # a batch of two as well: a model can accept one image and not a batch (a view of the wrong size)
+    _check_model_fits(model, test.x[:2], test.info.num_classes)  # leaves the model in eval mode (shared by the trace)
     _check_calibration_size(cfg.selector, len(calib))
     return train, calib, test, x, trace(model, x, leaf_modules=cfg.leaf_modules)
 
@@ -632,9 +633,10 @@ def _check_model_fits(model: nn.Module, x: torch.Tensor, num_classes: int) -> No
             out = model.eval()(x)
     except Exception as exc:  # noqa: BLE001 - any failure here is a model/data mismatch
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"the model does not accept this data set's input {tuple(x.shape)}: {first}") from None
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise UserError("the model must return one (batch, classes) tensor of logits")
+        raise UserError(f"the model does not accept this data set's input (a batch of {len(x)} images shaped "
+                        f"{tuple(x.shape[1:])}): {first}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or len(out) != len(x):
+        raise UserError("the model must return one (batch, classes) tensor of logits, one row per image")
     if out.shape[1] != num_classes:
         raise UserError(f"the model has {out.shape[-1]} outputs but the data set has {num_classes} classes "
                         f"(labels numbered 0..{num_classes - 1}); train it for this data set (or pass the matching "

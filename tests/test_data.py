@@ -242,3 +242,19 @@ def test_one_value_normalizes_every_channel(tmp_path):
     _own_npz(tmp_path / "rgb.npz")
     split = load_split(str(tmp_path / "rgb.npz"), "test", mean=[0.5], std=[0.5])
     assert split.info.mean == (0.5, 0.5, 0.5) and split.info.std == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("shape", [(40, 12, 12), (40, 12, 12, 1)])
+def test_one_channel_images_have_plain_strides(tmp_path, shape):
+    """N x H x W (or NHWC with C = 1) images, split by index into training and calibration images,
+    reach the model row-major: a conv then ``view(x.size(0), -1)`` works as on any tensor (numpy's
+    (HW, 1, W, 1) strides made torch return channels-last outputs, and the view failed)."""
+    path = tmp_path / "gray.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 255, shape, dtype=np.uint8), y_train=np.arange(40) % 2,
+             x_test=rng.integers(0, 255, (4, *shape[1:]), dtype=np.uint8), y_test=np.arange(4) % 2)
+    conv = torch.nn.Conv2d(1, 3, 3, padding=1)
+    for split in ("train", "calibration", "test"):
+        x = load_split(str(path), split).x
+        assert x.stride() == torch.empty(x.shape).stride(), split
+        assert conv(x).view(len(x), -1).shape == (len(x), 3 * 144)
