@@ -36,8 +36,14 @@ def recompile(directory: Path, scratch: Path) -> dict[str, Any]:
     selector = made["selector"]
     if selector.get("max_accuracy_drop") is None:
         raise UserError(f"{directory}: recalibrate handles reports compiled with an accuracy budget")
-    original = prunec.load_compiled(directory / "model").model.original
-    meta = {"arch": made["model"]["arch"], "num_classes": made["model"]["num_classes"]}
+    from prunec.frontend import build_architecture
+
+    traced = prunec.load_compiled(directory / "model").model.original
+    arch, shape = made["model"]["arch"], made["model"]["input_shape"]
+    # the architecture itself, not the traced copy: the levels are checked by pruning it again
+    original = build_architecture(arch, shape[1], made["model"]["num_classes"])
+    original.load_state_dict(traced.state_dict())
+    meta = {"arch": arch, "num_classes": made["model"]["num_classes"]}
     out = scratch / directory.name
     result = compile_model(original, made["data"]["name"], output=str(out), force=True, model_meta=meta,
                            reuse_levels=str(directory), selector=selector["kind"],
