@@ -9,8 +9,8 @@ and the GLB (m*n*e*F psums + the ifmap tile).
 
 Pruning keeps it fast without losing the optimum of the cost model: for every tiling factor
 only the smallest value giving each distinct block count is kept (a larger value with the
-same count costs the same or more), t is the largest that fits beside r and g (more filter
-sets never cost more), and m is the largest (or largest multiple of p*t) the GLB holds.
+same count costs the same or more), t besides that also at the largest that fits beside r
+and g, and m is the largest (or largest multiple of p*t) the GLB holds.
 The choice is deterministic: lowest energy, then fewest cycles, then first generated.
 Results are memoized per (shape, hardware, sparsity).
 """
@@ -87,6 +87,11 @@ def candidates(shape: ConvShape, hw: Hardware) -> dict[str, np.ndarray]:
                         f"({hw.spad_filter} words)")
     rows: list[tuple] = []
     n_vals = _distinct_minimal(s.N, s.N)
+
+    def glb_psums(g: int, channels: int, tile_rows: int, e: int, n: int) -> int:
+        """Ofmap channels of n images whose psums the GLB holds beside a double-buffered ifmap tile."""
+        return max(hw.glb_words // g - DB * n * channels * tile_rows * s.W, 0) // (n * e * s.F)
+
     for e in sorted({-(-s.E // k) for k in range(1, s.E + 1)}, reverse=True):
         cap = _sets_capacity(hw, h, e)
         if cap < 1:
@@ -97,14 +102,19 @@ def candidates(shape: ConvShape, hw: Hardware) -> dict[str, np.ndarray]:
             if pmax < 1:
                 continue
             c_blocks = -(-s.C // q)
-            p_vals = _distinct_minimal(s.M, pmax)[-8:]
+            p_vals = _distinct_minimal(s.M, pmax)
             for g in _distinct_minimal(s.G, min(s.G, cap)):
                 for r in _distinct_minimal(c_blocks, min(c_blocks, cap // g)):
                     for p in p_vals:
-                        t = min(cap // (r * g), -(-s.M // p))
-                        if t < 1:
+                        p_blocks = -(-s.M // p)
+                        t_max = min(cap // (r * g), p_blocks)
+                        if t_max < 1:
                             continue
-                        rows.append((e, q, p, r, t, g, strips, rows_total, tile_rows))
+                        # the largest t costs least unless the GLB cannot hold m >= p*t psums for
+                        # some n and ifmap residency: then a smaller t may fit, and cost less
+                        fits = glb_psums(g, max(s.C, q * r), tile_rows, e, s.N) >= min(s.M, p * t_max)
+                        t_vals = (t_max,) if fits else sorted({*_distinct_minimal(p_blocks, t_max), t_max})
+                        rows.extend((e, q, p, r, t, g, strips, rows_total, tile_rows) for t in t_vals)
     if not rows:
         raise NoMapping("no PE set fits the array and scratchpads")
     base = np.array(rows, dtype=np.int64)
