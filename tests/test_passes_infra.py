@@ -151,3 +151,29 @@ def test_run_passes_leaves_the_traced_model_alone():
     out = run_passes(prunec.trace(model, x), ["prune_structured{ratio=0.5}"], x)
     assert out.conv1.out_channels == 8 and model.conv1.out_channels == 16
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _widen_first_conv(gm: fx.GraphModule) -> PassResult:
+    """Double the first conv's filters (and the next conv's inputs): a consistent edit."""
+    convs = [(n.target, m) for n in gm.graph.nodes if n.op == "call_module"
+             for m in [gm.get_submodule(n.target)] if isinstance(m, nn.Conv2d)]
+    (first_name, first), (second_name, second) = convs[:2]
+    wide = nn.Conv2d(first.in_channels, 2 * first.out_channels, first.kernel_size, first.stride, first.padding)
+    narrow_in = nn.Conv2d(2 * second.in_channels, second.out_channels, second.kernel_size, second.stride,
+                          second.padding)
+    for name, module in ((first_name, wide), (second_name, narrow_in)):
+        parent, _, leaf = name.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, leaf, module)
+    gm.recompile()
+    return PassResult(gm, True)
+
+
+def test_a_pass_without_example_inputs_leaves_no_stale_shapes():
+    """run_passes without example inputs re-propagates the shapes the graph had, so lowering the
+    result (without inputs either) costs the widened layer, not the shape recorded before."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 3, padding=1)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    widened = run_passes(prunec.trace(model, x), [_widen_first_conv])
+    stale_free = [layer["macs"] for layer in prunec.lower(widened, None).layers]
+    assert stale_free == [layer["macs"] for layer in prunec.lower(widened, x).layers]
+    assert stale_free[0] == 8 * 3 * 9 * 64  # 8 filters now, not 4
