@@ -51,10 +51,17 @@ def register_pass(name: str, doc: str | None = None) -> Callable[[Any], Any]:
 
     def decorate(obj: Any) -> Any:
         text = doc or (inspect.getdoc(obj) or "").split("\n", 1)[0]
+        earlier = _REGISTRY.get(name)
+        if earlier is not None and _is_builtin(obj) and not _is_builtin(earlier.factory):
+            return obj  # a user's pass of this name replaces the built-in, whichever was imported first
         _REGISTRY[name] = RegisteredPass(name, obj, text)
         return obj
 
     return decorate
+
+
+def _is_builtin(obj: Any) -> bool:
+    return getattr(obj, "__module__", None) in (__name__, *BUILTIN_MODULES)
 
 
 def _load_builtins() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,3 +178,24 @@ def test_a_pass_without_example_inputs_leaves_no_stale_shapes():
     stale_free = [layer["macs"] for layer in prunec.lower(widened, None).layers]
     assert stale_free == [layer["macs"] for layer in prunec.lower(widened, x).layers]
     assert stale_free[0] == 8 * 3 * 9 * 64  # 8 filters now, not 4
+
+
+@pytest.mark.parametrize("first", ["", "import prunec.pruning\n"])
+def test_a_user_pass_named_like_a_built_in_replaces_it_whatever_was_imported_first(first):
+    """Registering ``prune_structured`` before or after the built-in passes were imported gives the
+    same registry (the built-in's import used to put itself back when it came second)."""
+    import subprocess
+    import sys
+
+    script = first + (
+        "from torch.fx.passes.infra.pass_base import PassResult\n"
+        "from prunec.passes import available_passes, register_pass\n"
+        "@register_pass('prune_structured')\n"
+        "def mine(gm):\n"
+        "    '''my override'''\n"
+        "    return PassResult(gm, False)\n"
+        "print(available_passes()['prune_structured'].doc)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=str(Path(__file__).resolve().parent.parent))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "my override"
