@@ -161,6 +161,11 @@ def tradeoff(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     Shows single-level pruning (the alternative), the selector's threshold sweep, the chosen
     operating point, the oracle bound, the paper's result and the target region.
     """
+    return _save(tradeoff_figure(d), path)
+
+
+def tradeoff_figure(d: dict[str, Any]) -> Figure:
+    """The figure :func:`tradeoff` saves."""
     e0, a0 = d["energy"]["original"], d["accuracy"]["original"]
 
     def rel(energy: float) -> float:
@@ -231,13 +236,16 @@ def tradeoff(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     if hidden:
         ax.text(0.99, 0.01, f"{hidden} point(s) below {lo:.1f} % not shown", transform=ax.transAxes,
                 ha="right", va="bottom", fontsize=8, color="#555555")
-    ax.set_xlim(0, 108)
+    # a dynamic model can cost more than the original (everything routed to a mild level that
+    # costs more with the selector): widen the axis rather than drop the chosen point
+    x_hi = max([108.0, *(1.04 * x for line in ax.get_lines() for x in line.get_xdata())])
+    ax.set_xlim(0, x_hi)
     ax.set_xlabel("energy per inference, % of the original network (Eyeriss, normalised)")
     ax.set_ylabel(f"test accuracy (%) — {d['data']['name']}")
     ax.set_title(f"Accuracy vs energy — {d['model']['arch']} on {d['data']['name']}", fontsize=12)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right" if not hidden else "lower center")
-    return _save(fig, path)
+    return fig
 
 
-__all__ = ["energy_breakdown", "tradeoff"]
+__all__ = ["energy_breakdown", "tradeoff", "tradeoff_figure"]

@@ -457,6 +457,17 @@ def test_plots_with_sparse_report(tmp_path: Path, report: dict[str, Any]) -> Non
     _check_png(tmp_path / "t.png")
 
 
+def test_tradeoff_shows_a_dynamic_model_that_costs_more_than_the_original(report: dict[str, Any]) -> None:
+    """Everything routed to a mild level can cost more than the original (the selector and the
+    aggressive network run too): the axis widens instead of dropping the chosen point."""
+    from prunec import plots
+
+    report["energy"]["dynamic"] = 1.19 * report["energy"]["original"]
+    report["oracle"]["energy"] = 1.3 * report["energy"]["original"]
+    left, right = plots.tradeoff_figure(report).axes[0].get_xlim()
+    assert left == 0 and right >= 130.0
+
+
 def test_render_all(report_dir: Path) -> None:
     written = R.render_all(report_dir)
     assert [p.name for p in written] == ["report.md", "energy_breakdown.png", "tradeoff.png"]
