@@ -51,10 +51,35 @@ def catching_interrupts() -> Iterator[None]:
         _interrupted = False  # a later run in this process starts clean
 
 
+@contextlib.contextmanager
+def deferring_interrupts() -> Iterator[None]:
+    """Hold a Ctrl-C until the block ends, then raise it: torch.export and the ONNX exporter run
+    Python inside C++ callbacks, and a ``KeyboardInterrupt`` raised there can crash the process
+    (a probe saw a segfault) instead of unwinding to the clean-up that removes a staged output."""
+    global _interrupted
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        global _interrupted
+        _interrupted = True
+
+    previous = signal.signal(signal.SIGINT, remember)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if _interrupted:
+        if previous is not _on_sigint:  # outside catching_interrupts nothing else would read the flag
+            _interrupted = False
+        raise KeyboardInterrupt
+
+
 def raise_if_interrupted() -> None:
     """Raise ``KeyboardInterrupt`` again if one arrived and was swallowed somewhere."""
     if _interrupted:
         raise KeyboardInterrupt
 
 
-__all__ = ["catching_interrupts", "raise_if_interrupted"]
+__all__ = ["catching_interrupts", "deferring_interrupts", "raise_if_interrupted"]

@@ -842,10 +842,12 @@ def write_outputs(result: CompileResult, directory: Path) -> None:
 
     from prunec.artifact import save_compiled
     from prunec.export import export_onnx_if
+    from prunec.interrupts import deferring_interrupts
     from prunec.report import render_all, save_report
 
-    save_compiled(result.compiled, directory / "model")
-    export_onnx_if(result.compiled, directory / "model.onnx")
+    with deferring_interrupts():  # torch.export / ONNX: a Ctrl-C waits for them (raised inside, it can crash)
+        save_compiled(result.compiled, directory / "model")
+        export_onnx_if(result.compiled, directory / "model.onnx")
     for name, program in (("ir.json", "dynamic"), ("ir_original.json", "original")):
         (directory / name).write_text(json.dumps(result.programs[program].to_dict(), indent=1) + "\n")
     save_report(result.report, directory)

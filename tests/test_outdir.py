@@ -97,3 +97,23 @@ def test_without_interrupt_catching_nothing_changes(tmp_path):
     with catching_interrupts(), atomic_directory(tmp_path / "out") as staging:
         (staging / "report.json").write_text("{}")
     assert (tmp_path / "out" / "report.json").exists()
+
+
+def test_an_interrupt_during_export_waits_for_it_and_then_publishes_nothing(tmp_path):
+    """A Ctrl-C while torch.export / ONNX run is held until they finish (raised inside their C++
+    callbacks it could crash the process), then stops the run before anything is published."""
+    from prunec.interrupts import deferring_interrupts
+
+    before = signal.getsignal(signal.SIGINT)
+    finished = False
+    with pytest.raises(KeyboardInterrupt), catching_interrupts():
+        with atomic_directory(tmp_path / "out") as staging:
+            with deferring_interrupts():
+                signal.raise_signal(signal.SIGINT)  # a Ctrl-C in the middle of the export
+                (staging / "model.onnx").write_text("whole")
+                finished = True
+            (staging / "report.json").write_text("{}")  # never reached
+    assert finished and list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGINT) is before
+    with deferring_interrupts():  # no interrupt: nothing raised, and none left over from the last one
+        pass
