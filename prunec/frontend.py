@@ -170,8 +170,8 @@ def _load_file(
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        details = [line.strip() for line in str(exc).splitlines()[1:3] if line.strip()]
-        raise UserError(f"the weights in {path} do not fit {arch}: {'; '.join(details) or _first_line(exc)}") from None
+        raise UserError(f"the weights in {path} do not fit {arch}: "
+                        f"{_state_mismatch(model.state_dict(), state) or _first_line(exc)}") from None
     meta["arch"] = arch
     meta.setdefault("arch_kwargs", {"in_channels": in_channels, "num_classes": num_classes})
     return model.eval(), meta
@@ -183,6 +183,20 @@ def build_architecture(arch: str, in_channels: int, num_classes: int) -> nn.Modu
     if _is_factory(arch):
         return _load_factory(arch)
     return zoo.build(arch, in_channels, num_classes)
+
+
+def _state_mismatch(expected: dict[str, torch.Tensor], given: dict[str, Any]) -> str:
+    """Which tensors a state dict lacks, adds or shapes otherwise, a few of each (torch lists all)."""
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    reshaped = [f"{k} {tuple(given[k].shape)} in the file, {tuple(v.shape)} in the model" for k, v in expected.items()
+                if k in given and hasattr(given[k], "shape") and tuple(given[k].shape) != tuple(v.shape)]
+    parts = [f"{len(names)} {what} ({some(names)})" for what, names in
+             (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if names]
+    return "; ".join(parts)
 
 
 def _is_factory(arch: Any) -> bool:

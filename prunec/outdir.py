@@ -23,6 +23,8 @@ MARKER = "report.json"
 
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
     """Fail early, before any work, if ``path`` cannot become the output directory."""
+    if not str(path).strip():
+        raise UserError("the output directory is an empty name; give -o a directory to create")
     target = Path(path).resolve()
     if target.exists() and not target.is_dir():
         raise UserError(f"output path {path} exists and is not a directory")
@@ -57,6 +59,8 @@ def ensure_writable_directory(directory: Path, context: str) -> None:
 
 def check_writable_file(path: str | os.PathLike) -> Path:
     """Fail early, before any work, if the file ``path`` cannot be written (its directory must exist)."""
+    if not str(path).strip():
+        raise UserError("the output file is an empty name; give -o a file to write")
     target = Path(path).absolute()
     if target.is_dir():
         raise UserError(f"cannot write {path}: it is a directory")

@@ -9,7 +9,7 @@ import pytest
 
 from prunec.errors import UserError
 from prunec.interrupts import catching_interrupts
-from prunec.outdir import atomic_directory
+from prunec.outdir import atomic_directory, check_writable, check_writable_file
 
 
 def test_success_moves_into_place(tmp_path):
@@ -117,3 +117,11 @@ def test_an_interrupt_during_export_waits_for_it_and_then_publishes_nothing(tmp_
     assert signal.getsignal(signal.SIGINT) is before
     with deferring_interrupts():  # no interrupt: nothing raised, and none left over from the last one
         pass
+
+
+def test_an_empty_output_name_is_refused_by_name():
+    """``-o ""`` resolved to the working directory and was refused as "already exists"."""
+    with pytest.raises(UserError, match="empty name"):
+        check_writable("", force=True)
+    with pytest.raises(UserError, match="empty name"):
+        check_writable_file(" ")

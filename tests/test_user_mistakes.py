@@ -87,7 +87,13 @@ def test_files_that_are_not_what_they_claim(tmp_path):
     weights = tmp_path / "seven.pt"
     torch.save(zoo.build("resnet20", 3, 7).state_dict(), weights)
     assert_user_error(run_cli("inspect", str(weights), "--arch", "zoo:resnet20", "--num-classes", "10"),
-                      "do not fit zoo:resnet20", "size mismatch for fc.weight")
+                      "do not fit zoo:resnet20",
+                      "2 of another shape (fc.weight (7, 64) in the file, (10, 64) in the model")
+    deeper = tmp_path / "deeper.pt"  # a deeper net's weights: named in a few words, not 216 keys
+    torch.save(zoo.build("resnet56", 3, 10).state_dict(), deeper)
+    said = run_cli("inspect", str(deeper), "--arch", "zoo:resnet20")
+    assert_user_error(said, "216 unexpected (layer1.3.conv1.weight")
+    assert len(said.stderr) < 300
     objects = tmp_path / "objects.npz"
     np.savez(objects, x_train=np.array([object()]), y_train=np.zeros(1), x_test=np.zeros(1), y_test=np.zeros(1))
     assert_user_error(run_cli("finetune", "zoo:resnet20", "--data", str(objects), "-o", str(tmp_path / "f.pt")),
