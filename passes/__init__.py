@@ -198,7 +198,9 @@ def run_passes(
         expected = _output_shapes(gm)
 
     def check(module: torch.nn.Module) -> None:
-        assert isinstance(module, fx.GraphModule)
+        if not isinstance(module, fx.GraphModule):
+            raise UserError(f"a pass must return a GraphModule (or a PassResult holding one), not "
+                            f"{type(module).__name__}")
         module.graph.lint()
         if example_inputs is not None:
             try:

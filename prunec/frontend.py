@@ -291,6 +291,12 @@ def trace(
     if isinstance(model, fx.GraphModule):
         gm = model
     else:
+        leaf_modules = list(leaf_modules)
+        names = {name for name, _ in model.named_modules()}
+        unknown = [name for name in leaf_modules if name not in names]
+        if unknown:
+            raise UserError(f"leaf module {unknown[0]!r} is not a submodule of {type(model).__name__} (its "
+                            f"submodules are named like {', '.join(sorted(names - {''})[:4]) or 'none'})")
         tracer = _LocatingTracer(leaf_modules)
         try:
             graph = tracer.trace(model)

@@ -203,6 +203,11 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
         raise UserError("not a prunec lowered IR: it needs 'layers' and 'totals'") from None
     if not isinstance(layers, list) or not isinstance(totals, Mapping):
         raise UserError("not a prunec lowered IR: 'layers' must be a list and 'totals' an object")
+    needed = ("name", "kind", "macs", "active_pes", "accesses", "energy", "cycles")
+    for i, rec in enumerate(layers):
+        if not isinstance(rec, Mapping) or any(k not in rec for k in needed):
+            raise UserError(f"layer record {i} of the IR is incomplete (each needs {', '.join(needed)}); "
+                            "lower the model again")
     hardware = ir.get("hardware") if isinstance(ir.get("hardware"), Mapping) else {}
     unit = hardware.get("energy_unit", "normalized")
     dynamic = any(rec.get("role") for rec in layers)

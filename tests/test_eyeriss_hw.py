@@ -79,3 +79,15 @@ def test_yaml_merge_keys_still_load() -> None:
     text = "base: &b {rf: 1, glb: 6}\nenergy:\n  <<: *b\n  glb: 5\n  dram: 200\n"
     assert yaml.load(text, Loader=_UniqueKeyLoader) == yaml.safe_load(text)  # noqa: S506
     assert yaml.safe_load(text)["energy"] == {"rf": 1, "glb": 5, "dram": 200}
+
+
+def test_exponent_numbers_without_a_dot_load_as_numbers(tmp_path) -> None:
+    """``clock_mhz: 2e2`` is text to PyYAML (YAML 1.1 wants 2.0e2); a chip file means the number.
+    Other text stays refused."""
+    with open(DEFAULT_HW) as fh:
+        text = fh.read()
+    plain = load_hardware(str(DEFAULT_HW))
+    exponent = load_hardware(_write(tmp_path, text.replace("clock_mhz: 200", "clock_mhz: 2e2")))
+    assert exponent == plain
+    with pytest.raises(UserError, match="must be a number, got '2e2x'"):
+        load_hardware(_write(tmp_path, text.replace("clock_mhz: 200", "clock_mhz: 2e2x")))

@@ -149,6 +149,9 @@ def test_untraceable_model_names_module_and_line():
     ok = run_cli("inspect", "tests.model_fixtures:untraceable", "--input-shape", "1,3,8,8",
                  "--leaf-module", "gate", "--format", "json")
     assert ok.returncode == 0, ok.stderr
+    # a leaf named wrong is said, not ignored (the trace would fail as before, or run unasked-for)
+    assert_user_error(run_cli("inspect", "tests.model_fixtures:untraceable", "--input-shape", "1,3,8,8",
+                              "--leaf-module", "gates"), "leaf module 'gates' is not a submodule")
 
 
 @pytest.mark.parametrize("shape", ["1,1,32,32", "1,3,32", "a,b,c,d", "0,3,32,32"])

@@ -16,6 +16,7 @@ from prunec.backends import available_targets, get_target
 from prunec.errors import UserError
 from prunec.frontend import trace
 from prunec.lowering import measure_activation_sparsity, render_ir
+from tests.conftest import assert_user_error, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -233,3 +234,10 @@ def test_bad_mappings_file_one_line_exit_2(tmp_path, content, needle) -> None:
     r = _prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--mappings", str(tmp_path / "m.json"))
     assert r.returncode == 2 and needle in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("layers", [[5], [{"name": "c", "kind": "conv"}]])
+def test_inspect_an_ir_with_a_broken_layer_record_is_one_line(tmp_path, layers) -> None:
+    ir = tmp_path / "ir.json"
+    ir.write_text(json.dumps({"target": "eyeriss", "batch": 1, "layers": layers, "totals": {"energy": 1.0}}))
+    assert_user_error(run_cli("inspect", str(ir)), "layer record 0 of the IR is incomplete")

@@ -199,3 +199,12 @@ def test_a_user_pass_named_like_a_built_in_replaces_it_whatever_was_imported_fir
                          cwd=str(Path(__file__).resolve().parent.parent))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "my override"
+
+
+@pytest.mark.parametrize("returned", [nn.Identity(), None])
+def test_a_pass_result_without_a_graph_module_says_so(returned):
+    """``PassResult(nn.Identity(), True)`` used to end in "pass failed: ... AssertionError: "."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(UserError, match=f"must return a GraphModule .*not {type(returned).__name__}"):
+        run_passes(prunec.trace(model, x), [lambda gm: PassResult(returned, True)], x)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -83,11 +84,16 @@ class Hardware:
         }
 
 
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _num(data: dict, key: str, where: str, path: str, *, integer: bool = False,
          minimum: float = 0.0, strict: bool = True) -> Any:
     if key not in data:
         raise UserError(f"hardware file {path}: missing field '{where}{key}'")
     value = data[key]
+    if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+        value = float(value)  # PyYAML (YAML 1.1) reads 1e6 as text; only 1.0e6 as a number
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UserError(f"hardware file {path}: field '{where}{key}' must be a number, got {value!r}")
     if not _finite(value):
