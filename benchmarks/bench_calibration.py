@@ -9,7 +9,8 @@ split (5,000 images), both run here on the networks of compiled models:
   images, and the selector sees only 2,500.
 * ``cross-fit`` (``prunec compile`` now): 5-fold cross-fitting gives every calibration
   image an out-of-fold score; the threshold is chosen on all 5,000 of them and the deployed
-  selector is trained on all 5,000 (:func:`prunec.selectors.cross_fitted_scores`).
+  selector is trained on all 5,000 (:func:`prunec.selectors.cross_fitted_scores`), at the
+  threshold that routes the chosen share of the calibration images (as compile carries it over).
 
 For each seed (the split, the folds and the initialisation) each scheme picks a threshold
 with compile's rule (:func:`prunec.calibration.choose_threshold`, the compiled model's own
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from runs import dynamic_costs, learned_compiled, study_header, study_heading, torch_study_main  # noqa: E402
 
-from prunec.calibration import choose_threshold, sweep  # noqa: E402
+from prunec.calibration import choose_threshold, sweep, thresholds_for_shares  # noqa: E402
 from prunec.data import load_split  # noqa: E402
 from prunec.dynamic import SELECTOR_FOLDS, predict  # noqa: E402
 from prunec.errors import UserError  # noqa: E402
@@ -89,12 +90,21 @@ def _outcomes(model: Any, split: Any) -> Outcomes:
     return Outcomes(logits, taps, (logits.argmax(1) == split.y).numpy(), mild_ok, original_ok)
 
 
+def deployed_threshold(chosen: Any, deployed_on_calibration: np.ndarray | None) -> float:
+    """The chosen point's threshold for the deployed selector: as compile carries it over, by the
+    share of calibration images it routes (None: the threshold was chosen on the deployed scores)."""
+    if deployed_on_calibration is None:
+        return chosen.threshold
+    return float(thresholds_for_shares(deployed_on_calibration, [chosen.mild_share])[0])
+
+
 def scored(threshold_scores: np.ndarray, on: Outcomes, test_scores: np.ndarray, test: Outcomes,
-           costs: dict[str, float], budget: float) -> dict[str, Any]:
+           costs: dict[str, float], budget: float, deployed_on_calibration: np.ndarray | None = None
+           ) -> dict[str, Any]:
     """The threshold compile would choose on ``threshold_scores`` (for ``on``), applied to the test split."""
     chosen = choose_threshold(sweep(threshold_scores, on.aggressive_ok, on.mild_ok, on.original_accuracy, costs),
                               max_accuracy_drop=budget)
-    route = test_scores > chosen.threshold
+    route = test_scores > deployed_threshold(chosen, deployed_on_calibration)
     accuracy = float(np.where(route, test.mild_ok, test.aggressive_ok).mean())
     reduction = 1 - (costs["base"] + route.mean() * costs["mild"]) / costs["original"]
     drop = 100 * (test.original_accuracy - accuracy)
@@ -104,8 +114,9 @@ def scored(threshold_scores: np.ndarray, on: Outcomes, test_scores: np.ndarray, 
 
 
 def learned_scores(calib: Outcomes, test: Outcomes, scheme: str, seed: int, epochs: int
-                   ) -> tuple[np.ndarray, Outcomes, np.ndarray]:
-    """(scores the threshold is chosen on, the samples they belong to, the deployed selector's test scores)."""
+                   ) -> tuple[np.ndarray, Outcomes, np.ndarray, np.ndarray | None]:
+    """(scores the threshold is chosen on, the samples they belong to, the deployed selector's test
+    scores, and its calibration scores where those differ from the first: cross-fitting)."""
     def fresh() -> LearnedSelector:
         return LearnedSelector([t.shape[1] for t in calib.taps], calib.logits.shape[1])
 
@@ -120,11 +131,11 @@ def learned_scores(calib: Outcomes, test: Outcomes, scheme: str, seed: int, epoc
         fit, held = perm[: n // 2], perm[n // 2:]
         selector = fit_selector(fresh(), calib.logits[fit], [t[fit] for t in calib.taps], wrong[fit],
                                 epochs=epochs, seed=seed)
-        return deployed_on(selector, calib.take(held)), calib.take(held), deployed_on(selector, test)
+        return deployed_on(selector, calib.take(held)), calib.take(held), deployed_on(selector, test), None
     oof = cross_fitted_scores(fresh(), calib.logits, calib.taps, wrong, folds=SELECTOR_FOLDS, seed=seed,
                               epochs=epochs).numpy()
     selector = fit_selector(fresh(), calib.logits, calib.taps, wrong, epochs=epochs, seed=seed)
-    return oof, calib, deployed_on(selector, test)
+    return oof, calib, deployed_on(selector, test), deployed_on(selector, calib)
 
 
 def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -142,8 +153,8 @@ def _row(compiled_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {scheme: [] for scheme in SCHEMES}
     for seed in args.seeds:
         for scheme in SCHEMES:
-            on_scores, on, test_scores = learned_scores(calib, test, scheme, seed, args.epochs)
-            runs[scheme].append({"seed": seed, **scored(on_scores, on, test_scores, test, costs, budget)})
+            on_scores, on, test_scores, carry = learned_scores(calib, test, scheme, seed, args.epochs)
+            runs[scheme].append({"seed": seed, **scored(on_scores, on, test_scores, test, costs, budget, carry)})
     return {"compiled": str(compiled_dir.relative_to(ROOT)) if compiled_dir.is_relative_to(ROOT) else str(compiled_dir),
             "network": report["model"]["arch"], "dataset": data, "budget": budget,
             "accuracy": {"original": 100 * test.original_accuracy, "mild": 100 * float(test.mild_ok.mean()),

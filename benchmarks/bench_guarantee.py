@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_calibration import Outcomes, _outcomes, learned_scores  # noqa: E402
+from bench_calibration import Outcomes, _outcomes, deployed_threshold, learned_scores  # noqa: E402
 from runs import dynamic_costs, learned_compiled, study_header, study_heading, torch_study_main  # noqa: E402
 from scipy.stats import beta  # noqa: E402
 
@@ -105,13 +105,13 @@ def _on_test(threshold: float, test_scores: np.ndarray, test: Outcomes, costs: d
 def compiled_calibration(calib: Outcomes, test: Outcomes, costs: dict[str, float], seed: int,
                          args: argparse.Namespace) -> list[dict[str, Any]]:
     """Both rules on the learned selector's cross-fitted calibration scores, scored on the test split."""
-    on_scores, on, test_scores = learned_scores(calib, test, "cross-fit", seed, args.epochs)
+    on_scores, on, test_scores, carry = learned_scores(calib, test, "cross-fit", seed, args.epochs)
     rows = []
     choose = _choosers(on_scores, on, costs, args.confidence)
     for budget in args.budgets:
         for rule in RULES:
             chosen = choose[rule](budget)
-            out = _on_test(chosen.threshold, test_scores, test, costs)
+            out = _on_test(deployed_threshold(chosen, carry), test_scores, test, costs)
             rows.append({"budget": budget, "rule": rule, "feasible": chosen.feasible,
                          "calibration_drop": chosen.accuracy_drop, "bound": _bound(rule, chosen, args.confidence),
                          **out, "target_met": bool(out["energy_reduction"] >= TARGET_REDUCTION

@@ -27,8 +27,12 @@ from benchmarks.runs import write_atomic  # noqa: E402
 from prunec.errors import UserError  # noqa: E402
 
 
-def recompile(directory: Path, scratch: Path) -> dict[str, Any]:
-    """``directory`` compiled again from its own levels; returns the new report.json."""
+def recompile(directory: Path, scratch: Path, data: str | None = None) -> dict[str, Any]:
+    """``directory`` compiled again from its own levels; returns the new report.json.
+
+    The budget, confidence, seed, batch, target and selector carry over; a compile on another chip
+    than the target's shipped one is refused (the report names the chip, not its file), and an
+    .npz data set must be given again as ``data`` (the report keeps only its name)."""
     import prunec
     from prunec.pipeline import compile as compile_model
 
@@ -36,6 +40,9 @@ def recompile(directory: Path, scratch: Path) -> dict[str, Any]:
     selector = made["selector"]
     if selector.get("max_accuracy_drop") is None:
         raise UserError(f"{directory}: recalibrate handles reports compiled with an accuracy budget")
+    chip = made.get("hardware", {}).get("name", "eyeriss_v1")
+    if chip != "eyeriss_v1":
+        raise UserError(f"{directory} was costed on chip {chip!r}, not the shipped one; recompile it with its --hw")
     from prunec.frontend import build_architecture
 
     traced = prunec.load_compiled(directory / "model").model.original
@@ -45,10 +52,10 @@ def recompile(directory: Path, scratch: Path) -> dict[str, Any]:
     original.load_state_dict(traced.state_dict())
     meta = {"arch": arch, "num_classes": made["model"]["num_classes"]}
     out = scratch / directory.name
-    result = compile_model(original, made["data"]["name"], output=str(out), force=True, model_meta=meta,
-                           reuse_levels=str(directory), selector=selector["kind"],
-                           max_accuracy_drop=selector["max_accuracy_drop"], seed=made["seed"],
-                           batch=made["batch"], progress=False, command=" ".join(sys.argv))
+    result = compile_model(original, data or made["data"]["name"], output=str(out), force=True, model_meta=meta,
+                           reuse_levels=str(directory), selector=selector["kind"], target=made["target"],
+                           max_accuracy_drop=selector["max_accuracy_drop"], confidence=selector.get("confidence"),
+                           seed=made["seed"], batch=made["batch"], progress=False, command=" ".join(sys.argv))
     return result.report
 
 
@@ -57,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path, help="compiled-model directories")
     parser.add_argument("--scratch", type=Path, required=True, help="where the recompiled directories go")
     parser.add_argument("--out", type=Path, help="markdown table (default: print it)")
+    parser.add_argument("--data", help="the data set again, for directories compiled on an .npz or image folder")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rows = ["| directory | accuracy % (was → now) | to mild (was → now) | energy reduction (was → now) |",
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for directory in args.dirs:
             was = json.loads((directory / "report.json").read_text())
-            now = recompile(directory, args.scratch)
+            now = recompile(directory, args.scratch, args.data)
             rows.append(f"| {directory} | {was['accuracy']['dynamic']:.2f} → {now['accuracy']['dynamic']:.2f} "
                         f"| {100 * was['mild_share']:.2f} % → {100 * now['mild_share']:.2f} % "
                         f"| {100 * was['energy_reduction']:.2f} % → {100 * now['energy_reduction']:.2f} % |")

@@ -403,6 +403,11 @@ class _Analyzer:
         first = self.state(node.args[0]) if node.args else None
         if fn in _IDENTITY_FUNCS:
             return self.identity(node, first, _POOLED_DIMS.get(fn, 0))
+        if fn is F.pad:  # pads the last len(pad) // 2 dims, which must not hold channels
+            pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+            if isinstance(pad, (tuple, list)) and pad and all(isinstance(v, int) for v in pad):
+                return self.identity(node, first, (len(pad) + 1) // 2)
+            return self.unknown(node, "padding by computed amounts")
         if fn in _BINARY_FUNCS:
             return self.binary(node)
         if fn in _RESHAPE_FUNCS:

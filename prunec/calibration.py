@@ -102,7 +102,8 @@ def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
 
 def thresholds_for_shares(scores: Sequence[float] | np.ndarray | torch.Tensor,
                           shares: Sequence[float] | np.ndarray) -> np.ndarray:
-    """For each share, the threshold that sends that share of ``scores`` (rounded to whole samples) to mild.
+    """For each share, the threshold that sends that share of ``scores`` (rounded to whole samples) to mild,
+    or a little more where equal scores straddle it.
 
     A sweep made on one set of scores carries over to another scorer of the same samples by share,
     not by threshold value: two selectors fitted on different samples need not share a scale.
@@ -120,7 +121,10 @@ def thresholds_for_shares(scores: Sequence[float] | np.ndarray | torch.Tensor,
     mid = upper / 2 + lower / 2
     mid = np.where(mid >= upper, lower, mid)  # neighbouring floats: the lower one still splits them
     edges = np.concatenate([[s[0]], mid, [s[-1] - 1]])
-    return edges[k].astype(np.float64)
+    # a share that ends inside a run of equal scores routes the whole run: more to mild, the safe
+    # side of an accuracy budget (index of the first score below the k-th one)
+    after_ties = np.where(k > 0, np.searchsorted(-s, -s[np.maximum(k - 1, 0)], side="right"), 0)
+    return edges[after_ties].astype(np.float64)
 
 
 def _suffix_sums(v: np.ndarray) -> np.ndarray:

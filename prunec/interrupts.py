@@ -55,24 +55,31 @@ def catching_interrupts() -> Iterator[None]:
 def deferring_interrupts() -> Iterator[None]:
     """Hold a Ctrl-C until the block ends, then raise it: torch.export and the ONNX exporter run
     Python inside C++ callbacks, and a ``KeyboardInterrupt`` raised there can crash the process
-    (a probe saw a segfault) instead of unwinding to the clean-up that removes a staged output."""
+    (a probe saw a segfault) instead of unwinding to the clean-up that removes a staged output.
+    A second Ctrl-C raises at once (the user insists); an ignored SIGINT stays ignored."""
     global _interrupted
-    if threading.current_thread() is not threading.main_thread():
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None or previous is signal.SIG_IGN:
         yield
         return
+    held = 0
 
-    def remember(signum: int, frame: FrameType | None) -> None:
+    def hold(signum: int, frame: FrameType | None) -> None:
         global _interrupted
+        nonlocal held
+        held += 1
         _interrupted = True
+        if held > 1:
+            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, remember)
+    signal.signal(signal.SIGINT, hold)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if _interrupted:
-        if previous is not _on_sigint:  # outside catching_interrupts nothing else would read the flag
+        if held and previous is not _on_sigint:  # outside catching_interrupts nothing else reads the flag
             _interrupted = False
+    if held:
         raise KeyboardInterrupt
 
 

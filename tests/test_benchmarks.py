@@ -79,6 +79,17 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert row["settings"]["levels"] == "fixed 0.3/0.7"
     assert (row["settings"]["epochs"], row["settings"]["aggressive_epochs"]) == (0.2, 0.3)
     assert "0.2 fine-tuning epochs for the mild level, 0.3 for the aggressive one" in md
+    # recalibrating a directory this version compiled, from its own levels, reproduces it
+    compiled = tmp_path / "work" / "resnet20_synthetic" / "compiled"
+    proc = _run("recalibrate.py", str(compiled), "--scratch", str(tmp_path / "recal"), "--out",
+                str(tmp_path / "recal.md"))
+    assert proc.returncode == 0, proc.stderr
+    made, again = (json.loads((d / "report.json").read_text()) for d in (compiled, tmp_path / "recal" / "compiled"))
+    for key in ("accuracy", "mild_share", "energy_reduction"):
+        assert again[key] == made[key], key
+    assert again["selector"]["threshold"] == made["selector"]["threshold"]
+    shown = (tmp_path / "recal.md").read_text()
+    assert f"{v['dynamic_learned']['accuracy']:.2f} → {v['dynamic_learned']['accuracy']:.2f}" in shown
     # --redo fine-tunes again from scratch (no resumed checkpoint) and lands on the same numbers
     ckpt = tmp_path / "work" / "resnet20_synthetic" / "levels_ckpt"
     stale = {p: p.stat().st_mtime_ns for p in ckpt.rglob("*.pt")}

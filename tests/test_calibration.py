@@ -80,14 +80,18 @@ def test_count_macs_of_a_linear_layer() -> None:
        shares=st.lists(st.floats(0, 1), min_size=1, max_size=8), as_float32=st.booleans())
 def test_thresholds_for_shares_route_those_shares(scores: list[float], shares: list[float],
                                                    as_float32: bool) -> None:
-    """Each threshold routes round(share * n) samples where the scores are distinct, never more
-    where they tie, and a larger share never gets a higher threshold; float32 scores are split
-    as a float32 tensor compares them (with neighbouring floats too)."""
+    """Each threshold routes round(share * n) samples where the scores are distinct, and where
+    they tie the whole run of equal scores (never fewer: the accuracy budget's safe side); a
+    larger share never gets a higher threshold; float32 scores are split as a float32 tensor
+    compares them (with neighbouring floats too)."""
     s = np.asarray(scores, dtype=np.float32 if as_float32 else np.float64)
     thresholds = thresholds_for_shares(s, shares)
     want = np.rint(np.asarray(shares) * len(s)).astype(int)
     routed = np.array([int((torch.from_numpy(s) > t).sum()) for t in thresholds])
-    assert (routed <= want).all()
+    assert (routed >= want).all()
+    kth = np.sort(s)[::-1][np.maximum(want - 1, 0)]
+    assert (routed[want > 0] == np.array([(s >= v).sum() for v in kth])[want > 0]).all()
+    assert (routed[want == 0] == 0).all()
     if len(np.unique(s)) == len(s):
         assert (routed == want).all()
     order = np.argsort(shares, kind="stable")

@@ -127,7 +127,8 @@ class PoolsAndPads(nn.Module):
 
     def forward(self, x):
         x = self.pad(self.pool(x))
-        return self.zero(F.lp_pool2d(x, 1.5, 3, 1).abs())
+        x = F.pad(F.lp_pool2d(x, 1.5, 3, 1), (1, 1, 1, 1), mode="replicate")
+        return self.zero(F.avg_pool2d(x, 3, 1, 0).abs())
 
 
 class ShapedLike(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,42 @@ def test_an_empty_output_name_is_refused_by_name():
         check_writable("", force=True)
     with pytest.raises(UserError, match="empty name"):
         check_writable_file(" ")
+
+
+def test_deferring_leaves_no_stale_interrupt_and_keeps_an_ignored_sigint_ignored():
+    """A Ctrl-C held through a block that then fails is not raised again by the next block; under
+    SIG_IGN (a background job) the block neither installs a handler nor raises."""
+    from prunec.interrupts import deferring_interrupts
+
+    with pytest.raises(RuntimeError):
+        with deferring_interrupts():
+            signal.raise_signal(signal.SIGINT)
+            raise RuntimeError("the export failed")
+    with deferring_interrupts():  # nothing pending: no spurious KeyboardInterrupt
+        pass
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with deferring_interrupts():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)  # ignored, as before
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_compile_outputs_are_written_with_interrupts_held(monkeypatch):
+    """write_outputs holds Ctrl-C around the torch.export / ONNX steps."""
+    from types import SimpleNamespace
+
+    import prunec.artifact
+    from prunec import pipeline
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(signal.getsignal(signal.SIGINT))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(prunec.artifact, "save_compiled", record)
+    with pytest.raises(RuntimeError, match="stop here"):
+        pipeline.write_outputs(SimpleNamespace(compiled=None), Path("/nonexistent"))
+    assert seen and getattr(seen[0], "__qualname__", "").startswith("deferring_interrupts")
