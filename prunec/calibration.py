@@ -101,9 +101,9 @@ def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
 
 
 def thresholds_for_shares(scores: Sequence[float] | np.ndarray | torch.Tensor,
-                          shares: Sequence[float] | np.ndarray) -> np.ndarray:
-    """For each share, the threshold that sends that share of ``scores`` (rounded to whole samples) to mild,
-    or a little more where equal scores straddle it.
+                          shares: Sequence[float] | np.ndarray, whole_ties: bool = True) -> np.ndarray:
+    """For each share, the threshold that sends that share of ``scores`` (rounded to whole samples) to mild;
+    where equal scores straddle it, the whole run of them (``whole_ties``) or none of it.
 
     A sweep made on one set of scores carries over to another scorer of the same samples by share,
     not by threshold value: two selectors fitted on different samples need not share a scale.
@@ -121,6 +121,9 @@ def thresholds_for_shares(scores: Sequence[float] | np.ndarray | torch.Tensor,
     mid = upper / 2 + lower / 2
     mid = np.where(mid >= upper, lower, mid)  # neighbouring floats: the lower one still splits them
     edges = np.concatenate([[s[0]], mid, [s[-1] - 1]])
+    if not whole_ties:  # a rate limit: a share that ends inside a run of equal scores routes none of it
+        return edges[np.where(k < n, np.searchsorted(-s, -s[np.minimum(k, n - 1)], side="left"), n)
+                     ].astype(np.float64)
     # a share that ends inside a run of equal scores routes the whole run: more to mild, the safe
     # side of an accuracy budget (index of the first score below the k-th one)
     after_ties = np.where(k > 0, np.searchsorted(-s, -s[np.maximum(k - 1, 0)], side="right"), 0)

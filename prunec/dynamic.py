@@ -292,7 +292,8 @@ def compile_dynamic(original: nn.Module, aggressive: nn.Module, mild: nn.Module,
     if selector == "learned":
         deployed = dyn.scores(calibration.x)[1]
         points = [dataclasses.replace(p, threshold=float(t)) for p, t in
-                  zip(points, thresholds_for_shares(deployed, [p.mild_share for p in points]), strict=True)]
+                  zip(points, thresholds_for_shares(deployed, [p.mild_share for p in points],
+                                                    whole_ties=mild_rate is None), strict=True)]
     chosen = choose_threshold(points, max_accuracy_drop=max_accuracy_drop, mild_rate=mild_rate,
                               confidence=confidence)
     dyn.threshold = chosen.threshold

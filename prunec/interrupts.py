@@ -72,12 +72,14 @@ def deferring_interrupts() -> Iterator[None]:
         if held > 1:
             raise KeyboardInterrupt
 
+    hold.holds_interrupts = True  # type: ignore[attr-defined]
     signal.signal(signal.SIGINT, hold)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-        if held and previous is not _on_sigint:  # outside catching_interrupts nothing else reads the flag
+        # outside catching_interrupts (or an outer hold) nothing else reads the flag
+        if held and previous is not _on_sigint and not getattr(previous, "holds_interrupts", False):
             _interrupted = False
     if held:
         raise KeyboardInterrupt

@@ -96,3 +96,9 @@ def test_thresholds_for_shares_route_those_shares(scores: list[float], shares: l
         assert (routed == want).all()
     order = np.argsort(shares, kind="stable")
     assert (np.diff(thresholds[order]) <= 0).all()
+    # a rate limit (--mild-rate) rounds the other way: never more than asked, the tie left out
+    capped = np.array([int((torch.from_numpy(s) > t).sum()) for t in thresholds_for_shares(s, shares, False)])
+    assert (capped <= want).all()
+    ordered = np.sort(s)[::-1]
+    assert (capped[want < len(s)] == np.array([(s > ordered[k]).sum() for k in want[want < len(s)]])).all()
+    assert (capped[want == len(s)] == len(s)).all()

@@ -139,6 +139,12 @@ def test_deferring_leaves_no_stale_interrupt_and_keeps_an_ignored_sigint_ignored
             raise RuntimeError("the export failed")
     with deferring_interrupts():  # nothing pending: no spurious KeyboardInterrupt
         pass
+    reached = False
+    with pytest.raises(KeyboardInterrupt), deferring_interrupts():  # a second Ctrl-C: the user insists
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        reached = True
+    assert not reached
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         with deferring_interrupts():
