@@ -64,7 +64,7 @@ def test_a_chip_no_mapping_fits_is_named_by_its_file(tmp_path) -> None:
     from prunec.backends.eyeriss.hardware import DEFAULT_HW
 
     chip = yaml.safe_load(open(DEFAULT_HW))
-    chip["global_buffer_kb"] = 1
+    chip["global_buffer_kb"] = 0.05  # 25 words: not even one 32-wide ofmap row of psums
     small = tmp_path / "small_glb.yaml"
     small.write_text(yaml.safe_dump(chip))
     r = _prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--compare", "--hw", DEFAULT_HW,

@@ -100,7 +100,7 @@ def test_without_interrupt_catching_nothing_changes(tmp_path):
     assert (tmp_path / "out" / "report.json").exists()
 
 
-def test_an_interrupt_during_export_waits_for_it_and_then_publishes_nothing(tmp_path):
+def test_an_interrupt_during_export_waits_for_it_and_then_publishes_nothing(tmp_path, ctrl_c_raises):
     """A Ctrl-C while torch.export / ONNX run is held until they finish (raised inside their C++
     callbacks it could crash the process), then stops the run before anything is published."""
     from prunec.interrupts import deferring_interrupts
@@ -128,7 +128,15 @@ def test_an_empty_output_name_is_refused_by_name():
         check_writable_file(" ")
 
 
-def test_deferring_leaves_no_stale_interrupt_and_keeps_an_ignored_sigint_ignored():
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler, whatever the test runner got (SIG_IGN in a background job)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_deferring_leaves_no_stale_interrupt_and_keeps_an_ignored_sigint_ignored(ctrl_c_raises):
     """A Ctrl-C held through a block that then fails is not raised again by the next block; under
     SIG_IGN (a background job) the block neither installs a handler nor raises."""
     from prunec.interrupts import deferring_interrupts
@@ -154,7 +162,7 @@ def test_deferring_leaves_no_stale_interrupt_and_keeps_an_ignored_sigint_ignored
         signal.signal(signal.SIGINT, before)
 
 
-def test_compile_outputs_are_written_with_interrupts_held(monkeypatch):
+def test_compile_outputs_are_written_with_interrupts_held(monkeypatch, ctrl_c_raises):
     """write_outputs holds Ctrl-C around the torch.export / ONNX steps."""
     from types import SimpleNamespace
 
