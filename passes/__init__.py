@@ -29,6 +29,7 @@ from torch.fx.passes.infra.pass_base import PassResult
 from torch.fx.passes.infra.pass_manager import PassManager
 
 from prunec.errors import UserError
+from prunec.passes.output_contract import OutputContract
 from prunec.plugins import import_object
 
 PassFn = Callable[[fx.GraphModule], PassResult | None]
@@ -192,24 +193,22 @@ def run_passes(
     fns = [_normalise(resolve_pass(p)) for p in passes]
     if example_inputs is None:  # shapes the graph already has stay true after the passes
         example_inputs = _inputs_like_placeholders(gm)
-    expected = None
+    contract = None
     if example_inputs is not None:
         propagate_shapes(gm, example_inputs)
-        expected = _output_shapes(gm)
+        contract = OutputContract(gm, example_inputs)
 
     def check(module: torch.nn.Module) -> None:
         if not isinstance(module, fx.GraphModule):
             raise UserError(f"a pass must return a GraphModule (or a PassResult holding one), not "
                             f"{type(module).__name__}")
         module.graph.lint()
-        if example_inputs is not None:
+        if contract is not None:
             try:
                 propagate_shapes(module, example_inputs)
             except UserError as exc:  # the input ran before the pass: the pass broke the graph
                 raise UserError(f"a pass left a graph that no longer runs: {exc}") from None
-            got = _output_shapes(module)
-            if got != expected:
-                raise UserError(f"a pass changed the model's output shape from {expected} to {got}")
+            contract.check(module, "a pass")
 
     manager = PassManager(passes=fns, run_checks_after_each_pass=True, suppress_check_failures=False)
     manager.add_checks(check)
@@ -248,17 +247,6 @@ def _normalise(fn: PassFn) -> Callable[[fx.GraphModule], PassResult]:
 
     run.__name__ = getattr(fn, "__name__", type(fn).__name__)
     return run
-
-
-def _output_shapes(gm: fx.GraphModule) -> list[tuple[int, ...]]:
-    shapes = []
-    for node in gm.graph.nodes:
-        if node.op == "output":
-            for arg in torch.fx.node.map_arg(node.args, lambda n: n).__iter__():
-                for leaf in arg if isinstance(arg, (tuple, list)) else [arg]:
-                    meta = getattr(leaf, "meta", {}).get("tensor_meta")
-                    shapes.append(tuple(meta.shape) if meta is not None else None)
-    return shapes
 
 
 @register_pass("eliminate_dead_code")

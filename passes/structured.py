@@ -22,6 +22,7 @@ from torch.fx.passes.infra.pass_base import PassResult
 from torch.fx.passes.shape_prop import ShapeProp
 
 from prunec.errors import UserError
+from prunec.passes.output_contract import recorded_outputs
 
 from . import register_pass
 from .coupling import ChannelState, CouplingReport, analyze
@@ -273,14 +274,6 @@ def placeholder_inputs(gm: fx.GraphModule) -> list[torch.Tensor]:
     return inputs
 
 
-def output_shapes(gm: fx.GraphModule) -> list:
-    out = next(n for n in gm.graph.nodes if n.op == "output")
-    shapes: list = []
-    fx.node.map_arg(out.args, lambda n: shapes.append(
-        tuple(n.meta["tensor_meta"].shape) if hasattr(n.meta.get("tensor_meta"), "shape") else None))
-    return shapes
-
-
 def _propagate_on_meta(gm: fx.GraphModule) -> bool:
     """ShapeProp with weights and inputs on the meta device: shapes without arithmetic."""
     try:
@@ -302,7 +295,7 @@ def reshape_check(gm: fx.GraphModule, expected: list) -> None:
     gm.graph.lint()
     if not _propagate_on_meta(gm):
         propagate_shapes(gm, placeholder_inputs(gm))
-    got = output_shapes(gm)
+    got = recorded_outputs(gm)
     if got != expected:
         raise RuntimeError(f"structured pruning changed the output shape {expected} -> {got}")
 
@@ -325,7 +318,7 @@ def prune_structured(
     ignored = resolve_ignore(gm, ignore) if ignore else set()
     if not inplace:
         gm = copy.deepcopy(gm)
-    expected = output_shapes(gm)
+    expected = recorded_outputs(gm)
     report = analyze(gm, ignored)
     gm.meta["coupling"] = report.summary()
     # ops prunec cannot prune through, once each with their first reason (not the network output,

@@ -20,7 +20,7 @@ import os
 import pickle
 import traceback
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -322,7 +322,7 @@ def propagate_shapes(
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     try:
         # ShapeProp prints a traceback of its own on failure; the one-line error says it all
-        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()), evaluating(gm):
             ShapeProp(gm).propagate(*inputs)
     except Exception as exc:  # noqa: BLE001
         shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
@@ -330,6 +330,19 @@ def propagate_shapes(
             f"input shape {shapes} does not fit the model: {_first_line(_root_cause(exc))}"
         ) from None
     return gm
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for the block, each submodule's own mode back after it: a forward run only to
+    read shapes must not move batch-norm statistics, nor fail on a batch of one in train mode."""
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes.items():
+            m.training = training
 
 
 def _root_cause(exc: BaseException) -> BaseException:

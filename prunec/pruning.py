@@ -18,7 +18,8 @@ from torch import fx, nn
 
 from prunec.errors import UserError
 from prunec.passes.importance import IMPORTANCES
-from prunec.passes.structured import check_choice, check_ratio, output_shapes, prune_structured
+from prunec.passes.output_contract import OutputContract
+from prunec.passes.structured import check_choice, check_ratio, prune_structured
 from prunec.passes.unstructured import prune_unstructured
 from prunec.plugins import import_object
 
@@ -81,7 +82,7 @@ def prune(
         check_choice("method", method, IMPORTANCES)
     inputs = _as_inputs(example_inputs)
     gm = trace(copy.deepcopy(model), inputs)
-    expected = output_shapes(gm)
+    contract = OutputContract(gm, inputs)
     ignore = (ignore,) if isinstance(ignore, str) else tuple(ignore)  # one pattern, not its characters
     options = dict(method=method, scope=scope, ignore=ignore, round_to=round_to, seed=seed,
                    inplace=True)
@@ -99,10 +100,11 @@ def prune(
     if not isinstance(result, fx.GraphModule):
         result = trace(result)
     if fn not in (prune_structured, prune_unstructured):  # built-ins re-check shapes themselves
-        propagate_shapes(result, inputs)
-    if output_shapes(result) != expected:
-        raise UserError(f"pruner {pruner!r} changed the output shape from {expected} to "
-                        f"{output_shapes(result)}")
+        try:
+            propagate_shapes(result, inputs)
+        except UserError as exc:  # the input ran before pruning: the pruner broke the graph
+            raise UserError(f"pruner {pruner!r} left a graph that no longer runs: {exc}") from None
+    contract.check(result, f"pruner {pruner!r}")
     return result
 
 

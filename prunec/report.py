@@ -535,11 +535,21 @@ def render_all(directory: str | os.PathLike[str]) -> list[Path]:
 
 
 @dataclass(frozen=True)
+class SingleLevelRival:
+    """The cheapest single network (no selector) at least as accurate as the dynamic model on test."""
+
+    name: str  # "original", "mild", "aggressive" or "single level r=0.60"
+    energy_ratio: float  # the dynamic model's energy / this network's
+
+
+@dataclass(frozen=True)
 class Verdict:
-    """How a run stands against the project target and against the paper."""
+    """How a run stands against the project target (at least 70 % less energy than the original, at
+    most 2 points lost, and less energy than any single pruning level as accurate) and the paper."""
 
     energy_reduction: float  # fraction
     accuracy_drop: float  # points
+    rival: SingleLevelRival | None = None  # None: the report holds no single level to compare with
 
     @property
     def energy_met(self) -> bool:
@@ -550,8 +560,22 @@ class Verdict:
         return self.accuracy_drop <= TARGET_MAX_ACCURACY_DROP + 1e-9
 
     @property
+    def beats_single_level(self) -> bool:
+        return self.rival is None or self.rival.energy_ratio < 1
+
+    @property
     def met(self) -> bool:
-        return self.energy_met and self.accuracy_met
+        return self.energy_met and self.accuracy_met and self.beats_single_level
+
+    def _single_level_clause(self) -> str:
+        r = self.rival
+        if r is None:
+            return ""
+        if r.energy_ratio < 1:
+            return (f"; {r.energy_ratio:.2f}x the energy of the cheapest single network as accurate "
+                    f"({r.name}), as the target asks")
+        return (f"; but {r.energy_ratio:.3f}x the energy of the {r.name} network alone, which is as accurate: "
+                "the selector does not pay for itself")
 
     def _energy_clause(self) -> str:
         gap = (self.energy_reduction - TARGET_ENERGY_REDUCTION) * 100
@@ -571,7 +595,7 @@ class Verdict:
     def sentence(self) -> str:
         """One line: met or missed, and by how much on each axis."""
         head = "Target met" if self.met else "Target missed"
-        return f"{head}: {self._energy_clause()}; {self._accuracy_clause()}."
+        return f"{head}: {self._energy_clause()}; {self._accuracy_clause()}{self._single_level_clause()}."
 
     def paper_sentence(self) -> str:
         de = (self.energy_reduction - PAPER_ENERGY_REDUCTION) * 100
@@ -592,7 +616,21 @@ def _loss_phrase(drop: float) -> str:
 
 
 def verdict(d: dict[str, Any]) -> Verdict:
-    return Verdict(float(d["energy_reduction"]), float(d["accuracy_drop"]))
+    return Verdict(float(d["energy_reduction"]), float(d["accuracy_drop"]), single_level_rival(d))
+
+
+def single_level_rival(d: dict[str, Any]) -> SingleLevelRival | None:
+    """The least-energy network of the report (original, mild, aggressive, the searched single
+    levels) whose test accuracy is at least the dynamic model's; None without any."""
+    acc, energy = d["accuracy"], d["energy"]
+    networks = [(name, acc[name], energy[name]) for name in ("original", "mild", "aggressive")]
+    networks += [(f"single level r={s['ratio']:.2f}", s["accuracy"], s["energy"])
+                 for s in d.get("single_level", []) if s.get("ratio", 0) > 0]
+    as_good = [(name, e) for name, a, e in networks if a >= acc["dynamic"] - 1e-9 and e > 0]
+    if not as_good:
+        return None
+    name, least = min(as_good, key=lambda n: n[1])
+    return SingleLevelRival(name, float(energy["dynamic"]) / float(least))
 
 
 def in_target_region(d: dict[str, Any], accuracy: float, energy: float) -> bool:
@@ -1070,6 +1108,7 @@ __all__ = [
     "SCHEMA_VERSION", "REPORT_FILE", "MARKDOWN_FILE", "BREAKDOWN_PLOT", "TRADEOFF_PLOT",
     "TARGET_ENERGY_REDUCTION", "TARGET_MAX_ACCURACY_DROP", "PAPER_ENERGY_REDUCTION",
     "PAPER_ACCURACY_DROP", "MEMORY_LEVELS", "LEVEL_LABELS", "ROLES", "VARIANTS", "Report", "Verdict",
+    "SingleLevelRival", "single_level_rival",
     "validate_report", "load_report", "input_normalization", "save_report", "render_markdown", "print_summary",
     "render_all", "verdict", "in_target_region", "reported_sweep", "chosen_index", "fmt_energy",
     "variant_rows",

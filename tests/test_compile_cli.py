@@ -650,3 +650,13 @@ def test_search_ratios_through_the_python_api_are_checked_too(options):
 
     with pytest.raises(UserError, match="--search-ratios"):
         _validate(CompileConfig(data="synthetic", **options))
+
+
+def test_the_input_shapes_batch_is_the_energy_batch_unless_batch_is_given(compiled_dir, trained_synthetic, tmp_path):
+    """As for `prunec lower`: N of --input-shape sets the batch the energy is modelled at."""
+    for flags, batch in ((["--input-shape", "3,1,16,16"], 3), (["--input-shape", "3,1,16,16", "--batch", "2"], 2)):
+        out = tmp_path / f"b{batch}"
+        result = run_cli("compile", str(trained_synthetic), "--data", "synthetic", "--selector", "max-softmax",
+                         "--quiet", "--reuse-levels", str(compiled_dir), *flags, "-o", str(out))
+        assert result.returncode == 0, result.stderr
+        assert load_report(out)["batch"] == batch == json.loads((out / "ir.json").read_text())["batch"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_pass_that_breaks_output_shape_is_caught():
         return PassResult(gm, True)
 
     x = torch.randn(1, 3, 8, 8)
-    with pytest.raises(UserError, match="output shape"):
+    with pytest.raises(UserError, match=r"changed the model.s output from \[1, 5\] float32 to \[1, 8\] float32"):
         run_passes(prunec.trace(tiny(), x), [drop_classifier], x)
 
 
@@ -208,3 +209,36 @@ def test_a_pass_result_without_a_graph_module_says_so(returned):
     x = torch.randn(1, 3, 8, 8)
     with pytest.raises(UserError, match=f"must return a GraphModule .*not {type(returned).__name__}"):
         run_passes(prunec.trace(model, x), [lambda gm: PassResult(returned, True)], x)
+
+
+def _output_pass(change: Callable[[fx.Graph, fx.Node], fx.Node]) -> Callable[[fx.GraphModule], PassResult]:
+    """A pass that routes the model's output through ``change`` (a new node built on the old output)."""
+
+    def rewrite(gm: fx.GraphModule) -> PassResult:
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        with gm.graph.inserting_before(out):
+            out.args = (change(gm.graph, out.args[0]),)
+        gm.recompile()
+        return PassResult(gm, True)
+
+    return rewrite
+
+
+@pytest.mark.parametrize("change, message", [
+    # at one image, a sum over the batch keeps the (1, classes) shape: only a wider batch shows it
+    (lambda g, y: g.call_method("sum", (y, 0), {"keepdim": True}), "on a batch of 2"),
+    (lambda g, y: g.call_method("to", (y, torch.float64)), "float64"),
+])
+def test_pass_that_changes_the_batch_or_dtype_of_the_output_is_caught(change, message):
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(UserError, match=message):
+        run_passes(prunec.trace(tiny(), x), [_output_pass(change)], x)
+
+
+def test_a_pass_keeping_the_output_passes_the_batch_check_and_leaves_batch_norm_statistics_alone():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten()).train()
+    x = torch.randn(1, 3, 8, 8)
+    gm = prunec.trace(model, x).train()  # a graph a user trains: one image in train mode is no batch norm batch
+    before = gm.get_submodule("1").running_mean.clone()
+    out = run_passes(gm, [_output_pass(lambda g, y: g.call_function(torch.mul, (y, 1.0)))], x)
+    assert out.training and torch.equal(out.get_submodule("1").running_mean, before)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import operator
 
 import pytest
 import torch
@@ -215,3 +216,26 @@ def test_checkpoint_round_trip(tmp_path):
     loaded = prunec.load(path)
     with torch.no_grad():
         assert torch.allclose(loaded(x), pruned(x), atol=1e-6)
+
+
+def _first_image_only(gm: fx.GraphModule, ratio: float) -> fx.GraphModule:
+    """A broken user pruner: the output keeps the first image of the batch, whatever its size."""
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    with gm.graph.inserting_before(out):
+        out.args = (gm.graph.call_function(operator.getitem, (out.args[0], slice(0, 1))),)
+    gm.recompile()
+    return gm
+
+
+def _to_half(gm: fx.GraphModule, ratio: float) -> nn.Module:
+    return gm.half()
+
+
+@pytest.mark.parametrize("pruner, message", [
+    (_first_image_only, r"output on a batch of 2 from \[2, 10\] float32 to \[1, 10\] float32"),
+    (_to_half, "left a graph that no longer runs: .*Half"),
+])
+def test_a_user_pruner_must_keep_the_outputs_on_every_batch_and_their_dtype(pruner, message):
+    model, x = zoo_model("resnet20")
+    with pytest.raises(UserError, match=f"pruner .*{pruner.__name__}.*" + message):
+        prune(model, x, 0.5, pruner=pruner)

@@ -281,6 +281,36 @@ def test_verdict_boundaries_and_wording() -> None:
     assert "worse than the paper" in R.Verdict(0.60, 3.5).paper_sentence()
 
 
+def test_verdict_asks_for_less_energy_than_any_single_network_as_accurate(report: dict[str, Any]) -> None:
+    """The target's third part: a dynamic model no cheaper than a single network at least as accurate
+    (here: the aggressive level made as accurate, or a searched single level) is a miss, however
+    much it saves against the original."""
+    v = R.verdict(report)  # at least as accurate: original, mild and the searched 0.3 and 0.5; 0.5 is cheapest
+    cheapest = next(s for s in report["single_level"] if s["ratio"] == 0.5)
+    assert v.met and v.rival is not None and v.rival.name == "single level r=0.50"
+    assert v.rival.energy_ratio == pytest.approx(report["energy"]["dynamic"] / cheapest["energy"])
+    assert v.rival.energy_ratio < 1
+    assert "the cheapest single network as accurate (single level r=0.50)" in v.sentence()
+
+    as_good = json.loads(json.dumps(report))
+    as_good["accuracy"]["aggressive"] = report["accuracy"]["dynamic"]
+    v = R.verdict(as_good)
+    assert v.energy_met and v.accuracy_met and not v.met and v.rival.name == "aggressive"
+    assert v.sentence().startswith("Target missed") and "the aggressive network alone" in v.sentence()
+    assert "**Target missed:" in R.render_markdown(as_good)
+
+    searched = json.loads(json.dumps(report))
+    searched["single_level"] = [{"ratio": 0.6, "accuracy": report["accuracy"]["dynamic"] + 0.1,
+                                 "energy": report["energy"]["dynamic"] * 0.99}]
+    v = R.verdict(searched)
+    assert not v.met and v.rival.name == "single level r=0.60"
+    assert v.rival.energy_ratio == pytest.approx(1 / 0.99)
+
+    gained = json.loads(json.dumps(report))  # more accurate than every network: nothing to compare with
+    gained["accuracy"]["dynamic"] = 99.0
+    assert R.verdict(gained).rival is None
+
+
 # ------------------------------------------------------------------- markdown
 
 

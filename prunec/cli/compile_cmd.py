@@ -73,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "resumes where each fine-tune stopped (bit for bit on a CPU)")
     p.add_argument("--train-samples", type=int, help="fine-tune on a random subset of this many images")
     p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate (default 0.02)")
-    p.add_argument("--batch", type=int, default=1, help="batch size the energy is modelled at (default 1)")
+    p.add_argument("--batch", type=int, help="batch size the energy is modelled at (default: N of --input-shape, "
+                   "else 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (written atomically)")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
@@ -110,12 +111,14 @@ def run(args: argparse.Namespace) -> int:
     if not data:
         raise UserError("name the data set with --data (fashion-mnist, cifar10, synthetic, PATH.npz or an image "
                         "folder DIR)")
+    batch = 1 if args.batch is None else args.batch
     if args.input_shape:
         shape = parse_input_shape(args.input_shape)
         info = dataset_info(data)
         if tuple(shape[1:]) != info.input_shape[1:]:
             raise UserError(f"--input-shape {args.input_shape} does not match {data} images "
                             f"{info.input_shape[1:]}")
+        batch = shape[0] if args.batch is None else args.batch  # as for `prunec lower`: N, unless --batch
     result = compile_model(
         model, data, output=args.output, force=args.force, model_meta=meta,
         data_root=args.data_root, mean=args.mean, std=args.std, mild=args.mild, aggressive=args.aggressive,
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         aggressive_epochs=args.aggressive_epochs,
         search_epochs=args.search_epochs,
         search_ratios=args.search_ratios,
-        train_samples=args.train_samples, lr=args.lr, batch=args.batch, hw=args.hw, target=args.target,
+        train_samples=args.train_samples, lr=args.lr, batch=batch, hw=args.hw, target=args.target,
         seed=args.seed, progress=not args.quiet, leaf_modules=tuple(args.leaf_module),
         weight_gating=args.weight_gating, reuse_levels=args.reuse_levels,
         checkpoint_dir=args.checkpoint_dir,
