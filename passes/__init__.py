@@ -166,14 +166,6 @@ def _takes_a_graph(obj: Any) -> bool:
     return sum(1 for p in params if p.kind in positional and p.default is p.empty) == 1
 
 
-def _inputs_like_placeholders(gm: fx.GraphModule) -> tuple[torch.Tensor, ...] | None:
-    """Zeros shaped as the recorded inputs, or None where a placeholder has no recorded shape."""
-    metas = [n.meta.get("tensor_meta") for n in gm.graph.nodes if n.op == "placeholder"]
-    if not metas or any(m is None or not hasattr(m, "shape") for m in metas):
-        return None
-    return tuple(torch.zeros(m.shape, dtype=m.dtype) for m in metas)
-
-
 def run_passes(
     gm: fx.GraphModule,
     passes: Sequence[str | PassFn],
@@ -188,11 +180,11 @@ def run_passes(
     was traced from, and a pass that edits modules in place must not reach back into it.
     """
     gm = copy.deepcopy(gm)
-    from prunec.frontend import propagate_shapes
+    from prunec.frontend import propagate_shapes, recorded_inputs
 
     fns = [_normalise(resolve_pass(p)) for p in passes]
     if example_inputs is None:  # shapes the graph already has stay true after the passes
-        example_inputs = _inputs_like_placeholders(gm)
+        example_inputs = recorded_inputs(gm)
     contract = None
     if example_inputs is not None:
         propagate_shapes(gm, example_inputs)

@@ -264,14 +264,12 @@ def apply_removal(gm: fx.GraphModule, report: CouplingReport, removed_units: np.
 
 def placeholder_inputs(gm: fx.GraphModule) -> list[torch.Tensor]:
     """Zero tensors shaped like the recorded inputs, to re-check a pruned graph."""
-    inputs = []
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            meta = node.meta.get("tensor_meta")
-            if meta is None:
-                raise UserError("pruning needs shapes: trace the model with example inputs first")
-            inputs.append(torch.zeros(meta.shape, dtype=meta.dtype))
-    return inputs
+    from prunec.frontend import recorded_inputs
+
+    inputs = recorded_inputs(gm)
+    if inputs is None:
+        raise UserError("pruning needs shapes: trace the model with example inputs first")
+    return list(inputs)
 
 
 def _propagate_on_meta(gm: fx.GraphModule) -> bool:

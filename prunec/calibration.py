@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from prunec.errors import UserError
+
 
 @dataclass(frozen=True)
 class SweepPoint:
@@ -57,7 +59,7 @@ def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
     (its mean stands in for a missing ``original_accuracy``) each point also counts the samples it loses
     and gains against the original, for :mod:`prunec.accuracy_bound`.
     """
-    s = _np(scores).astype(np.float64)
+    s = _scores(scores).astype(np.float64)
     a = _np(aggressive_correct).astype(np.float64)
     m = _np(mild_correct).astype(np.float64)
     n = len(s)
@@ -110,7 +112,7 @@ def thresholds_for_shares(scores: Sequence[float] | np.ndarray | torch.Tensor,
     Thresholds follow :func:`sweep`'s convention (midpoints; ``s_max`` routes none, ``s_min - 1``
     all), so they decrease as the share grows.
     """
-    s = _np(scores)
+    s = _scores(scores)
     # midpoints in the scores' own precision: a float32 score is compared with a float32 threshold
     s = np.sort(s if s.dtype in (np.float32, np.float64) else s.astype(np.float64))[::-1]
     n = len(s)
@@ -218,6 +220,15 @@ def mac_costs(model: Any, example_input: torch.Tensor) -> dict[str, float]:
     mild = count_macs(model.mild, x)
     original = count_macs(model.original, x) if model.original is not None else mild
     return {"base": base, "mild": mild, "original": original}
+
+
+def _scores(values: Any) -> np.ndarray:
+    """Selector scores as an array; NaN would sort anywhere and route at random, so it is refused."""
+    s = _np(values)
+    if np.isnan(s.astype(np.float64)).any():
+        raise UserError(f"{int(np.isnan(s.astype(np.float64)).sum())} of {len(s)} selector scores are NaN: the "
+                        "networks or the selector output NaN (a diverged fine-tune?); retrain with a lower --lr")
+    return s
 
 
 def _np(values: Any) -> np.ndarray:

@@ -180,10 +180,15 @@ def build_if_model(compiled: CompiledModel, protos: dict[str, onnx.ModelProto] |
     merged.ir_version = max(p.ir_version for p in (agg, sel, mild))
     spec = preprocess_spec(compiled.preprocess)
     if spec is not None:  # the graph takes normalized inputs: say which normalization
-        helper.set_model_props(merged, {"prunec.input": "(pixel - mean) / std per channel, pixels on the 0-1 scale",
-                                        "prunec.mean": json.dumps(spec["mean"]), "prunec.std": json.dumps(spec["std"])})
+        helper.set_model_props(merged, normalization_props(spec))
     onnx.checker.check_model(merged, full_check=True)
     return merged
+
+
+def normalization_props(spec: dict[str, list[float]]) -> dict[str, str]:
+    """model.onnx's metadata naming the input normalization its graph expects (mean, std per channel)."""
+    return {"prunec.input": "(pixel - mean) / std per channel, pixels on the 0-1 scale",
+            "prunec.mean": json.dumps(spec["mean"]), "prunec.std": json.dumps(spec["std"])}
 
 
 def export_onnx_if(compiled: CompiledModel, path: str | os.PathLike,

@@ -332,6 +332,15 @@ def propagate_shapes(
     return gm
 
 
+def recorded_inputs(gm: fx.GraphModule) -> tuple[torch.Tensor, ...] | None:
+    """Zeros shaped as the inputs shape propagation recorded, to propagate again after the graph
+    changed; None where a placeholder has no recorded shape."""
+    metas = [n.meta.get("tensor_meta") for n in gm.graph.nodes if n.op == "placeholder"]
+    if not metas or any(not hasattr(m, "shape") for m in metas):
+        return None
+    return tuple(torch.zeros(m.shape, dtype=m.dtype) for m in metas)
+
+
 @contextlib.contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
     """Eval mode for the block, each submodule's own mode back after it: a forward run only to

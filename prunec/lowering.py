@@ -22,6 +22,7 @@ with ``meta["role"]``) also gets ``totals.by_role`` and, given ``routed_share``,
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -66,7 +67,7 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
     Returns the target's :class:`LoweredProgram`.
     """
     from prunec.backends import get_target
-    from prunec.frontend import propagate_shapes, trace
+    from prunec.frontend import propagate_shapes, recorded_inputs, trace
 
     tgt = get_target(target)
     inputs = _as_tuple(example_inputs)
@@ -74,6 +75,8 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
         raise UserError(EXPORTED)
     if isinstance(model, fx.GraphModule):
         gm = model
+        if not inputs and (recorded := recorded_inputs(gm)) is not None:
+            inputs = recorded  # shapes recorded before a pass changed the graph would be costed stale
         if inputs:
             propagate_shapes(gm, inputs)
         elif not _has_shapes(gm):
@@ -192,6 +195,47 @@ class _SparsityProbe(fx.Interpreter):
         return super().run_node(n)
 
 
+_LAYER_NUMBERS = ("macs", "active_pes", "cycles")
+_ACCESS_LEVELS = ("dram", "glb", "array", "rf")
+
+
+def _check_records(layers: list[Any], totals: Mapping[str, Any]) -> None:
+    """Refuse, in one line, an IR whose records a table cannot show truthfully: a missing or
+    non-numeric field, a negative count, or totals that are not the sums of the layers."""
+    def number(value: Any) -> bool:
+        return is_number(value) and value >= 0
+
+    for i, rec in enumerate(layers):
+        name = rec.get("name") if isinstance(rec, Mapping) else None
+        what = f"layer record {name if isinstance(name, str) else i} of the IR"
+        if not isinstance(rec, Mapping) or not isinstance(name, str) or not isinstance(rec.get("kind"), str):
+            raise UserError(f"{what} is incomplete (each needs a name, kind, {', '.join(_LAYER_NUMBERS)}, "
+                            "accesses and energy); lower the model again")
+        accesses, energy, mapping = rec.get("accesses"), rec.get("energy"), rec.get("mapping")
+        if not (all(number(rec.get(k)) for k in _LAYER_NUMBERS)
+                and isinstance(accesses, Mapping) and all(number(accesses.get(k)) for k in _ACCESS_LEVELS)
+                and isinstance(energy, Mapping) and number(energy.get("total"))
+                and (not mapping or isinstance(mapping, Mapping) and all(k in mapping for k in "mnepqrt"))
+                and isinstance(rec.get("role"), (str, type(None)))):
+            raise UserError(f"{what} is incomplete or not numbers (needs non-negative {', '.join(_LAYER_NUMBERS)}, "
+                            f"accesses {'/'.join(_ACCESS_LEVELS)} and energy total, a text role); lower the model "
+                            "again")
+    optional = ("energy_per_inference", "latency_ms", "expected_latency_ms", "original_latency_ms", "routed_share",
+                "expected_energy_per_inference", "original_energy_per_inference", "energy_reduction")
+    by_role = totals.get("by_role") or {}
+    if (any(totals.get(k) is not None and not is_number(totals[k]) for k in optional)
+            or not isinstance(by_role, Mapping)
+            or not all(isinstance(v, Mapping) and is_number(v.get("energy_per_inference")) for v in by_role.values())):
+        raise UserError(f"the IR's totals hold a value that is not a number (among {', '.join(optional)}, by_role); "
+                        "lower the model again")
+    for key, field in (("macs", "macs"), ("energy", None), ("cycles", "cycles")):
+        recorded = totals.get(key)
+        summed = sum(rec[field] if field else rec["energy"]["total"] for rec in layers)
+        if not number(recorded) or not math.isclose(recorded, summed, rel_tol=1e-6, abs_tol=1e-6):
+            raise UserError(f"the IR's total {key} ({recorded!r}) is not the sum of its layers' ({summed:.6g}): "
+                            "edited by hand? `prunec lower IR.json -o FILE` writes it costed anew")
+
+
 def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     """Print a saved IR (``LoweredProgram.to_dict()``) as rich tables: layers, then totals."""
     from rich.table import Table
@@ -203,11 +247,7 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
         raise UserError("not a prunec lowered IR: it needs 'layers' and 'totals'") from None
     if not isinstance(layers, list) or not isinstance(totals, Mapping):
         raise UserError("not a prunec lowered IR: 'layers' must be a list and 'totals' an object")
-    needed = ("name", "kind", "macs", "active_pes", "accesses", "energy", "cycles")
-    for i, rec in enumerate(layers):
-        if not isinstance(rec, Mapping) or any(k not in rec for k in needed):
-            raise UserError(f"layer record {i} of the IR is incomplete (each needs {', '.join(needed)}); "
-                            "lower the model again")
+    _check_records(layers, totals)
     hardware = ir.get("hardware") if isinstance(ir.get("hardware"), Mapping) else {}
     unit = hardware.get("energy_unit", "normalized")
     dynamic = any(rec.get("role") for rec in layers)
@@ -254,7 +294,8 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
         tot.add_row("energy reduction against the original", f"{totals['energy_reduction']:.1%}")
     unmapped = ir.get("unmapped") or []
     if unmapped:
-        tot.add_row("unmapped nodes", ", ".join(u["name"] for u in unmapped))
+        tot.add_row("unmapped nodes", ", ".join(str(u.get("name", u)) if isinstance(u, Mapping) else str(u)
+                                                for u in unmapped))
     console.print(tot)
 
 

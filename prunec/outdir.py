@@ -36,8 +36,32 @@ def check_writable(path: str | os.PathLike, force: bool) -> Path:
         if any(target.iterdir()) and not (target / MARKER).exists():
             raise UserError(f"refusing to replace {path}: it is not empty and holds no {MARKER} "
                             "(not a prunec output directory)")
-    ensure_writable_directory(target.parent, f"cannot write {path}")
+    check_creatable_directory(target.parent, f"cannot write {path}")
     return target
+
+
+def check_creatable_directory(directory: Path, context: str) -> None:
+    """Fail, in one line prefixed by ``context``, if ``directory`` could not be created or written,
+    without creating it: a run that fails later leaves no new empty folders behind."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{context}: {existing} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise UserError(f"{context}: {existing} is not writable ({exc.strerror})") from None
+
+
+def _missing_ancestors(directory: Path) -> list[Path]:
+    """``directory`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
 
 
 def ensure_writable_directory(directory: Path, context: str) -> None:
@@ -74,9 +98,12 @@ def check_writable_file(path: str | os.PathLike) -> Path:
 def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a fresh staging directory that becomes ``path`` when the block succeeds."""
     target = check_writable(path, force)
+    created = _missing_ancestors(target.parent)
+    ensure_writable_directory(target.parent, f"cannot write {path}")
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     except OSError as exc:
+        _remove_empty(created)
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
     umask = os.umask(0)
     os.umask(umask)
@@ -86,9 +113,11 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
         raise_if_interrupted()  # an interrupt swallowed on the way must not publish the result
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
         raise
     old = None
     if target.exists():
@@ -119,5 +148,16 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
     return path
 
 
-__all__ = ["atomic_directory", "check_writable", "check_writable_file", "ensure_writable_directory",
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove the folders a failed write created (deepest first), where nothing else went into them."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
+__all__ = ["atomic_directory", "check_creatable_directory", "check_writable", "check_writable_file",
+           "ensure_writable_directory",
            "write_atomic"]
+

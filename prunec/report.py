@@ -65,7 +65,7 @@ PAPER_ACCURACY_DROP = 3.0
 MEMORY_LEVELS = ("mac", "rf", "array", "glb", "dram", "static")
 LEVEL_LABELS = {"mac": "MAC", "rf": "register file", "array": "inter-PE array",
                 "glb": "global buffer", "dram": "DRAM",
-                "static": "idle PE cycles (clock, leakage)"}
+                "static": "PE clock and leakage (all PEs, conv/FC cycles)"}
 ROLES = ("trunk", "head", "selector", "mild")
 VARIANTS = ("original", "mild", "aggressive", "dynamic", "oracle")
 

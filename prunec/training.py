@@ -397,6 +397,9 @@ def _run(
                 if distributed:
                     dist.all_reduce(sums)
                 loss_sum, correct, seen = sums.tolist()
+                if not math.isfinite(loss_sum):  # every later number would be noise: stop, keep no checkpoint
+                    raise UserError(f"fine-tuning diverged: the loss is {loss_sum / max(seen, 1)} in epoch "
+                                    f"{epoch + 1} at learning rate {lr:g}; lower --lr")
                 summary = {"epoch": step / steps_per_epoch, "step": float(step),
                            "loss": loss_sum / max(seen, 1), "accuracy": 100.0 * correct / max(seen, 1),
                            "lr": optimizer.param_groups[0]["lr"],

@@ -377,6 +377,21 @@ def test_committed_artifacts_are_the_reproduce_rows():
             assert row["variants"][level]["ratio"] == report["levels"][level]["ratio"], path
 
 
+def test_committed_artifacts_say_which_normalization_their_inputs_take():
+    """report.json and model.onnx name the compiled model's own input normalization (as compile writes
+    them now; `benchmarks/backfill_normalization.py` added them to the earlier artifacts)."""
+    import onnx
+
+    from prunec import load_compiled
+    from prunec.artifact import preprocess_spec
+
+    for directory in sorted((ROOT / "benchmarks" / "results" / "artifacts").glob("*/")):
+        spec = preprocess_spec(load_compiled(directory / "model").preprocess)
+        assert json.loads((directory / "report.json").read_text())["data"]["normalization"] == spec, directory
+        props = {p.key: p.value for p in onnx.load(directory / "model.onnx", load_external_data=False).metadata_props}
+        assert (json.loads(props["prunec.mean"]), json.loads(props["prunec.std"])) == (spec["mean"], spec["std"])
+
+
 def test_readme_quotes_the_committed_summary():
     """The README's results table is the one reproduce.json gives (`reproduce.py --render`)."""
     module = _reproduce_module()

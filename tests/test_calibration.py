@@ -102,3 +102,14 @@ def test_thresholds_for_shares_route_those_shares(scores: list[float], shares: l
     ordered = np.sort(s)[::-1]
     assert (capped[want < len(s)] == np.array([(s > ordered[k]).sum() for k in want[want < len(s)]])).all()
     assert (capped[want == len(s)] == len(s)).all()
+
+
+def test_nan_scores_are_refused_rather_than_routed_at_random() -> None:
+    from prunec.errors import UserError
+
+    scores = np.array([0.9, np.nan, 0.1, 0.5], dtype=np.float32)
+    correct = np.array([True, False, True, True])
+    with pytest.raises(UserError, match="1 of 4 selector scores are NaN"):
+        sweep(scores, correct, correct, None, {"base": 1.0, "mild": 1.0})
+    with pytest.raises(UserError, match="1 of 4 selector scores are NaN"):
+        thresholds_for_shares(torch.from_numpy(scores), [0.5])

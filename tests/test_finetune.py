@@ -374,3 +374,17 @@ def test_finetune_cli_keeps_unstructured_zeros(tmp_path):
         model, _ = load_with_meta(str(out))
         share = float((model.layer2[0].conv1.weight == 0).double().mean())
         assert low <= share <= high, (flag, share)
+
+
+def test_a_diverging_fine_tune_stops_with_one_clear_error_and_writes_nothing(tmp_path, train):
+    """A learning rate far too high makes the loss NaN: every later number would be noise, so the run
+    stops at the epoch's end, keeps no checkpoint of it and says what to change."""
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(UserError, match=r"fine-tuning diverged: the loss is (nan|inf) in epoch 1 .*lower --lr"):
+        finetune(tiny_net(), train, epochs=1, lr=1e8, progress=False, seed=0, checkpoint_dir=str(ckpt))
+    assert list(ckpt.glob("epoch_*.pt")) == []
+    out = tmp_path / "out.pt"
+    assert_user_error(run_cli("finetune", "zoo:resnet20", "--in-channels", "1", "--num-classes", "4", "--data",
+                              "synthetic", "--epochs", "1", "--lr", "1e8", "--no-evaluate", "-o", str(out)),
+                      "fine-tuning diverged")
+    assert not out.exists()

@@ -236,8 +236,84 @@ def test_bad_mappings_file_one_line_exit_2(tmp_path, content, needle) -> None:
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("layers", [[5], [{"name": "c", "kind": "conv"}]])
-def test_inspect_an_ir_with_a_broken_layer_record_is_one_line(tmp_path, layers) -> None:
+def test_activation_sparsity_naming_no_layer_is_refused(tmp_path) -> None:
+    """Module names (layer1.0.conv1) for node names (layer1_0_conv1) used to be ignored silently."""
+    (tmp_path / "zeros.json").write_text(json.dumps({"layer1_0_conv1": 0.5, "layer1.0.conv1": 0.5}))
+    r = _prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--activation-sparsity",
+                str(tmp_path / "zeros.json"))
+    assert r.returncode == 2 and "activation sparsity name layers" in r.stderr and "layer1.0.conv1" in r.stderr
+    assert "layer1_0_conv1," not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("layers", "named"), [([5], "0"), ([{"name": "c", "kind": "conv"}], "c")])
+def test_inspect_an_ir_with_a_broken_layer_record_is_one_line(tmp_path, layers, named) -> None:
     ir = tmp_path / "ir.json"
     ir.write_text(json.dumps({"target": "eyeriss", "batch": 1, "layers": layers, "totals": {"energy": 1.0}}))
-    assert_user_error(run_cli("inspect", str(ir)), "layer record 0 of the IR is incomplete")
+    assert_user_error(run_cli("inspect", str(ir)), f"layer record {named} of the IR is incomplete")
+
+
+def test_lowering_a_graph_a_pass_resized_outside_run_passes_costs_its_new_shapes() -> None:
+    """A pass run with torch's own PassManager leaves the shapes recorded before it: lowering
+    without example inputs propagates them again on zeros of the recorded input shapes."""
+    from torch.fx.passes.infra.pass_base import PassResult
+    from torch.fx.passes.infra.pass_manager import PassManager
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from tests.model_fixtures import tiny
+
+    def halve_the_conv(gm: fx.GraphModule) -> PassResult:
+        conv, fc = gm.get_submodule("0"), gm.get_submodule("5")
+        keep = slice(0, conv.out_channels // 2)
+        new_conv = nn.Conv2d(conv.in_channels, keep.stop, 3, padding=1)
+        new_conv.weight.data, new_conv.bias.data = conv.weight.data[keep].clone(), conv.bias.data[keep].clone()
+        new_bn = nn.BatchNorm2d(keep.stop).eval()
+        new_fc = nn.Linear(keep.stop, fc.out_features)
+        for name, module in (("0", new_conv), ("1", new_bn), ("5", new_fc)):
+            setattr(gm, name, module)
+        return PassResult(gm, True)
+
+    x = torch.randn(1, 3, 8, 8)
+    gm = PassManager([halve_the_conv])(trace(tiny().eval(), x)).graph_module
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        gm(x)
+    lowered = prunec.lower(gm, None)
+    assert lowered.layers[0]["shape"]["M"] == 4
+    assert lowered.totals["macs"] == counter.get_total_flops() // 2 == prunec.lower(gm, x).totals["macs"]
+
+
+def _edited_ir(tmp_path, edit) -> str:
+    ir = json.loads(_prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json").stdout)
+    edit(ir)
+    path = tmp_path / "EDITED.JSON"  # found by its content, not a lowercase suffix
+    path.write_text(json.dumps(ir))
+    return str(path)
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda ir: ir["layers"][0].update(macs="many"), "layer record conv1 of the IR is incomplete or not numbers"),
+    (lambda ir: ir["layers"][0]["energy"].update(total="x"), "incomplete or not numbers"),
+    (lambda ir: ir["layers"][0]["accesses"].pop("dram"), "incomplete or not numbers"),
+    (lambda ir: ir["layers"][0].update(mapping="m1"), "incomplete or not numbers"),
+    (lambda ir: ir["layers"][0].update(macs=-5), "incomplete or not numbers"),
+    (lambda ir: ir["layers"][0].update(name=7), "layer record 0 of the IR is incomplete"),
+    (lambda ir: ir["layers"][0].update(role=3), "incomplete or not numbers"),
+    (lambda ir: ir["layers"][0].update(macs=ir["layers"][0]["macs"] * 2), "total macs"),
+    (lambda ir: ir["totals"].update(energy=1.0), "total energy"),
+    (lambda ir: ir["totals"].update(latency_ms="fast"), "not a number"),
+])
+def test_inspect_refuses_an_ir_it_cannot_show_truthfully(tmp_path, edit, needle) -> None:
+    assert_user_error(run_cli("inspect", _edited_ir(tmp_path, edit)), needle)
+
+
+def test_inspect_of_an_ir_refuses_options_that_build_a_model(tmp_path) -> None:
+    path = _edited_ir(tmp_path, lambda ir: None)
+    shown = run_cli("inspect", path)
+    assert shown.returncode == 0 and "conv1" in shown.stdout
+    assert_user_error(run_cli("inspect", path, "--pass", "eliminate_dead_code", "--input-shape", "1,3,8,8"),
+                      "--input-shape, --passes: only for inspecting a model")
+
+
+def test_relower_refuses_a_role_that_is_not_text(tmp_path) -> None:
+    path = _edited_ir(tmp_path, lambda ir: ir["layers"][0].update(role=3))
+    assert_user_error(run_cli("lower", path), "layer record conv1 of the IR is incomplete or inconsistent")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -65,6 +66,28 @@ def test_missing_parents_are_created_but_a_file_in_the_way_is_an_error(tmp_path)
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="cannot write"), atomic_directory(tmp_path / "file" / "out"):
         pass
+
+
+def test_the_early_check_creates_no_folder_and_a_failed_write_removes_those_it_made(tmp_path):
+    """compile checks -o before hours of work: a run that then fails leaves no empty folders behind."""
+    check_writable(tmp_path / "a" / "b" / "out", force=False)
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "a" / "b" / "out"):
+        assert (tmp_path / "a" / "b").is_dir()
+        raise RuntimeError("the run failed")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "keep").mkdir()  # a folder that was there before stays, and so does anything put beside
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "keep" / "new" / "out"):
+        raise RuntimeError("the run failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"] and list((tmp_path / "keep").iterdir()) == []
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    try:
+        if not os.access(tmp_path / "ro", os.W_OK) or os.geteuid() != 0:
+            with pytest.raises(UserError, match="not writable"):
+                check_writable(tmp_path / "ro" / "x" / "out", force=False)
+    finally:
+        (tmp_path / "ro").chmod(0o700)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -212,6 +212,12 @@ def _conv(ir: dict) -> dict:
     (lambda ir: _conv(ir)["shape"].update(G=0), "sizes, strides and dilations must be at least 1"),
     (lambda ir: _conv(ir)["shape"].update(stride=[0, 0]), "sizes, strides and dilations must be at least 1"),
     (lambda ir: _conv(ir)["shape"].update(C=2.5), "2.5 is not an integer"),
+    # a layer whose shape contradicts itself, an edited batch its layers do not hold, negative data movement
+    (lambda ir: _conv(ir)["shape"].update(E=_conv(ir)["shape"]["E"] * 3), "is not the output height"),
+    (lambda ir: _conv(ir)["shape"].update(Win=_conv(ir)["shape"]["Win"] + 9), "is not the output width"),
+    (lambda ir: ir.update(batch=4), "the IR's batch is 4 but its layer"),
+    (lambda ir: next(r for r in ir["layers"] if r["kind"] == "add")["shape"].update(out_elems=-5),
+     "element counts must not be negative"),
     (lambda ir: ir["hardware"].update(pe_array=[0, 14]), "field 'pe_array.rows' must be greater than 0"),
     (lambda ir: ir["hardware"]["energy_per_access"].update(dram=-200), "energy.dram"),
     (lambda ir: ir["hardware"].update(energy_unit="kWh"), "must be 'normalized' or 'pJ'"),
@@ -221,6 +227,18 @@ def test_hand_edited_irs_are_refused(lowered, edit, needle):
     edit(ir)
     with pytest.raises(UserError, match=re.escape(needle)):
         relower(ir)
+
+
+@pytest.mark.parametrize("kernel, stride, dilation", [(4, 1, 1), (2, 1, 2), (3, 2, 1), (5, 3, 2)])
+@pytest.mark.parametrize("padding", [0, 1, "same"])
+def test_every_convolution_prunec_lowers_passes_the_shape_check_when_read_back(kernel, stride, dilation, padding):
+    """The IR's consistency check accepts what lowering writes, even-kernel 'same' padding included."""
+    if padding == "same" and stride > 1:
+        return  # torch refuses 'same' with a stride
+    conv = nn.Conv2d(3, 4, kernel, stride=stride, dilation=dilation, padding=padding)
+    x = torch.randn(1, 3, 13, 11)
+    ir = prunec.lower(nn.Sequential(conv), x).to_dict()
+    assert relower(ir).layers[0]["shape"] == ir["layers"][0]["shape"]
 
 
 def test_a_broken_pin_or_an_unknown_option_is_one_clear_error(lowered):

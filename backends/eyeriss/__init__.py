@@ -20,7 +20,7 @@ from .hardware import Hardware, load_hardware, recorded_hardware
 from .ir import SCHEMA_VERSION, LoweredProgram
 from .mapper import NoMapping, pinned, search
 from .sparsity import LayerSparsity, zero_share
-from .workload import ConvShape, Op, extract_ops
+from .workload import ConvShape, Op, _whole, extract_ops
 
 _MAPPED = ("conv", "depthwise", "linear")
 _MOVEMENT = ("pool", "add", "concat")
@@ -48,9 +48,12 @@ class EyerissTarget:
         pins = {k: dict(v) for k, v in (mappings or {}).items()}
         layers, unmapped = [], []
         ops = extract_ops(gm, batch)
-        unknown = sorted(set(pins) - {op.name for op in ops if op.kind in _MAPPED})
-        if unknown:
-            raise UserError(f"mappings name layers that are not mapped convolutions/linears: {', '.join(unknown)}")
+        mapped = {op.name for op in ops if op.kind in _MAPPED}
+        for what, names in (("mappings", pins), ("activation sparsity", act)):
+            if unknown := sorted(set(names) - mapped):  # a misspelt name would be silently ignored
+                raise UserError(f"{what} name layers that are not mapped convolutions/linears: "
+                                f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''} (layer names are "
+                                "graph node names, as `prunec lower --format json` lists them)")
         for op in ops:
             if op.kind in _MAPPED:
                 sp = self._sparsity(op, act, zero_gating, rlc, weight_sparsity)
@@ -105,8 +108,11 @@ class EyerissTarget:
                 pin = None if unpin else pin
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 name = rec.get("name", "?") if isinstance(rec, MappingABC) else repr(rec)
-                raise UserError(f"layer record {name} of the IR is incomplete ({type(exc).__name__}: {exc}); "
-                                "lower the model again") from None
+                raise UserError(f"layer record {name} of the IR is incomplete or inconsistent "
+                                f"({type(exc).__name__}: {exc}); lower the model again") from None
+            if op.shape is not None and op.shape.N != batch:  # energy per inference divides by the batch
+                raise UserError(f"the IR's batch is {batch} but its layer {op.name} holds {op.shape.N} inputs: "
+                                f"lower the model again with --batch {batch}, not an edited IR")
             layers.append(self._movement(op, hardware) if sp is None else self._layer(op, hardware, sp, pin))
         return self._program(hardware, batch, layers, list(ir.get("unmapped") or []),
                              {"zero_gating": gating, "rlc": rlc, "weight_sparsity": weights,
@@ -120,10 +126,14 @@ class EyerissTarget:
                      ) -> tuple[Op, LayerSparsity | None, dict[str, int] | None]:
         """An IR layer record as the op it was lowered from, its zero shares (None for data movement)
         and its pinned mapping (None when searched)."""
+        if not isinstance(rec["name"], str) or not isinstance(rec.get("role"), (str, type(None))):
+            raise ValueError("a layer's name and role are text")
         op = Op(name=rec["name"], kind=rec["kind"], role=rec.get("role"), target=rec.get("node", ""),
                 folded=list(rec.get("folded", [])))
         if op.kind in _MOVEMENT:
-            op.in_elems, op.out_elems = [int(n) for n in rec["shape"]["in_elems"]], int(rec["shape"]["out_elems"])
+            op.in_elems, op.out_elems = [_whole(n) for n in rec["shape"]["in_elems"]], _whole(rec["shape"]["out_elems"])
+            if min(op.in_elems, default=0) < 0 or op.out_elems < 0:
+                raise ValueError(f"element counts must not be negative: {rec['shape']}")
             return op, None, None
         if op.kind not in _MAPPED:
             raise ValueError(f"unknown kind {op.kind!r}")

@@ -63,6 +63,11 @@ class ConvShape:
         sizes = {k: _whole(d[k]) for k in ("N", "G", "C", "M", "Hin", "Win", "R", "S", "E", "F")}
         if min(*sizes.values(), u, v, dh, dw) < 1 or min(ph, pw) < 0:
             raise ValueError(f"sizes, strides and dilations must be at least 1 and padding at least 0: {dict(d)}")
+        for out, size, pad, kernel, dilation, stride, axis in (("E", sizes["Hin"], ph, sizes["R"], dh, u, "height"),
+                                                               ("F", sizes["Win"], pw, sizes["S"], dw, v, "width")):
+            if sizes[out] not in _output_sizes(size, pad, kernel, dilation, stride):
+                raise ValueError(f"{out}={sizes[out]} is not the output {axis} of a {kernel}-wide kernel (dilation "
+                                 f"{dilation}, stride {stride}, padding {pad}) on {size}")
         return cls(**sizes, U=u, V=v, Dh=dh, Dw=dw, pad_h=ph, pad_w=pw)
 
     def to_dict(self) -> dict[str, int]:
@@ -70,6 +75,13 @@ class ConvShape:
                 "Hin": self.Hin, "Win": self.Win, "R": self.R, "S": self.S, "E": self.E, "F": self.F,
                 "stride": [self.U, self.V], "dilation": [self.Dh, self.Dw],
                 "padding": [self.pad_h, self.pad_w]}
+
+
+def _output_sizes(size: int, pad: int, kernel: int, dilation: int, stride: int) -> set[int]:
+    """The output sizes a convolution can give: padding ``pad`` on both sides, or one more on one
+    side (``padding='same'`` with an even kernel pads asymmetrically, recorded as the smaller pad)."""
+    return {(size + total - dilation * (kernel - 1) - 1) // stride + 1 for total in (2 * pad, 2 * pad + 1)
+            if size + total >= dilation * (kernel - 1) + 1}
 
 
 def _whole(value: Any) -> int:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import fx, nn
 
+from prunec.errors import UserError
 from prunec.outdir import write_atomic
 
 DATA_ROOT_HELP = ("look for the data set only in this folder (or its <data set> subfolder); "
@@ -108,3 +111,22 @@ def emit_json(data: Any, output: str | None) -> None:
         print(f"wrote {output}", file=sys.stderr)
     else:
         print(text, end="")
+
+
+def is_saved_ir(model: str) -> bool:
+    """A compiled model's directory, or a JSON file (by name, or by its first character)."""
+    if os.path.isdir(model) or model.endswith(os.sep) or model.lower().endswith(".json"):
+        return True
+    try:
+        with open(model, "rb") as fh:
+            return fh.read(64).lstrip()[:1] == b"{"
+    except OSError:
+        return False
+
+
+def refuse_model_options(args: argparse.Namespace, names: Sequence[str], purpose: str) -> None:
+    """A saved IR has its model fixed: an option that builds one would be silently ignored."""
+    given = [f"--{name.replace('_', '-')}" for name in names
+             if getattr(args, name) is not None and getattr(args, name) is not False and getattr(args, name) != []]
+    if given:
+        raise UserError(f"{', '.join(given)}: only for {purpose}; a saved IR keeps what it was lowered with")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from rich.table import Table
 
-from prunec.cli.common import add_model_arguments, emit_json, load_and_trace
+from prunec.cli.common import add_model_arguments, emit_json, is_saved_ir, load_and_trace, refuse_model_options
 from prunec.terminal import make_console
 
 
@@ -23,8 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+#: Options that build a model to inspect; a saved IR has its model fixed.
+_MODEL_ONLY = ("arch", "trust_model", "in_channels", "num_classes", "input_shape", "leaf_module", "passes")
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.model.endswith(".json"):
+    if is_saved_ir(args.model) and not os.path.isdir(args.model):
+        refuse_model_options(args, _MODEL_ONLY, "inspecting a model")
         return _inspect_ir(args.model, args.format, args.output)
     from prunec.passes import run_passes
     from prunec.summary import summarize

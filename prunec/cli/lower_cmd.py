@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prunec.cli.common import MODEL_HELP, add_model_arguments, emit_json, load_and_trace
+from prunec.cli.common import (
+    MODEL_HELP,
+    add_model_arguments,
+    emit_json,
+    is_saved_ir,
+    load_and_trace,
+    refuse_model_options,
+)
 from prunec.errors import UserError
 from prunec.lowering import read_json
 from prunec.outdir import check_writable_file
@@ -81,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     hws = args.hw or []
     if args.compare and not hws:
         raise UserError("--compare needs the chip(s) to compare with: --hw FILE")
-    if _is_saved_ir(args.model):
+    if is_saved_ir(args.model):
         return _relower(args)
     if args.unpin:
         raise UserError("--unpin: only for a saved IR; lowering a model searches every mapping unless --mappings "
@@ -109,17 +116,6 @@ def run(args: argparse.Namespace) -> int:
     return _show(programs[0].to_dict(), args)
 
 
-def _is_saved_ir(model: str) -> bool:
-    """A compiled model's directory, or a JSON file (by name, or by its first character)."""
-    if os.path.isdir(model) or model.endswith(os.sep) or model.lower().endswith(".json"):
-        return True
-    try:
-        with open(model, "rb") as fh:
-            return fh.read(64).lstrip()[:1] == b"{"
-    except OSError:
-        return False
-
-
 #: Options that say how to build a model's IR; a saved IR has them fixed.
 _MODEL_ONLY = ("arch", "trust_model", "in_channels", "num_classes", "input_shape", "leaf_module", "batch",
                "activation_sparsity", "mappings")
@@ -130,10 +126,7 @@ def _relower(args: argparse.Namespace) -> int:
     from prunec.lowering import load_ir
     from prunec.recost import recost_compiled, relower
 
-    given = [f"--{name.replace('_', '-')}" for name in _MODEL_ONLY
-             if getattr(args, name) is not None and getattr(args, name) is not False and getattr(args, name) != []]
-    if given:
-        raise UserError(f"{', '.join(given)}: only for lowering a model; a saved IR keeps what it was lowered with")
+    refuse_model_options(args, _MODEL_ONLY, "lowering a model")
     options = {"zero_gating": False if args.no_zero_gating else None, "rlc": False if args.no_rlc else None,
                "weight_sparsity": True if args.weight_sparsity else None, "unpin": args.unpin}
     hws = args.hw or []
