@@ -44,8 +44,11 @@ def backfill(directory: Path) -> list[str]:
         onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
                                             **normalization_props(spec)})
         staged = directory / "model.onnx.tmp"
-        onnx.save(model, staged)
-        os.replace(staged, directory / "model.onnx")
+        try:
+            onnx.save(model, staged)
+            os.replace(staged, directory / "model.onnx")
+        finally:
+            staged.unlink(missing_ok=True)
         added.append("model.onnx metadata")
     if added:
         render_all(directory)

@@ -80,9 +80,9 @@ def render(payload: dict[str, Any]) -> str:
         "original on calibration data), exactly as `prunec compile --max-accuracy-drop` chooses it; the other "
         "columns are that threshold's outcome on the test split. Target: >= 70 % energy reduction at <= 2.0 "
         "points test accuracy loss, and less energy than the best single level at least as accurate: a "
-        "threshold that routes nothing to the mild network misses it (the aggressive network alone is as "
-        "accurate and does without the selector); other points are checked against the first two parts "
-        "only, as no single levels are at hand here (the reproduce table checks all three).")
+        "threshold that routes nothing (everything) to the mild network misses it (the aggressive (mild) "
+        "network alone is as accurate and does without the selector); other points are checked against "
+        "the first two parts only, as no single levels are at hand here (the reproduce table checks all three).")
     for row in payload["rows"]:
         lines += [study_heading(row), "",
                   f"Levels {row['levels']['mild']:g}/{row['levels']['aggressive']:g}; compiled with a "
@@ -100,9 +100,13 @@ def render(payload: dict[str, Any]) -> str:
 
 
 def _target(point: dict[str, Any]) -> str:
+    """met/missed; a threshold that routes nothing (or everything) never beats the aggressive (or the
+    mild) network alone, which is as accurate without the selector."""
     if not point["target_met"]:
         return "missed"
-    return "met" if point["mild_share"] > 0 else "missed (routes nothing)"
+    if point["mild_share"] <= 0:
+        return "missed (routes nothing)"
+    return "met" if point["mild_share"] < 1 else "missed (routes everything)"
 
 
 def main(argv: list[str] | None = None) -> int:

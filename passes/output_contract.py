@@ -7,6 +7,8 @@ only the first image has the right output shape.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 
 import torch
@@ -61,8 +63,8 @@ def forward_outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Sign
     """Shape and dtype of every output of a forward pass in eval mode; None where it does not run."""
     from prunec.frontend import evaluating
 
-    try:
-        with torch.no_grad(), evaluating(module):
+    try:  # torch.fx prints the generated code's traceback itself: this failure is an answer, not news
+        with torch.no_grad(), evaluating(module), contextlib.redirect_stderr(io.StringIO()):
             out = module(*inputs)
     except Exception:  # noqa: BLE001 - any failure of the graph is the finding; the caller says which
         return None

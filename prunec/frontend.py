@@ -333,12 +333,13 @@ def propagate_shapes(
 
 
 def recorded_inputs(gm: fx.GraphModule) -> tuple[torch.Tensor, ...] | None:
-    """Zeros shaped as the inputs shape propagation recorded, to propagate again after the graph
-    changed; None where a placeholder has no recorded shape."""
+    """Zeros shaped as the inputs shape propagation recorded, on the graph's own device, to propagate
+    again after the graph changed; None where a placeholder has no recorded shape."""
     metas = [n.meta.get("tensor_meta") for n in gm.graph.nodes if n.op == "placeholder"]
     if not metas or any(not hasattr(m, "shape") for m in metas):
         return None
-    return tuple(torch.zeros(m.shape, dtype=m.dtype) for m in metas)
+    device = next((t.device for t in (*gm.parameters(), *gm.buffers())), torch.device("cpu"))
+    return tuple(torch.zeros(m.shape, dtype=m.dtype, device=device) for m in metas)
 
 
 @contextlib.contextmanager

@@ -50,6 +50,31 @@ def _has_shapes(gm: fx.GraphModule) -> bool:
                for n in gm.graph.nodes if n.op not in ("placeholder", "output"))
 
 
+def _stale_shapes(gm: fx.GraphModule) -> bool:
+    """Whether a convolution, linear or batch-norm module no longer has the channels its recorded
+    input and output shapes say (a pass replaced it after shape propagation)."""
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        module = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(module, (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)):
+            continue
+        arg = node.args[0] if node.args else None
+        shapes = [getattr(n.meta.get("tensor_meta"), "shape", None) if isinstance(n, fx.Node) else None
+                  for n in (arg, node)]
+        if any(shape is None or len(shape) < 2 for shape in shapes):
+            return True
+        (_, c_in, *_), (_, c_out, *_) = shapes
+        if isinstance(module, nn.Linear):
+            c_in, c_out, want = shapes[0][-1], shapes[1][-1], (module.in_features, module.out_features)
+        elif isinstance(module, nn.modules.conv._ConvNd):
+            want = (module.in_channels, module.out_channels)
+        else:
+            want = (module.num_features, module.num_features)
+        if (c_in, c_out) != want:
+            return True
+    return False
+
+
 def _is_non_tensor(kind: Any) -> bool:
     return isinstance(kind, type) and not issubclass(kind, torch.Tensor)
 
@@ -75,8 +100,8 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
         raise UserError(EXPORTED)
     if isinstance(model, fx.GraphModule):
         gm = model
-        if not inputs and (recorded := recorded_inputs(gm)) is not None:
-            inputs = recorded  # shapes recorded before a pass changed the graph would be costed stale
+        if not inputs and (not _has_shapes(gm) or _stale_shapes(gm)):
+            inputs = recorded_inputs(gm) or ()  # a pass changed the graph after its shapes were recorded
         if inputs:
             propagate_shapes(gm, inputs)
         elif not _has_shapes(gm):
@@ -236,11 +261,9 @@ def _check_records(layers: list[Any], totals: Mapping[str, Any]) -> None:
                             "edited by hand? `prunec lower IR.json -o FILE` writes it costed anew")
 
 
-def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
-    """Print a saved IR (``LoweredProgram.to_dict()``) as rich tables: layers, then totals."""
-    from rich.table import Table
-
-    console = console or make_console()
+def check_ir(ir: Mapping[str, Any]) -> tuple[list[Any], Mapping[str, Any]]:
+    """The IR's layers and totals, once every record is complete, numeric and summed as lowering
+    writes it; one clear error otherwise (a hand-edited IR is shown only when it adds up)."""
     try:
         layers, totals = ir["layers"], ir["totals"]
     except (KeyError, TypeError):
@@ -248,6 +271,15 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     if not isinstance(layers, list) or not isinstance(totals, Mapping):
         raise UserError("not a prunec lowered IR: 'layers' must be a list and 'totals' an object")
     _check_records(layers, totals)
+    return layers, totals
+
+
+def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
+    """Print a saved IR (``LoweredProgram.to_dict()``) as rich tables: layers, then totals."""
+    from rich.table import Table
+
+    console = console or make_console()
+    layers, totals = check_ir(ir)
     hardware = ir.get("hardware") if isinstance(ir.get("hardware"), Mapping) else {}
     unit = hardware.get("energy_unit", "normalized")
     dynamic = any(rec.get("role") for rec in layers)
@@ -299,4 +331,5 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     console.print(tot)
 
 
-__all__ = ["lower", "load_ir", "read_json", "measure_activation_sparsity", "render_ir", "LoweredProgram"]
+__all__ = ["lower", "load_ir", "read_json", "measure_activation_sparsity", "check_ir", "render_ir",
+           "LoweredProgram"]

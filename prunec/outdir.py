@@ -99,11 +99,13 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
     """Yield a fresh staging directory that becomes ``path`` when the block succeeds."""
     target = check_writable(path, force)
     created = _missing_ancestors(target.parent)
-    ensure_writable_directory(target.parent, f"cannot write {path}")
     try:
+        ensure_writable_directory(target.parent, f"cannot write {path}")
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    except OSError as exc:
+    except (OSError, UserError) as exc:
         _remove_empty(created)
+        if isinstance(exc, UserError):
+            raise
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
     umask = os.umask(0)
     os.umask(umask)

@@ -622,22 +622,32 @@ def verdict(d: dict[str, Any]) -> Verdict:
 def single_level_rival(d: dict[str, Any]) -> SingleLevelRival | None:
     """The least-energy network of the report (original, mild, aggressive, the searched single
     levels) whose test accuracy is at least the dynamic model's; None without any."""
+    cheapest = cheapest_network_as_accurate(d, d["accuracy"]["dynamic"])
+    if cheapest is None:
+        return None
+    name, least = cheapest
+    return SingleLevelRival(name, float(d["energy"]["dynamic"]) / least)
+
+
+def cheapest_network_as_accurate(d: dict[str, Any], accuracy: float) -> tuple[str, float] | None:
+    """Name and energy of the least-energy single network of the report (no selector) whose test
+    accuracy is at least ``accuracy`` (%); None when none is."""
     acc, energy = d["accuracy"], d["energy"]
     networks = [(name, acc[name], energy[name]) for name in ("original", "mild", "aggressive")]
     networks += [(f"single level r={s['ratio']:.2f}", s["accuracy"], s["energy"])
                  for s in d.get("single_level", []) if s.get("ratio", 0) > 0]
-    as_good = [(name, e) for name, a, e in networks if a >= acc["dynamic"] - 1e-9 and e > 0]
-    if not as_good:
-        return None
-    name, least = min(as_good, key=lambda n: n[1])
-    return SingleLevelRival(name, float(energy["dynamic"]) / float(least))
+    as_good = [(name, float(e)) for name, a, e in networks if a >= accuracy - 1e-9 and e > 0]
+    return min(as_good, key=lambda n: n[1], default=None)
 
 
 def in_target_region(d: dict[str, Any], accuracy: float, energy: float) -> bool:
-    """Whether a point (accuracy %, energy) meets the target relative to ``d``'s original."""
+    """Whether a point (accuracy %, energy) meets the target relative to ``d``'s original: its
+    energy and accuracy budgets, and less energy than any single network of ``d`` as accurate."""
     e0, a0 = d["energy"]["original"], d["accuracy"]["original"]
+    rival = cheapest_network_as_accurate(d, accuracy)
     return (energy <= (1 - TARGET_ENERGY_REDUCTION) * e0 + 1e-12
-            and accuracy >= a0 - TARGET_MAX_ACCURACY_DROP - 1e-9)
+            and accuracy >= a0 - TARGET_MAX_ACCURACY_DROP - 1e-9
+            and (rival is None or energy < rival[1]))
 
 
 def reported_sweep(d: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
@@ -1108,7 +1118,7 @@ __all__ = [
     "SCHEMA_VERSION", "REPORT_FILE", "MARKDOWN_FILE", "BREAKDOWN_PLOT", "TRADEOFF_PLOT",
     "TARGET_ENERGY_REDUCTION", "TARGET_MAX_ACCURACY_DROP", "PAPER_ENERGY_REDUCTION",
     "PAPER_ACCURACY_DROP", "MEMORY_LEVELS", "LEVEL_LABELS", "ROLES", "VARIANTS", "Report", "Verdict",
-    "SingleLevelRival", "single_level_rival",
+    "SingleLevelRival", "single_level_rival", "cheapest_network_as_accurate",
     "validate_report", "load_report", "input_normalization", "save_report", "render_markdown", "print_summary",
     "render_all", "verdict", "in_target_region", "reported_sweep", "chosen_index", "fmt_energy",
     "variant_rows",

@@ -354,11 +354,6 @@ def test_a_row_no_cheaper_than_its_best_single_level_misses_the_target():
     assert module.verdict(row(20.06)) == "missed"
     assert "1.0030x the energy of the best single level (ratio 0.70)" in module._shortfall(row(20.06))
     assert "short by" not in module._shortfall(row(20.06))
-    committed = json.loads((ROOT / "benchmarks" / "results" / "reproduce.json").read_text())["rows"]
-    for r in committed:
-        v = r["variants"]
-        if v["dynamic_learned"]["energy"] >= v["best_single_level"]["energy"]:
-            assert module.verdict(r).startswith("missed"), (r["network"], r["dataset"])
 
 
 def test_committed_artifacts_are_the_reproduce_rows():

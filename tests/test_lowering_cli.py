@@ -311,7 +311,7 @@ def test_inspect_of_an_ir_refuses_options_that_build_a_model(tmp_path) -> None:
     shown = run_cli("inspect", path)
     assert shown.returncode == 0 and "conv1" in shown.stdout
     assert_user_error(run_cli("inspect", path, "--pass", "eliminate_dead_code", "--input-shape", "1,3,8,8"),
-                      "--input-shape, --passes: only for inspecting a model")
+                      "--input-shape, --pass: only for inspecting a model")
 
 
 def test_relower_refuses_a_role_that_is_not_text(tmp_path) -> None:

@@ -237,8 +237,24 @@ def test_every_convolution_prunec_lowers_passes_the_shape_check_when_read_back(k
         return  # torch refuses 'same' with a stride
     conv = nn.Conv2d(3, 4, kernel, stride=stride, dilation=dilation, padding=padding)
     x = torch.randn(1, 3, 13, 11)
-    ir = prunec.lower(nn.Sequential(conv), x).to_dict()
-    assert relower(ir).layers[0]["shape"] == ir["layers"][0]["shape"]
+    for batch in (1, 3):
+        ir = prunec.lower(nn.Sequential(conv), x, batch=batch).to_dict()
+        assert relower(ir).layers[0]["shape"] == ir["layers"][0]["shape"]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_linear_layer_over_a_sequence_is_read_back_at_any_batch(batch):
+    """A Linear on (N, L, C) holds N x L rows: not an edited batch."""
+    model = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), _Transpose(), nn.Linear(4, 5))
+    ir = prunec.lower(model, torch.randn(1, 2, 8), batch=batch).to_dict()
+    linear = next(r for r in ir["layers"] if r["kind"] == "linear")
+    assert linear["shape"]["N"] == 8 * batch
+    assert relower(ir).totals["energy"] == pytest.approx(ir["totals"]["energy"])
+
+
+class _Transpose(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2)
 
 
 def test_a_broken_pin_or_an_unknown_option_is_one_clear_error(lowered):

@@ -311,6 +311,19 @@ def test_verdict_asks_for_less_energy_than_any_single_network_as_accurate(report
     assert R.verdict(gained).rival is None
 
 
+def test_a_sweep_point_no_cheaper_than_a_single_network_as_accurate_is_outside_the_target_region(
+        report: dict[str, Any]) -> None:
+    """Routing nothing gives the aggressive network's accuracy at its energy plus the selector's: report.md
+    must not call that threshold the cheapest in the target region while its headline calls it a miss."""
+    d = json.loads(json.dumps(report))
+    d["accuracy"]["aggressive"] = 90.5  # within the 2-point budget of 91.7
+    routes_nothing = d["energy"]["aggressive"] + d["energy"]["by_role"]["selector"]
+    assert not R.in_target_region(d, 90.5, routes_nothing)
+    assert R.in_target_region(d, 90.5, d["energy"]["aggressive"] * 0.99)  # a selector that does better
+    d["test_sweep"] = [{"threshold": 0.9, "mild_share": 0.0, "accuracy": 90.5, "energy": routes_nothing}]
+    assert "land in the target region" not in R.render_markdown(d)
+
+
 # ------------------------------------------------------------------- markdown
 
 

@@ -110,7 +110,9 @@ class EyerissTarget:
                 name = rec.get("name", "?") if isinstance(rec, MappingABC) else repr(rec)
                 raise UserError(f"layer record {name} of the IR is incomplete or inconsistent "
                                 f"({type(exc).__name__}: {exc}); lower the model again") from None
-            if op.shape is not None and op.shape.N != batch:  # energy per inference divides by the batch
+            # energy per inference divides by the batch, so an edited batch its layers do not hold is wrong;
+            # a linear layer on (batch, ..., features) holds batch x the middle dims rows
+            if op.shape is not None and (op.shape.N % batch if op.kind == "linear" else op.shape.N != batch):
                 raise UserError(f"the IR's batch is {batch} but its layer {op.name} holds {op.shape.N} inputs: "
                                 f"lower the model again with --batch {batch}, not an edited IR")
             layers.append(self._movement(op, hardware) if sp is None else self._layer(op, hardware, sp, pin))

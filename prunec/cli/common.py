@@ -124,9 +124,11 @@ def is_saved_ir(model: str) -> bool:
         return False
 
 
-def refuse_model_options(args: argparse.Namespace, names: Sequence[str], purpose: str) -> None:
-    """A saved IR has its model fixed: an option that builds one would be silently ignored."""
-    given = [f"--{name.replace('_', '-')}" for name in names
+def refuse_model_options(args: argparse.Namespace, names: Sequence[str], purpose: str,
+                         flags: dict[str, str] | None = None) -> None:
+    """A saved IR has its model fixed: an option that builds one would be silently ignored.
+    ``names`` are argparse dests; ``flags`` maps a dest to its flag where they differ."""
+    given = [(flags or {}).get(name, f"--{name.replace('_', '-')}") for name in names
              if getattr(args, name) is not None and getattr(args, name) is not False and getattr(args, name) != []]
     if given:
         raise UserError(f"{', '.join(given)}: only for {purpose}; a saved IR keeps what it was lowered with")

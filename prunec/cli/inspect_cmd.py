@@ -30,7 +30,7 @@ _MODEL_ONLY = ("arch", "trust_model", "in_channels", "num_classes", "input_shape
 
 def run(args: argparse.Namespace) -> int:
     if is_saved_ir(args.model) and not os.path.isdir(args.model):
-        refuse_model_options(args, _MODEL_ONLY, "inspecting a model")
+        refuse_model_options(args, _MODEL_ONLY, "inspecting a model", flags={"passes": "--pass"})
         return _inspect_ir(args.model, args.format, args.output)
     from prunec.passes import run_passes
     from prunec.summary import summarize
@@ -61,9 +61,10 @@ def _print_table(report: dict) -> None:
 
 
 def _inspect_ir(path: str, fmt: str, output: str | None) -> int:
-    from prunec.lowering import load_ir, render_ir
+    from prunec.lowering import check_ir, load_ir, render_ir
 
     ir = load_ir(path)
+    check_ir(ir)
     if fmt == "json" or output:
         emit_json(ir, output)
         return 0
