@@ -103,7 +103,9 @@ def _torch_load(path: str, weights_only: bool) -> Any:
                 "file, pass --trust-model; otherwise save model.state_dict() and use --arch"
             ) from None
         raise UserError(f"{path} is not a readable PyTorch file ({_first_line(exc)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
+        if not _looks_like_torch_file(path):  # e.g. a text file: pickle reads its first byte as an opcode
+            raise UserError(f"{path} is not a PyTorch file (neither a torch.save archive nor a pickle)") from None
         raise UserError(
             f"{path} is corrupted or truncated, not a readable PyTorch file ({_first_line(exc)})"
         ) from None

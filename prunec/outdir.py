@@ -88,6 +88,8 @@ def check_writable_file(path: str | os.PathLike) -> Path:
     target = Path(path).absolute()
     if target.is_dir():
         raise UserError(f"cannot write {path}: it is a directory")
+    if target.exists() and not target.is_file():  # a device, FIFO or socket would be replaced by a file
+        raise UserError(f"cannot write {path}: it exists and is not a regular file")
     if not target.parent.exists():
         raise UserError(f"cannot write {path}: directory {target.parent} does not exist")
     ensure_writable_directory(target.parent, f"cannot write {path}")

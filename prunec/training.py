@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import math
 import os
 import re
@@ -82,9 +83,30 @@ class TrainResult:
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` as a torch.device; None means the GPU when there is one, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as exc:
+        raise UserError(f"unknown device {device!r} ({_first_line(exc)}); use cpu or cuda") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r}: this torch sees no CUDA GPU; use cpu")
+    return chosen
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def fingerprint(module: nn.Module | None) -> str | None:
+    """A short hash of a module's parameters and buffers: which network a checkpoint started from."""
+    if module is None:
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -244,6 +266,10 @@ def finetune(
         raise UserError(f"kd_temperature must be positive, got {kd_temperature}")
     if max_steps is not None and max_steps < 1:
         raise UserError(f"max_steps must be at least 1, got {max_steps}")
+    for name, value in (("epochs", epochs), ("learning rate", lr), ("momentum", momentum),
+                        ("weight decay", weight_decay)):
+        if not (math.isfinite(value) and value >= 0):  # NaN fails too
+            raise UserError(f"{name} must be a finite number, at least 0, got {value}")
 
     distributed = _distributed_env()
     created_group = False
@@ -269,6 +295,10 @@ def finetune(
             dist.destroy_process_group()
 
 
+#: The run settings every checkpoint records; later ones are compared where a checkpoint has them.
+_FIRST_RUN_KEYS = ("seed", "samples", "batch_size", "world_size", "steps_per_epoch", "total_steps")
+
+
 def _run(
     model: nn.Module, train: Split, teacher: nn.Module | None, epochs: float, lr: float,
     batch_size: int, momentum: float, weight_decay: float, kd_alpha: float, kd_temperature: float,
@@ -288,7 +318,11 @@ def _run(
     if max_steps is not None:
         total = min(total, max_steps)
     run_info = {"seed": seed, "samples": n, "batch_size": batch_size, "world_size": world,
-                "steps_per_epoch": steps_per_epoch, "total_steps": total}
+                "steps_per_epoch": steps_per_epoch, "total_steps": total,
+                # what else the result depends on (checkpoints made before these were recorded lack them)
+                "start": fingerprint(model), "teacher": fingerprint(teacher) if kd_alpha > 0 else None,
+                "momentum": momentum, "weight_decay": weight_decay, "kd_alpha": kd_alpha,
+                "kd_temperature": kd_temperature, "augment": augment, "keep_zeros": keep_zeros}
 
     model.to(device)
     if teacher is not None:
@@ -316,11 +350,14 @@ def _run(
             state = _load_checkpoint(latest)
             groups = (state.get("optimizer") or {}).get("param_groups") or [{}]
             saved_lr = groups[0].get("initial_lr", lr)  # not in run_info: older checkpoints lack it there
-            if state.get("run") != run_info or not math.isclose(saved_lr, lr):
-                raise UserError(
-                    f"{latest} is from a different run ({state.get('run')}, lr {saved_lr:g}; now {run_info}, lr "
-                    f"{lr:g}); delete {checkpoint_dir}, use another checkpoint directory or pass resume=False / "
-                    "--no-resume")
+            saved = state.get("run") or {}
+            differ = [k for k in run_info if (k in saved or k in _FIRST_RUN_KEYS) and saved.get(k) != run_info[k]]
+            differ += ["lr"] if not math.isclose(saved_lr, lr) else []
+            if differ:
+                was = ", ".join(f"{k} {saved_lr if k == 'lr' else saved.get(k)!r}" for k in differ)
+                now = ", ".join(f"{k} {lr if k == 'lr' else run_info[k]!r}" for k in differ)
+                raise UserError(f"{latest} is from a different run ({was}; now {now}); delete {checkpoint_dir}, use "
+                                "another checkpoint directory or pass resume=False / --no-resume")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -427,6 +464,9 @@ def _run(
         bar.close()
     if distributed and step == resumed_from:
         _sync_buffers(model)
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise UserError("fine-tuning diverged: the network's weights hold NaN or inf after the last step; "
+                        "lower --lr (or --momentum)")
     last = history[-1] if history else {"loss": float("nan"), "accuracy": float("nan")}
     return TrainResult(steps=step, total_steps=total, steps_per_epoch=steps_per_epoch,
                        epochs=step / steps_per_epoch, loss=last["loss"], accuracy=last["accuracy"],

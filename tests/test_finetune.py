@@ -154,6 +154,16 @@ def test_checkpoint_resume_equals_uninterrupted_run(train, tmp_path):
         finetune(graph_net(), train, checkpoint_dir=str(tmp_path / "b"), **{**kwargs, "epochs": 4})
     with pytest.raises(UserError, match="different run"):  # another learning rate is another run
         finetune(graph_net(), train, checkpoint_dir=str(tmp_path / "b"), **{**kwargs, "lr": 0.123})
+    # so are another momentum, a teacher, and other starting weights of the same shapes
+    with pytest.raises(UserError, match=r"different run \(momentum 0.9; now momentum 0.5\)"):
+        finetune(graph_net(), train, checkpoint_dir=str(tmp_path / "b"), **{**kwargs, "momentum": 0.5})
+    with pytest.raises(UserError, match=r"different run \(teacher None; now teacher '[0-9a-f]+'"):
+        finetune(graph_net(), train, checkpoint_dir=str(tmp_path / "b"), teacher=graph_net(), **kwargs)
+    other_start = graph_net()
+    with torch.no_grad():
+        next(other_start.parameters()).add_(1.0)
+    with pytest.raises(UserError, match="different run \\(start "):
+        finetune(other_start, train, checkpoint_dir=str(tmp_path / "b"), **kwargs)
 
 
 def test_a_run_records_what_computed_each_epoch_and_a_resume_on_other_threads_says_so(train, tmp_path, capfd):
@@ -388,3 +398,28 @@ def test_a_diverging_fine_tune_stops_with_one_clear_error_and_writes_nothing(tmp
                               "synthetic", "--epochs", "1", "--lr", "1e8", "--no-evaluate", "-o", str(out)),
                       "fine-tuning diverged")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--momentum", "nan"], "momentum must be a finite number"),
+    (["--weight-decay", "-1"], "weight decay must be a finite number, at least 0"),
+    (["--epochs", "inf"], "epochs must be a finite number"),
+    (["--device", "bogus"], "unknown device 'bogus'"),
+])
+def test_finetune_options_torch_would_choke_on_are_one_line(tmp_path, flags, needle):
+    out = tmp_path / "out.pt"
+    assert_user_error(run_cli("finetune", "zoo:resnet20", "--in-channels", "1", "--num-classes", "4", "--data",
+                              "synthetic", "--max-steps", "1", "--no-evaluate", *flags, "-o", str(out)), needle)
+    assert not out.exists()
+
+
+def test_a_text_file_named_pt_and_a_fifo_as_output_are_refused(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("hello world\n")
+    assert_user_error(run_cli("finetune", str(text), "--arch", "zoo:resnet20", "--data", "synthetic",
+                              "-o", str(tmp_path / "o.pt")), "is not a PyTorch file")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert_user_error(run_cli("prune", "zoo:resnet20", "--input-shape", "1,3,32,32", "--ratio", "0.5",
+                              "-o", str(fifo)), "exists and is not a regular file")
+    assert fifo.is_fifo()

@@ -56,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="measure test-split accuracy afterwards (default on)")
     p.add_argument("--checkpoint-dir", help="write epoch_K.pt here after every epoch")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="restart from the latest checkpoint in --checkpoint-dir (default on)")
+                   help="restart from the latest checkpoint in --checkpoint-dir (default on); a checkpoint of "
+                   "another run (other starting weights, teacher, data size, seed, lr, momentum, weight decay, "
+                   "distillation or augmentation settings) is refused, not resumed")
     p.add_argument("--keep-zeros", action=argparse.BooleanOptionalAction, default=True,
                    help="weights that are exactly zero at the start stay zero, so an unstructured pruning "
                    "survives fine-tuning (default on; a trained dense model holds no exact zeros)")
@@ -129,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
     in_channels = int(kwargs.get("in_channels") or first[0] or info.in_channels)
     num_classes = int(kwargs.get("num_classes") or first[1] or info.num_classes)
     kept: dict[str, Any] = {k: v for k, v in meta.items() if k not in _RESERVED}
-    kept.setdefault("dataset", info.name)
-    kept.setdefault("input_shape", list(info.input_shape))
+    kept["dataset"] = info.name  # what these weights were last trained on, as preprocess below
+    kept["input_shape"] = list(info.input_shape)
     kept["preprocess"] = {"mean": list(info.mean), "std": list(info.std)}  # what these weights were trained on
     steps = f"{result.steps} step{'s' if result.steps != 1 else ''}"
     summary = (f"{steps} ({result.epochs:.2f} epochs), train loss {result.loss:.4f}, "
