@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -340,7 +341,11 @@ def _run(
     computed_on = {"device": device.type, "threads": torch.get_num_threads() if device.type == "cpu" else None}
     show_notes = rank == 0
     if checkpoint_dir is not None:
-        os.makedirs(checkpoint_dir, exist_ok=True)
+        if not str(checkpoint_dir).strip():
+            raise UserError("the checkpoint directory is an empty name")
+        from prunec.outdir import ensure_writable_directory
+
+        ensure_writable_directory(Path(checkpoint_dir), f"cannot use checkpoint directory {checkpoint_dir}")
         if rank == 0:  # half-written checkpoints of a killed run (whole ones are renamed into place)
             for stale in glob.glob(os.path.join(glob.escape(checkpoint_dir), "epoch_*.pt.tmp-*")):
                 with contextlib.suppress(FileNotFoundError):

@@ -423,3 +423,22 @@ def test_a_text_file_named_pt_and_a_fifo_as_output_are_refused(tmp_path):
     assert_user_error(run_cli("prune", "zoo:resnet20", "--input-shape", "1,3,32,32", "--ratio", "0.5",
                               "-o", str(fifo)), "exists and is not a regular file")
     assert fifo.is_fifo()
+
+
+def test_a_teacher_with_other_classes_is_refused_before_training(tmp_path):
+    for classes in (10, 4):
+        made = run_cli("prune", "zoo:resnet20", "--in-channels", "1", "--num-classes", str(classes), "--input-shape",
+                       "1,1,16,16", "--ratio", "0.0", "-o", str(tmp_path / f"c{classes}.pt"))
+        assert made.returncode == 0, made.stderr
+    assert_user_error(run_cli("finetune", str(tmp_path / "c4.pt"), "--data", "synthetic", "--teacher",
+                              str(tmp_path / "c10.pt"), "--max-steps", "1", "--no-evaluate",
+                              "-o", str(tmp_path / "o.pt")), "--teacher outputs 10 classes but MODEL 4")
+
+
+@pytest.mark.parametrize("where", ["a_file", "", "/proc/prunec_ckpt"])
+def test_a_checkpoint_dir_that_cannot_be_one_is_refused_in_one_line(tmp_path, where, train):
+    if where == "a_file":
+        where = str(tmp_path / "a_file")
+        Path(where).write_text("x")
+    with pytest.raises(UserError, match="checkpoint directory"):
+        finetune(tiny_net(), train, epochs=1, progress=False, checkpoint_dir=where)

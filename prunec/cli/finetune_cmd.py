@@ -112,9 +112,10 @@ def run(args: argparse.Namespace) -> int:
         _check_teacher_normalization(teacher_meta, info, args.teacher)
 
     train = load_split(args.data, "train", args.data_root, info.mean, info.std).subset(args.train_subset, args.seed)
-    _check_fits(model, train, "MODEL")
-    if teacher is not None:
-        _check_fits(teacher, train, "--teacher")
+    classes = _check_fits(model, train, "MODEL")
+    if teacher is not None and (theirs := _check_fits(teacher, train, "--teacher")) != classes:
+        raise UserError(f"--teacher outputs {theirs} classes but MODEL {classes}: distillation compares their "
+                        "outputs class by class")
     augment = args.augment if args.augment is not None else info.name == "cifar10"
     result = finetune(
         model, train, teacher=teacher, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
@@ -158,8 +159,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_fits(model: torch.nn.Module, train: Any, which: str) -> None:
-    """Fail with one line, before any training, if the data set's images do not fit ``model``."""
+def _check_fits(model: torch.nn.Module, train: Any, which: str) -> int:
+    """Fail with one line, before any training, if the data set's images do not fit ``model``;
+    return how many classes it outputs."""
     try:
         with torch.no_grad():
             was = model.training
@@ -173,6 +175,7 @@ def _check_fits(model: torch.nn.Module, train: Any, which: str) -> None:
     if out.dim() != 2 or out.shape[1] < train.info.num_classes:
         raise UserError(f"{which} outputs shape {tuple(out.shape)}, but {train.info.name} has "
                         f"{train.info.num_classes} classes (set --num-classes)")
+    return int(out.shape[1])
 
 
 def _first_conv_and_classes(model: torch.nn.Module) -> tuple[int | None, int | None]:

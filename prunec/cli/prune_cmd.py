@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"the pruned model no longer fits {arch}, cannot save it: "
                         f"{str(exc).splitlines()[0]}") from None
     extra: dict[str, Any] = {k: v for k, v in meta.items() if k not in _OWN_KEYS}
+    _print_summary(gm, pruned, x, args)  # before the save: a Ctrl-C after it would claim nothing was written
     save_checkpoint(
         pruned, args.output, arch, in_channels, num_classes, module_configs=configs,
         input_shape=list(x.shape),
@@ -86,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
                  "pruner": str(args.pruner), "round_to": int(args.round_to),
                  "ignore": list(args.ignore), "seed": int(args.seed)},
         **extra)
-    _print_summary(gm, pruned, x, args)
     return 0
 
 
