@@ -26,7 +26,9 @@ import torch
 from prunec import zoo
 from prunec.cli.common import DATA_ROOT_HELP
 from prunec.data import load_split
+from prunec.errors import UserError
 from prunec.frontend import save_checkpoint
+from prunec.outdir import check_creatable_directory
 from prunec.training import evaluate, finetune
 
 
@@ -49,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-dir", help="per-epoch checkpoints, resumed if present")
     parser.add_argument("-o", "--output", default="examples/resnet20_fashion.pt")
     args = parser.parse_args(argv)
+    out = Path(args.output)
+    try:  # before hours of training, not after
+        if out.exists() and not out.is_file():
+            raise UserError(f"cannot write {out}: it exists and is not a regular file")
+        check_creatable_directory(out.parent.absolute(), f"cannot write {out}")
+    except UserError as exc:
+        parser.exit(2, f"train_baseline.py: error: {exc}\n")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # the initial weights

@@ -13,6 +13,7 @@ import copy
 import fnmatch
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -35,7 +36,7 @@ SCOPES = ("uniform", "global")
 
 def check_ratio(ratio: float) -> float:
     """A pruning ratio must be a number in [0, 1)."""
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+    if isinstance(ratio, (bool, np.bool_)) or not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
         raise UserError(f"pruning ratio must be a number in [0, 1), got {ratio!r}")
     return float(ratio)
 

@@ -513,3 +513,11 @@ def test_merged_study_rows_name_the_command_that_made_each(tmp_path, monkeypatch
     assert "Made by `python old.py a`." in runs.study_heading(rows["a"])
     alone = runs.study_header("T", {"rows": [rows["b"]], "command": "python new.py b", "versions": {}}, "")
     assert alone[2] == "Command: `python new.py b`  "
+
+
+def test_train_baseline_checks_its_output_before_training(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    done = subprocess.run([sys.executable, "examples/train_baseline.py", "--data", "synthetic", "--max-steps", "1",
+                           "-o", str(tmp_path / "a_file" / "model.pt")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "is not a directory" in done.stderr and "training" not in done.stdout

@@ -239,3 +239,13 @@ def test_a_user_pruner_must_keep_the_outputs_on_every_batch_and_their_dtype(prun
     model, x = zoo_model("resnet20")
     with pytest.raises(UserError, match=f"pruner .*{pruner.__name__}.*" + message):
         prune(model, x, 0.5, pruner=pruner)
+
+
+def test_a_numpy_ratio_is_a_ratio():
+    """np.float32(0.5) is what a sweep over np.linspace hands over: the same network as 0.5."""
+    import numpy as np
+
+    model, x = zoo_model("resnet20")
+    assert prune(model, x, np.float32(0.5))(x).equal(prune(model, x, 0.5)(x))
+    with pytest.raises(UserError, match="pruning ratio"):
+        prune(model, x, np.bool_(True))

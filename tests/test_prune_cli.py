@@ -123,3 +123,17 @@ def test_prune_says_which_ops_keep_channels_whole(tmp_path):
     # layers the user keeps whole are not ops prunec cannot prune through
     proc = run("zoo:resnet20", "--ratio", "0.5", "--ignore", "layer1.*", "-o", str(tmp_path / "r.pt"))
     assert proc.returncode == 0 and "kept whole" not in proc.stdout, proc.stdout
+
+
+def test_a_pruned_checkpoint_drops_the_unpruned_test_accuracy_and_zero_sizes_are_refused(tmp_path):
+    from prunec.frontend import load_with_meta
+    from tests.conftest import assert_user_error, run_cli
+
+    out = tmp_path / "p.pt"
+    done = run_cli("prune", "examples/resnet20_fashion.pt", "--ratio", "0.5", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    _, meta = load_with_meta(str(out))
+    assert "test_accuracy" not in meta and meta["pruning"]["ratio"] == 0.5
+    for flag in ("--in-channels", "--num-classes"):
+        assert_user_error(run_cli("prune", "zoo:resnet20", flag, "0", "--input-shape", "1,3,32,32", "--ratio", "0.5",
+                                  "-o", str(tmp_path / "z.pt")), f"{flag} must be a positive integer, got 0")

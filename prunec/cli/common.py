@@ -71,6 +71,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = 
 def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     from prunec.frontend import load_with_meta
 
+    for flag, value in (("--in-channels", args.in_channels), ("--num-classes", args.num_classes)):
+        if value is not None and value < 1:  # 0 would silently mean "the default"
+            raise UserError(f"{flag} must be a positive integer, got {value}")
     if args.model.startswith("zoo:"):  # fresh weights: the same command gives the same network
         torch.manual_seed(getattr(args, "seed", 0) or 0)
     return load_with_meta(args.model, arch=args.arch, trust_model=args.trust_model,

@@ -16,7 +16,8 @@ from prunec.terminal import make_console
 
 #: Checkpoint keys the pruned checkpoint sets itself rather than carrying over.
 _OWN_KEYS = {"format", "arch", "arch_kwargs", "state_dict", "source", "module_configs",
-             "input_shape", "pruning"}
+             "input_shape", "pruning",
+             "test_accuracy"}  # the unpruned network's number does not describe the pruned one
 
 
 def register(sub: argparse._SubParsersAction) -> None:
