@@ -106,7 +106,7 @@ def fingerprint(module: nn.Module | None) -> str | None:
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())  # any dtype
     return digest.hexdigest()[:16]
 
 

@@ -442,3 +442,15 @@ def test_a_checkpoint_dir_that_cannot_be_one_is_refused_in_one_line(tmp_path, wh
         Path(where).write_text("x")
     with pytest.raises(UserError, match="checkpoint directory"):
         finetune(tiny_net(), train, epochs=1, progress=False, checkpoint_dir=where)
+
+
+def test_the_starting_weights_fingerprint_takes_any_dtype_and_sees_one_changed_weight():
+    from prunec.training import fingerprint
+
+    model = tiny_net()
+    before = fingerprint(model)
+    assert fingerprint(tiny_net()) == before and fingerprint(None) is None
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-3
+    assert fingerprint(model) != before
+    assert len(fingerprint(model.to(torch.bfloat16))) == 16  # numpy has no bfloat16: bytes are hashed
