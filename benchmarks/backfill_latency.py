@@ -13,7 +13,6 @@ ir_original.json's the original's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -22,6 +21,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from backfill import run_backfill  # noqa: E402
 
 from prunec.errors import UserError  # noqa: E402
 
@@ -61,24 +62,18 @@ def with_latency(directory: Path) -> dict[str, Any]:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="+", type=Path, help="compiled-model directories")
-    args = parser.parse_args(argv)
+def _step(directory: Path) -> str:
     from prunec.report import render_all, save_report
 
-    for directory in args.dirs:
-        try:
-            if "latency_ms" in json.loads((directory / "report.json").read_text()):
-                print(f"{directory}: has latency_ms already")
-                continue
-            save_report(with_latency(directory), directory)
-            render_all(directory)
-        except (UserError, OSError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"added latency_ms to {directory / 'report.json'} and redrew its views")
-    return 0
+    if "latency_ms" in json.loads((directory / "report.json").read_text()):
+        return f"{directory}: has latency_ms already"
+    save_report(with_latency(directory), directory)
+    render_all(directory)
+    return f"added latency_ms to {directory / 'report.json'} and redrew its views"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_backfill(__doc__.splitlines()[0], _step, argv)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ expects. Only missing records are added; report.md is redrawn.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from backfill import run_backfill  # noqa: E402
 
 from prunec.errors import UserError  # noqa: E402
 
@@ -55,18 +56,13 @@ def backfill(directory: Path) -> list[str]:
     return added
 
 
+def _step(directory: Path) -> str:
+    added = backfill(directory)
+    return f"{directory}: " + (", ".join(f"added {a}" for a in added) if added else "already recorded")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="+", type=Path, help="compiled-model directories")
-    args = parser.parse_args(argv)
-    for directory in args.dirs:
-        try:
-            added = backfill(directory)
-        except (UserError, OSError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"{directory}: " + (", ".join(f"added {a}" for a in added) if added else "already recorded"))
-    return 0
+    return run_backfill(__doc__.splitlines()[0], _step, argv)
 
 
 if __name__ == "__main__":
