@@ -103,9 +103,11 @@ def _torch_load(path: str, weights_only: bool) -> Any:
                 "file, pass --trust-model; otherwise save model.state_dict() and use --arch"
             ) from None
         raise UserError(f"{path} is not a readable PyTorch file ({_first_line(exc)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError) as exc:
-        if not _looks_like_torch_file(path):  # e.g. a text file: pickle reads its first byte as an opcode
-            raise UserError(f"{path} is not a PyTorch file (neither a torch.save archive nor a pickle)") from None
+    except (KeyError, IndexError) as exc:  # e.g. a text file: pickle reads its first byte as an opcode
+        what = "is not a PyTorch file (neither a torch.save archive nor a pickle)" if not _looks_like_torch_file(
+            path) else f"is corrupted or truncated, not a readable PyTorch file ({_first_line(exc)})"
+        raise UserError(f"{path} {what}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise UserError(
             f"{path} is corrupted or truncated, not a readable PyTorch file ({_first_line(exc)})"
         ) from None
