@@ -20,7 +20,7 @@ from .hardware import Hardware, load_hardware, recorded_hardware
 from .ir import SCHEMA_VERSION, LoweredProgram
 from .mapper import NoMapping, pinned, search
 from .sparsity import LayerSparsity, zero_share
-from .workload import ConvShape, Op, _whole, extract_ops
+from .workload import ConvShape, Op, extract_ops, whole_number
 
 _MAPPED = ("conv", "depthwise", "linear")
 _MOVEMENT = ("pool", "add", "concat")
@@ -93,10 +93,10 @@ class EyerissTarget:
             raise UserError(f"the IR's routed_share must be a share between 0 and 1, got {share!r}")
         if ir.get("target", self.name) != self.name:
             raise UserError(f"this IR was lowered for target {ir.get('target')!r}, not {self.name}")
-        gating = made.get("zero_gating", True) if zero_gating is None else zero_gating
-        rlc = made.get("rlc", True) if rlc is None else rlc
-        weights = made.get("weight_sparsity", False) if weight_sparsity is None else weight_sparsity
-        if weights and not made.get("weight_sparsity", False):
+        gating = _recorded_flag(made, "zero_gating", True) if zero_gating is None else zero_gating
+        rlc = _recorded_flag(made, "rlc", True) if rlc is None else rlc
+        weights = _recorded_flag(made, "weight_sparsity", False) if weight_sparsity is None else weight_sparsity
+        if weights and not _recorded_flag(made, "weight_sparsity", False):
             raise UserError("the IR was lowered without weight sparsity, so it does not record its weights' zero "
                             "share: lower the model with --weight-sparsity instead")
         hardware = hw if isinstance(hw, Hardware) else (
@@ -133,21 +133,24 @@ class EyerissTarget:
         op = Op(name=rec["name"], kind=rec["kind"], role=rec.get("role"), target=rec.get("node", ""),
                 folded=list(rec.get("folded", [])))
         if op.kind in _MOVEMENT:
-            op.in_elems, op.out_elems = [_whole(n) for n in rec["shape"]["in_elems"]], _whole(rec["shape"]["out_elems"])
+            elems = rec["shape"]
+            op.in_elems, op.out_elems = [whole_number(n) for n in elems["in_elems"]], whole_number(elems["out_elems"])
             if min(op.in_elems, default=0) < 0 or op.out_elems < 0:
                 raise ValueError(f"element counts must not be negative: {rec['shape']}")
             return op, None, None
         if op.kind not in _MAPPED:
             raise ValueError(f"unknown kind {op.kind!r}")
         op.shape = ConvShape.from_dict(rec["shape"])
-        zeros = {k: float(v) for k, v in (rec.get("sparsity") or {}).items()}
-        if not all(0.0 <= v <= 1.0 for v in zeros.values()):  # NaN fails too
-            raise ValueError(f"zero shares must lie in [0, 1], got {zeros}")
+        zeros = dict(rec.get("sparsity") or {})
+        if not all(is_number(v) and 0.0 <= v <= 1.0 for v in zeros.values()):  # NaN fails too
+            raise ValueError(f"zero shares must be numbers in [0, 1], got {zeros}")
+        zeros = {k: float(v) for k, v in zeros.items()}
         sp = LayerSparsity(ifmap=zeros.get("ifmap", 0.0), ofmap=zeros.get("ofmap", 0.0),
                            weight=zeros.get("weight", 0.0) if weights else 0.0,
                            zero_gating=gating, rlc=rlc, weight_gating=weights)
         mapping = rec.get("mapping") or {}
-        pin = {k: int(mapping[k]) for k in (*"mnepqrt", "g") if k in mapping} if mapping.get("pinned") else None
+        pin = ({k: whole_number(mapping[k]) for k in (*"mnepqrt", "g") if k in mapping}
+               if mapping.get("pinned") else None)
         return op, sp, pin
 
     def _program(self, hardware: Hardware, batch: int, layers: list[dict[str, Any]], unmapped: list[dict[str, Any]],
@@ -219,3 +222,11 @@ class EyerissTarget:
 
 
 __all__ = ["EyerissTarget", "LoweredProgram", "Hardware", "load_hardware"]
+
+
+def _recorded_flag(options: MappingABC[str, Any], key: str, default: bool) -> bool:
+    """An on/off option an IR records; JSON's true/false only, since the text "no" would read as on."""
+    value = options.get(key, default)
+    if not isinstance(value, bool):
+        raise UserError(f"the IR's option {key!r} must be true or false, got {value!r}")
+    return value

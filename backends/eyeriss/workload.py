@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from prunec.errors import UserError
+from prunec.errors import UserError, is_number
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class ConvShape:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ConvShape:
         """The shape :meth:`to_dict` recorded (an IR layer's ``shape``)."""
-        (u, v), (dh, dw), (ph, pw) = (map(_whole, d[k]) for k in ("stride", "dilation", "padding"))
-        sizes = {k: _whole(d[k]) for k in ("N", "G", "C", "M", "Hin", "Win", "R", "S", "E", "F")}
+        (u, v), (dh, dw), (ph, pw) = (map(whole_number, d[k]) for k in ("stride", "dilation", "padding"))
+        sizes = {k: whole_number(d[k]) for k in ("N", "G", "C", "M", "Hin", "Win", "R", "S", "E", "F")}
         if min(*sizes.values(), u, v, dh, dw) < 1 or min(ph, pw) < 0:
             raise ValueError(f"sizes, strides and dilations must be at least 1 and padding at least 0: {dict(d)}")
         for out, size, pad, kernel, dilation, stride, axis in (("E", sizes["Hin"], ph, sizes["R"], dh, u, "height"),
@@ -84,9 +84,9 @@ def _output_sizes(size: int, pad: int, kernel: int, dilation: int, stride: int) 
             if size + total >= dilation * (kernel - 1) + 1}
 
 
-def _whole(value: Any) -> int:
-    """An integer a saved shape holds (2.0 is 2; 2.7 or True is not an integer)."""
-    if isinstance(value, bool) or not float(value).is_integer():
+def whole_number(value: Any) -> int:
+    """An integer a saved shape holds (2.0 is 2; 2.7, True or the text "2" is not an integer)."""
+    if not is_number(value) or not float(value).is_integer():
         raise ValueError(f"{value!r} is not an integer")
     return int(value)
 
