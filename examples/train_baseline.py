@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from prunec import zoo
-from prunec.cli.common import DATA_ROOT_HELP
+from prunec.cli.common import DATA_ROOT_HELP, seed
 from prunec.data import load_split
 from prunec.errors import UserError
 from prunec.frontend import save_checkpoint
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=4.0)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="random crop + flip (default: on for cifar10 only)")

@@ -13,3 +13,14 @@ def is_number(value: object) -> bool:
     import numbers
 
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+SEED_LIMIT = 2**32
+"""Seeds run from 0 to 2**32 - 1: numpy's global generator, seeded beside torch's, takes no other."""
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an int, or one clear error (numpy and torch would raise their own, deep in a run)."""
+    if not is_number(seed) or not float(seed).is_integer() or not 0 <= seed < SEED_LIMIT:
+        raise UserError(f"seed must be an integer from 0 to {SEED_LIMIT - 1}, got {seed!r}")
+    return int(seed)

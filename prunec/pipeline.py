@@ -26,7 +26,7 @@ from torch import fx, nn
 from prunec import __version__
 from prunec.accuracy_bound import format_confidence
 from prunec.data import Split, load_split
-from prunec.errors import UserError, is_number
+from prunec.errors import UserError, check_seed, is_number
 from prunec.report import MEMORY_LEVELS, ROLES
 from prunec.terminal import make_console
 
@@ -541,6 +541,7 @@ def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> No
         value = getattr(cfg, name)
         if hint in numeric and value is not None and not is_number(value):
             raise UserError(f"{name} must be a number, got {value!r}")
+    check_seed(cfg.seed)
     if cfg.sparsity_samples < 1 or cfg.batch_size < 1:
         raise UserError("sparsity_samples and batch_size must be at least 1")
     for name in ("mild", "aggressive"):

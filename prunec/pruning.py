@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from prunec.errors import UserError
+from prunec.errors import UserError, check_seed
 from prunec.passes.importance import IMPORTANCES
 from prunec.passes.output_contract import OutputContract
 from prunec.passes.structured import check_choice, check_ratio, prune_structured
@@ -76,7 +76,7 @@ def prune(
     """
     from prunec.frontend import propagate_shapes, trace
 
-    ratio = check_ratio(ratio)
+    ratio, seed = check_ratio(ratio), check_seed(seed)
     fn = resolve_pruner(pruner)
     if fn in (prune_structured, prune_unstructured):
         check_choice("method", method, IMPORTANCES)

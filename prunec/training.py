@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunec.data import Split
-from prunec.errors import UserError
+from prunec.errors import UserError, check_seed
 from prunec.interrupts import raise_if_interrupted
 
 _CHECKPOINT_RE = re.compile(r"epoch_(\d+)\.pt$")
@@ -265,6 +265,7 @@ def finetune(
         raise UserError(f"kd_alpha must be in [0, 1], got {kd_alpha}")
     if not kd_temperature > 0:
         raise UserError(f"kd_temperature must be positive, got {kd_temperature}")
+    seed = check_seed(seed)
     if max_steps is not None and max_steps < 1:
         raise UserError(f"max_steps must be at least 1, got {max_steps}")
     for name, value in (("epochs", epochs), ("learning rate", lr), ("momentum", momentum),

@@ -352,7 +352,14 @@ def test_cli_missing_data_set_is_one_line(tmp_path):
                               "-o", str(out)), "does not accept")
     assert_user_error(run_cli("finetune", "zoo:resnet20", "--data", "synthetic", "--epochs", "0",
                               "-o", str(out)), "epochs must be positive")
+    assert_user_error(run_cli("finetune", "zoo:resnet20", "--data", "synthetic", "--seed", str(2**64),
+                              "-o", str(out)), "argument --seed: must be an integer from 0 to 4294967295")
     assert not out.exists()
+
+
+def test_finetune_refuses_a_seed_before_training(train):
+    with pytest.raises(UserError, match="seed must be an integer from 0 to 4294967295, got -1"):
+        finetune(tiny_net(), train, **QUICK, seed=-1)
 
 
 def test_keep_zeros_holds_an_unstructured_mask(train):

@@ -167,12 +167,15 @@ def test_a_user_pruner_that_raises_is_a_user_error():
         prune(model, x, 0.5, pruner=_raising_pruner)
 
 
-def test_random_scores_take_a_negative_seed_as_torch_does():
-    """``--method random --seed -5`` works (numpy refuses negative seeds) and differs from +5."""
+def test_random_scores_follow_the_seed_and_a_seed_numpy_refuses_is_one_clear_error():
+    """Every command seeds numpy beside torch, so seeds are 0 .. 2**32 - 1 everywhere (prune took -5 once)."""
     model, x = zoo_model("resnet20")
     widths = {s: [m.out_channels for m in prune(model, x, 0.5, method="random", scope="global", seed=s).modules()
-                  if isinstance(m, torch.nn.Conv2d)] for s in (-5, 5)}
-    assert widths[-5] != widths[5]
+                  if isinstance(m, torch.nn.Conv2d)] for s in (5, 2**32 - 1)}
+    assert widths[5] != widths[2**32 - 1]
+    for bad in (-5, 2**32, 2.5, "5", True):
+        with pytest.raises(UserError, match="seed must be an integer from 0 to 4294967295"):
+            prune(model, x, 0.5, method="random", seed=bad)
 
 
 def test_two_levels_share_one_original():

@@ -71,6 +71,9 @@ def test_compile_output_that_cannot_be_created_is_refused_before_any_work(tmp_pa
     (["--data", "synthetic", "--max-accuracy-drop", "nan"], "--max-accuracy-drop must be a finite number"),
     (["--data", "synthetic", "--max-accuracy-drop", "-1"], "--max-accuracy-drop must be a finite number"),
     (["--data", "synthetic", "--confidence", "0.9", "--mild-rate", "0.3"], "it does not apply to --mild-rate"),
+    # numpy is seeded beside torch: a seed it refuses is an option error, not a traceback mid-run
+    (["--data", "synthetic", "--seed", "-1"], "argument --seed: must be an integer from 0 to 4294967295, got '-1'"),
+    (["--data", "synthetic", "--seed", str(2**64)], "argument --seed: must be an integer from 0 to 4294967295"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, needle):
     """argparse's own errors too: one line naming the option, not the whole usage block."""
@@ -203,6 +206,8 @@ def test_python_api_mistakes_fail_before_any_work():
         prunec.compile(model, "synthetic", mild="0.3", aggressive=0.7)
     with pytest.raises(UserError, match="sparsity_samples"):
         prunec.compile(model, "synthetic", sparsity_samples=0)
+    with pytest.raises(UserError, match="seed must be an integer from 0 to 4294967295, got 4294967296"):
+        prunec.compile(model, "synthetic", seed=2**32)
     from prunec.pipeline import CompileConfig, _validate  # numpy scalars are numbers too
 
     _validate(CompileConfig(data="synthetic", mild=np.float32(0.3), aggressive=np.float64(0.7), seed=np.int64(1)))

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from prunec.errors import UserError
+from prunec.errors import SEED_LIMIT, UserError, check_seed
 from prunec.outdir import write_atomic
 
 DATA_ROOT_HELP = ("look for the data set only in this folder (or its <data set> subfolder); "
@@ -24,6 +24,14 @@ def _floats(text: str) -> list[float]:
         return [float(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def seed(text: str) -> int:
+    """argparse type of --seed: refused at parse time, before any generator is seeded."""
+    try:
+        return check_seed(int(text))
+    except (ValueError, UserError):
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_LIMIT - 1}, got {text!r}") from None
 
 
 def add_normalization_arguments(parser: argparse.ArgumentParser) -> None:

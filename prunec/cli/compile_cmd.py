@@ -12,6 +12,7 @@ from prunec.cli.common import (
     add_model_arguments,
     add_normalization_arguments,
     load_model,
+    seed,
 )
 from prunec.terminal import make_console
 
@@ -75,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate (default 0.02)")
     p.add_argument("--batch", type=int, help="batch size the energy is modelled at (default: N of --input-shape, "
                    "else 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (written atomically)")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress output")

@@ -19,6 +19,7 @@ from prunec.cli.common import (
     add_normalization_arguments,
     load_model,
     normalization,
+    seed,
 )
 from prunec.errors import UserError
 from prunec.outdir import check_writable_file
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation term")
     p.add_argument("--kd-temperature", type=float, default=4.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random crop + horizontal flip (default: on for cifar10)")
     p.add_argument("--train-subset", type=int, metavar="N", help="train on a random N-sample subset")

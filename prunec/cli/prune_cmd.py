@@ -9,7 +9,7 @@ import torch
 from rich.table import Table
 from torch import nn
 
-from prunec.cli.common import add_model_arguments, load_and_trace
+from prunec.cli.common import add_model_arguments, load_and_trace, seed
 from prunec.errors import UserError
 from prunec.outdir import check_writable_file
 from prunec.terminal import make_console
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep channel counts multiples of K")
     p.add_argument("--ignore", nargs="+", default=[], metavar="PATTERN",
                    help="fnmatch patterns of layer names to keep whole")
-    p.add_argument("--seed", type=int, default=0, help="seed for --method random")
+    p.add_argument("--seed", type=seed, default=0, help="seed for --method random")
     p.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="pruned checkpoint")
     p.set_defaults(handler=run)
 
