@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     save_checkpoint(model, args.output, args.arch, info.in_channels, info.num_classes,
                     dataset=info.name, input_shape=list(info.input_shape),
                     preprocess={"mean": list(info.mean), "std": list(info.std)},
-                    test_accuracy=round(accuracy, 2), test_split=test.name, epochs=args.epochs,
+                    test_accuracy=round(accuracy, 2), test_split=test.name,
+                    epochs=result.epochs_trained(args.epochs),
                     steps=result.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                     augment=augment, threads=args.threads, trained_with=result.computed_with, train_loss=result.loss,
                     train_accuracy=result.accuracy, command=command)

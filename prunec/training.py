@@ -62,6 +62,11 @@ class TrainResult:
     rank: int = 0
     world_size: int = 1
 
+    def epochs_trained(self, requested: float) -> float:
+        """The epochs a checkpoint should record: ``requested`` when the run went all the way, else
+        the share of an epoch it ran before ``max_steps`` stopped it (4 decimals)."""
+        return requested if self.steps >= math.ceil(requested * self.steps_per_epoch) else round(self.epochs, 4)
+
     @property
     def computed_with(self) -> list[dict[str, Any]]:
         """Runs of epochs computed on one device with one CPU thread count, in order: float sums

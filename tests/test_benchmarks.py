@@ -58,7 +58,7 @@ def test_reproduce_row_has_every_variant(tmp_path):
 
     meta = load_with_meta(str(tmp_path / "work" / "resnet20_synthetic" / "baseline_1ep.pt"))[1]
     assert meta["command"].startswith("python examples/train_baseline.py --arch zoo:resnet20 --data synthetic")
-    assert meta["trained_with"] == [{"epochs": [1, 1], "device": "cpu", "threads": 1}]
+    assert meta["trained_with"] == [{"epochs": [1, 1], "device": "cpu", "threads": 1}] and meta["epochs"] == 1
     # every fine-tune of the row kept its checkpoint, so an interrupted row resumes them
     kept = {p.name.rsplit("-", 1)[0] for p in (tmp_path / "work" / "resnet20_synthetic" / "levels_ckpt").iterdir()}
     assert kept == {"fine-tune-mild", "fine-tune-aggressive", "single-level-r-0.50"}

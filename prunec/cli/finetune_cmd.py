@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         summary += f", test accuracy {accuracy:.2f}%"
     else:
         kept.pop("test_accuracy", None)  # the parent's number no longer describes these weights
-    kept["finetune"] = {"data": info.name, "epochs": args.epochs, "steps": result.steps,
+    kept["finetune"] = {"data": info.name, "epochs": result.epochs_trained(args.epochs), "steps": result.steps,
                         "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
                         "teacher": args.teacher, "kd_alpha": args.kd_alpha if args.teacher else 0.0,
                         "kd_temperature": args.kd_temperature, "augment": augment,
