@@ -20,6 +20,7 @@ a dynamic batch dimension, so the loaded model runs at any batch size, 1 include
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import zipfile
@@ -34,7 +35,7 @@ from torch import nn
 
 from prunec.calibration import SweepPoint
 from prunec.dynamic import DynamicModel, set_eval
-from prunec.errors import UserError
+from prunec.errors import UserError, is_number
 
 FORMAT = "prunec-compiled"
 SCHEMA_VERSION = 1
@@ -220,6 +221,38 @@ def _inference_only(module: nn.Module) -> nn.Module:
     return set_eval(module)
 
 
+def _manifest_fields(manifest: dict[str, Any], where: Path) -> dict[str, Any]:
+    """The fields a compiled model is rebuilt from, checked: an edited manifest is one clear error, and a
+    threshold that is not a finite number (NaN routes nothing, silently) is refused."""
+    try:
+        threshold = manifest["threshold"]
+        if not is_number(threshold) or not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        taps = manifest["taps"]
+        if not isinstance(taps, list) or not all(isinstance(t, str) for t in taps):
+            raise ValueError(f"taps must be a list of node names, got {taps!r}")
+        pre = manifest.get("preprocess")
+        if pre and not (isinstance(pre, dict) and all(isinstance(pre.get(k), list) and pre[k]
+                                                      and all(is_number(v) for v in pre[k]) for k in ("mean", "std"))):
+            raise ValueError(f"preprocess must hold lists of numbers 'mean' and 'std', got {pre!r}")
+        shape = manifest.get("input_shape") or None
+        if shape is not None and not (isinstance(shape, list) and shape
+                                      and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+            raise ValueError(f"input_shape must be a list of positive integers, got {shape!r}")
+        classes = manifest.get("num_classes")
+        if classes is not None and not (isinstance(classes, int) and not isinstance(classes, bool) and classes > 0):
+            raise ValueError(f"num_classes must be a positive integer, got {classes!r}")
+        kind = manifest.get("selector_kind")
+        if kind is not None and not isinstance(kind, str):
+            raise ValueError(f"selector_kind must be text, got {kind!r}")
+        chosen = SweepPoint(**manifest["chosen"]) if manifest.get("chosen") else None
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise UserError(f"{where} is incomplete or inconsistent ({detail}); save the compiled model again") from None
+    return {"threshold": float(threshold), "taps": taps, "preprocess": pre, "input_shape": shape,
+            "num_classes": classes, "selector_kind": kind, "chosen": chosen}
+
+
 def load_compiled(path: str | os.PathLike) -> CompiledModel:
     """Load a model saved by :func:`save_compiled` (a directory or its manifest.json).
 
@@ -241,10 +274,15 @@ def load_compiled(path: str | os.PathLike) -> CompiledModel:
         raise UserError(f"{manifest_path} is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{manifest_path} is not a prunec compiled-model manifest")
-    if manifest.get("schema_version", 0) > SCHEMA_VERSION:
-        raise UserError(f"{root} was written by a newer prunec (schema {manifest['schema_version']}); "
-                        "upgrade prunec")
+    version = manifest.get("schema_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UserError(f"{manifest_path}: schema_version must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise UserError(f"{root} was written by a newer prunec (schema {version}); upgrade prunec")
     files = manifest.get("parts", {})
+    if not isinstance(files, dict) or not all(isinstance(f, str) for f in files.values()):
+        raise UserError(f"{manifest_path}: 'parts' must map each part to its file name")
+    fields = _manifest_fields(manifest, manifest_path)
     missing = [p for p in ("aggressive", "selector", "mild") if p not in files]
     if missing:
         raise UserError(f"{manifest_path} lacks the parts: {', '.join(missing)}")
@@ -258,15 +296,14 @@ def load_compiled(path: str | os.PathLike) -> CompiledModel:
     for module in modules.values():
         for p in module.parameters():
             p.requires_grad_(False)
-    pre = manifest.get("preprocess")
+    pre, shape = fields["preprocess"], fields["input_shape"]
     preprocess = Normalize(tuple(pre["mean"]), tuple(pre["std"])) if pre else nn.Identity()
-    shape = manifest.get("input_shape") or None
     example = torch.zeros(1, *shape[1:]) if shape else None
     model = DynamicModel(
-        modules["aggressive"], modules["selector"], modules["mild"], manifest["taps"],
-        float(manifest["threshold"]), original=modules.get("original"), preprocess=preprocess,
-        selector_kind=manifest.get("selector_kind"), input_shape=shape,
-        num_classes=manifest.get("num_classes"), example_input=example)
+        modules["aggressive"], modules["selector"], modules["mild"], fields["taps"],
+        fields["threshold"], original=modules.get("original"), preprocess=preprocess,
+        selector_kind=fields["selector_kind"], input_shape=shape,
+        num_classes=fields["num_classes"], example_input=example)
     model._exported_parts = programs
     sweep_path = root / "sweep.json"
     points = []
@@ -275,8 +312,7 @@ def load_compiled(path: str | os.PathLike) -> CompiledModel:
             points = [SweepPoint(**p) for p in json.loads(sweep_path.read_text())]
         except (ValueError, TypeError) as exc:
             raise UserError(f"{sweep_path} is malformed ({exc})") from None
-    chosen = SweepPoint(**manifest["chosen"]) if manifest.get("chosen") else None
-    return CompiledModel(model=model, sweep=points, chosen=chosen, costs=manifest.get("costs"),
+    return CompiledModel(model=model, sweep=points, chosen=fields["chosen"], costs=manifest.get("costs"),
                          original_accuracy=manifest.get("original_accuracy"),
                          constraint=manifest.get("constraint") or {}, manifest=manifest)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -117,6 +119,30 @@ def test_refuses_pickled_or_broken_artifacts(saved: Path, tmp_path: Path) -> Non
         load_compiled(bad)
     with pytest.raises(UserError, match="manifest"):
         load_compiled(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    ({"schema_version": "2"}, "schema_version must be an integer, got '2'"),
+    ({"taps": None}, "taps must be a list of node names"),
+    ({"threshold": "abc"}, "threshold must be a finite number, got 'abc'"),
+    ({"threshold": float("nan")}, "threshold must be a finite number, got nan"),  # would route nothing, silently
+    ({"preprocess": [0.5, 0.25]}, "preprocess must hold lists of numbers"),
+    ({"parts": ["mild.pt2"]}, "'parts' must map each part to its file name"),
+    ({"input_shape": 28}, "input_shape must be a list of positive integers, got 28"),
+    ({"num_classes": "4"}, "num_classes must be a positive integer"),
+    ({"chosen": {"threshold": 0.5, "colour": "red"}}, "unexpected keyword argument 'colour'"),
+])
+def test_an_edited_manifest_is_one_clear_error(saved: Path, tmp_path: Path, edit: dict, needle: str) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(saved, bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    (bad / "manifest.json").write_text(json.dumps({**manifest, **edit}))
+    with pytest.raises(UserError, match=re.escape(needle)):
+        load_compiled(bad)
+    del manifest["taps"]
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="incomplete or inconsistent \\(missing field 'taps'\\)"):
+        load_compiled(bad)
 
 
 def test_save_refuses_foreign_directory(compiled: CompiledModel, tmp_path: Path) -> None:
