@@ -137,19 +137,35 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
     """Write ``data`` (text as UTF-8) via a hidden temporary file then ``os.replace``: a crash or
     a full disk never leaves half a file, and a failure is one clear error."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"cannot write {path}: directory {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return write_atomic_files({path: data})[0]
+
+
+def write_atomic_files(files: dict[Path, str | bytes]) -> list[Path]:
+    """Replace several files as one set: every temporary file is written before the first is moved
+    into place, so a full disk, a read-only folder or a directory in the way leaves all the old
+    files as they were (only a failing rename among the final moves, which does not happen on one
+    file system, could split the set)."""
+    for path in files:
+        if path.is_dir() or not path.parent.is_dir():
+            why = "it is a directory" if path.is_dir() else f"directory {path.parent} does not exist"
+            raise UserError(f"cannot write {path}: {why}")
+    written: list[tuple[Path, Path]] = []
     try:
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data, encoding="utf-8", errors="backslashreplace")  # odd file names
-        os.replace(tmp, path)
+        for path, data in files.items():
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            written.append((tmp, path))
+            if isinstance(data, bytes):
+                tmp.write_bytes(data)
+            else:
+                tmp.write_text(data, encoding="utf-8", errors="backslashreplace")
+        for tmp, path in written:
+            os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+    return list(files)
 
 
 def _remove_empty(directories: list[Path]) -> None:
@@ -163,5 +179,5 @@ def _remove_empty(directories: list[Path]) -> None:
 
 __all__ = ["atomic_directory", "check_creatable_directory", "check_writable", "check_writable_file",
            "ensure_writable_directory",
-           "write_atomic"]
+           "write_atomic", "write_atomic_files"]
 

@@ -28,6 +28,8 @@ from prunec.report import (  # noqa: E402
     ROLES,
     TARGET_ENERGY_REDUCTION,
     TARGET_MAX_ACCURACY_DROP,
+    costed_on,
+    energy_unit_label,
     fmt_energy,
     reported_sweep,
 )
@@ -39,11 +41,22 @@ ROLE_COLORS = {"trunk": "#222222", "head": "#8c564b", "selector": "#e377c2", "mi
 ROLE_HATCH = {"trunk": "", "head": "//", "selector": "xx", "mild": ".."}
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Render to memory first, then write atomically: a failed plot never leaves a stub PNG."""
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes: rendered in memory, so a failed plot never leaves a stub file."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    return write_atomic(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def _reduction(before: float, after: float) -> str:
+    """How much less ``after`` is than ``before``, signed: a level that costs more reads +20 %, not −-20 %."""
+    change = after / before - 1
+    return f"{'−' if change < 0 else '+'}{abs(change):.0%}"
+
+
+def _unit(d: dict[str, Any]) -> str:
+    """The energy unit of the hardware the report was costed on, for axis labels."""
+    return energy_unit_label(costed_on(d))
 
 
 def _stacked_layers(ax: Any, names: list[str], energies: list[dict[str, float]],
@@ -80,6 +93,11 @@ def _stacked_layers(ax: Any, names: list[str], energies: list[dict[str, float]],
 
 
 def energy_breakdown(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write :func:`energy_breakdown_figure` as a PNG at ``path`` (atomically)."""
+    return write_atomic(path, png(energy_breakdown_figure(d)))
+
+
+def energy_breakdown_figure(d: dict[str, Any]) -> Figure:
     """Per-layer energy stacked by memory level, original vs dynamic, plus per-level totals.
 
     The dynamic panel shows *expected* energy per inference: mild-network layers are scaled
@@ -102,11 +120,12 @@ def energy_breakdown(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     _stacked_layers(ax_o, [r["name"] for r in orig], [r["energy"] for r in orig])
     ax_o.set_title(f"Original network — {fmt_energy(e['original'])} per inference",
                    loc="left", fontsize=11)
-    ax_o.set_ylabel("energy per inference\n(normalised, 1 = one MAC)")
+    ax_o.set_ylabel(f"energy per inference\n({_unit(d)})")
 
     _stacked_layers(ax_d, [r["name"] for r in dyn], dyn_energy, [r["role"] for r in dyn])
+    change = e["dynamic"] / e["original"] - 1 if e["original"] else 0.0
     ax_d.set_title(f"Dynamic model — {fmt_energy(e['dynamic'])} expected per inference "
-                   f"({1 - e['dynamic'] / e['original']:.1%} less)" if e["original"] else
+                   f"({abs(change):.1%} {'less' if change <= 0 else 'more'})" if e["original"] else
                    "Dynamic model", loc="left", fontsize=11, pad=14)
     ax_d.set_ylabel(f"expected energy per inference\n(mild layers × p = {p:.3f})")
     if not orig:
@@ -126,12 +145,12 @@ def energy_breakdown(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
              edgecolor="black", linewidth=0.6)
     for x, a, b in zip(xs, o_vals, d_vals, strict=True):
         if a > 0:
-            ax_t.annotate(f"−{1 - b / a:.0%}", (x + w / 2, b), textcoords="offset points",
+            ax_t.annotate(_reduction(a, b), (x + w / 2, b), textcoords="offset points",
                           xytext=(0, 3), ha="center", va="bottom", fontsize=8)
     ax_t.set_xticks(list(xs))
     ax_t.set_xticklabels([LEVEL_LABELS[lvl] for lvl in MEMORY_LEVELS], rotation=35, ha="right",
                          fontsize=8)
-    ax_t.set_ylabel("energy per inference (normalised)")
+    ax_t.set_ylabel(f"energy per inference ({_unit(d)})")
     ax_t.set_title("Totals per memory level", loc="left", fontsize=11)
     ax_t.grid(axis="y", alpha=0.3)
     ax_t.set_axisbelow(True)
@@ -152,7 +171,7 @@ def energy_breakdown(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     m = d["model"]
     fig.suptitle(f"Where the energy goes — {m['arch']} on {d['data']['name']}, {d['target']} "
                  f"(batch {d['batch']})", fontsize=13)
-    return _save(fig, path)
+    return fig
 
 
 def tradeoff(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -161,7 +180,7 @@ def tradeoff(d: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     Shows single-level pruning (the alternative), the selector's threshold sweep, the chosen
     operating point, the oracle bound, the paper's result and the target region.
     """
-    return _save(tradeoff_figure(d), path)
+    return write_atomic(path, png(tradeoff_figure(d)))
 
 
 def tradeoff_figure(d: dict[str, Any]) -> Figure:
@@ -240,7 +259,7 @@ def tradeoff_figure(d: dict[str, Any]) -> Figure:
     # costs more with the selector): widen the axis rather than drop the chosen point
     x_hi = max([108.0, *(1.04 * x for line in ax.get_lines() for x in line.get_xdata())])
     ax.set_xlim(0, x_hi)
-    ax.set_xlabel("energy per inference, % of the original network (Eyeriss, normalised)")
+    ax.set_xlabel(f"energy per inference, % of the original network (costed on {costed_on(d)['name']})")
     ax.set_ylabel(f"test accuracy (%) — {d['data']['name']}")
     ax.set_title(f"Accuracy vs energy — {d['model']['arch']} on {d['data']['name']}", fontsize=12)
     ax.grid(alpha=0.3)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from typing import (
 import numpy as np
 
 from prunec.errors import UserError
-from prunec.outdir import write_atomic
+from prunec.outdir import write_atomic, write_atomic_files
 from prunec.terminal import make_console
 
 if TYPE_CHECKING:
@@ -220,6 +221,7 @@ class EnergyByMemoryLevel(TypedDict):
     array: Energy
     glb: Energy
     dram: Energy
+    static: Energy  # PE clock and leakage: one of MEMORY_LEVELS, so the views and the sums need it
 
 
 class EnergyByVariantLevel(TypedDict):
@@ -401,6 +403,8 @@ def _check(value: Any, tp: Any, path: str) -> None:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _invalid(path, f"must be a number, got {_describe(value)}")
+        if isinstance(value, int) and abs(value) > sys.float_info.max:  # math.isfinite would overflow
+            raise _invalid(path, f"must be a finite number, got an integer of {len(str(abs(value)))} digits")
         if not math.isfinite(value):
             raise _invalid(path, f"must be a finite number, got {value!r}")
         return
@@ -504,6 +508,10 @@ def load_report(path_or_dir: str | os.PathLike[str]) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                         f"{exc.msg})") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise UserError(f"{path} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{path} nests too deeply to be a prunec report") from None
     try:
         return validate_report(data)
     except UserError as exc:
@@ -525,10 +533,10 @@ def render_all(directory: str | os.PathLike[str]) -> list[Path]:
     if not directory.is_dir():
         raise UserError(f"{directory} is not a directory")
     d = load_report(directory)
-    written = [write_atomic(directory / MARKDOWN_FILE, render_markdown(d))]
-    written.append(plots.energy_breakdown(d, directory / BREAKDOWN_PLOT))
-    written.append(plots.tradeoff(d, directory / TRADEOFF_PLOT))
-    return written
+    # all three are rendered before any is written, and replaced as a set: a failure keeps the old views
+    return write_atomic_files({directory / MARKDOWN_FILE: render_markdown(d),
+                               directory / BREAKDOWN_PLOT: plots.png(plots.energy_breakdown_figure(d)),
+                               directory / TRADEOFF_PLOT: plots.png(plots.tradeoff_figure(d))})
 
 
 # -------------------------------------------------------------------------- verdict
@@ -578,19 +586,21 @@ class Verdict:
                 "the selector does not pay for itself")
 
     def _energy_clause(self) -> str:
-        gap = (self.energy_reduction - TARGET_ENERGY_REDUCTION) * 100
-        target = f"≥ {TARGET_ENERGY_REDUCTION:.0%}"
+        pct, target_pct = self.energy_reduction * 100, TARGET_ENERGY_REDUCTION * 100
+        gap, n = pct - target_pct, _decimals_apart(pct, target_pct, 1)
+        shown, target = f"energy reduction {pct:.{n}f}%", f"≥ {TARGET_ENERGY_REDUCTION:.0%}"
         if self.energy_met:
-            return f"energy reduction {self.energy_reduction:.1%} meets {target} ({gap:.1f} points to spare)"
-        return f"energy reduction {self.energy_reduction:.1%} misses {target} by {-gap:.1f} points"
+            return f"{shown} meets {target} ({max(gap, 0.0):.{n}f} points to spare)"
+        return f"{shown} misses {target} by {-gap:.{n}f} points"
 
     def _accuracy_clause(self) -> str:
         gap = TARGET_MAX_ACCURACY_DROP - self.accuracy_drop
+        n = _decimals_apart(self.accuracy_drop, TARGET_MAX_ACCURACY_DROP, 2)
         budget = f"≤ {TARGET_MAX_ACCURACY_DROP:.1f} pts"
-        loss = _loss_phrase(self.accuracy_drop)
+        loss = _loss_phrase(self.accuracy_drop, n)
         if self.accuracy_met:
-            return f"{loss} meets {budget} ({gap:.2f} pts to spare)"
-        return f"{loss} misses {budget} by {-gap:.2f} pts"
+            return f"{loss} meets {budget} ({max(gap, 0.0):.{n}f} pts to spare)"
+        return f"{loss} misses {budget} by {-gap:.{n}f} pts"
 
     def sentence(self) -> str:
         """One line: met or missed, and by how much on each axis."""
@@ -609,14 +619,26 @@ class Verdict:
                 "the paper.")
 
 
-def _loss_phrase(drop: float) -> str:
+def _loss_phrase(drop: float, decimals: int = 2) -> str:
     if drop < 0:
-        return f"accuracy change +{-drop:.2f} pts (a gain)"
-    return f"accuracy loss {drop:.2f} pts"
+        return f"accuracy change +{-drop:.{decimals}f} pts (a gain)"
+    return f"accuracy loss {drop:.{decimals}f} pts"
+
+
+def _decimals_apart(value: float, target: float, decimals: int) -> int:
+    """The decimals that keep ``value`` visibly on its side of ``target`` (up to 6): a reduction of
+    69.996 % must not read "70.0 % misses ≥ 70 % by 0.0 points"."""
+    while decimals < 6 and value != target and round(value, decimals) == round(target, decimals):
+        decimals += 1
+    return decimals
 
 
 def verdict(d: dict[str, Any]) -> Verdict:
-    return Verdict(float(d["energy_reduction"]), float(d["accuracy_drop"]), single_level_rival(d))
+    """The report's verdict, from its energies and accuracies themselves: the stored
+    ``energy_reduction``/``accuracy_drop`` restate them and pass validation within a tolerance."""
+    e, acc = d["energy"], d["accuracy"]
+    return Verdict(1.0 - float(e["dynamic"]) / float(e["original"]), float(acc["original"]) - float(acc["dynamic"]),
+                   single_level_rival(d))
 
 
 def single_level_rival(d: dict[str, Any]) -> SingleLevelRival | None:
@@ -773,8 +795,9 @@ def _drop_bound_text(d: dict[str, Any]) -> str | None:
                 "no threshold met the budget even on the calibration estimate, so every input goes to the mild "
                 "network")
     elif sel.get("confidence") is not None:
+        budget = "the" if sel.get("max_accuracy_drop") is None else f"the {sel['max_accuracy_drop']:g}-point"
         rule = (f"the threshold was chosen by a fixed-sequence test of such bounds, so with {conf} confidence its "
-                f"expected loss on such images is within the {sel['max_accuracy_drop']:g}-point budget")
+                f"expected loss on such images is within {budget} budget")
     else:
         rule = "the threshold was chosen on the calibration estimate; `--confidence` makes the bound the rule"
     caveats = bound.get("caveats") or []
@@ -801,7 +824,8 @@ def _sweep_summary(d: dict[str, Any]) -> list[str]:
     out = [f"{len(d['sweep'])} thresholds from {min(thresholds):.4g} to {max(thresholds):.4g} on the "
            f"calibration split ({d['data']['calibration_size']} images"
            + (f"; {_calibration_text(d['selector'])}" if d["selector"]["kind"] == "learned" else "") + ")"
-           + (", re-evaluated on the test split." if d.get("test_sweep") else ".")]
+           + (", re-evaluated on the test split." if d.get("test_sweep") else ".")
+           if thresholds else f"No calibration sweep was recorded; {len(sweep)} thresholds on the {split} split."]
     hits = [p for p in sweep if in_target_region(d, p["accuracy"], p["energy"])]
     if hits:
         best = min(hits, key=lambda p: p["energy"])
@@ -838,11 +862,20 @@ def input_normalization(report: dict[str, Any]) -> dict[str, list[float]]:
     return dict(report.get("data", {}).get("normalization") or {})
 
 
-def _energy_units_text(hw: HardwareInfo | None) -> str:
+def costed_on(d: dict[str, Any]) -> HardwareInfo:
+    """The hardware a report's energies were costed on; reports made before it was recorded were
+    costed on the shipped Eyeriss v1."""
+    return d.get("hardware") or {"name": "eyeriss_v1", "energy_unit": "normalized",
+                                 "energy_per_access": {"mac": 1, "rf": 1, "array": 2, "glb": 6, "dram": 200}}
+
+
+def energy_unit_label(hw: HardwareInfo) -> str:
+    """The energies' unit, short, for axis labels."""
+    return "normalised, 1 = one MAC" if hw["energy_unit"] == "normalized" else hw["energy_unit"]
+
+
+def _energy_units_text(hw: HardwareInfo) -> str:
     """How to read the energies: the costs per access of the hardware they were costed on."""
-    if hw is None:  # reports made before the hardware was recorded: the shipped Eyeriss v1 costs
-        hw = {"name": "eyeriss_v1", "energy_unit": "normalized",
-              "energy_per_access": {"mac": 1, "rf": 1, "array": 2, "glb": 6, "dram": 200}}
     e = hw["energy_per_access"]
     costs = ", ".join(f"{label} {e[key]:g}" for key, label in (("rf", "register file"), ("array", "inter-PE array"),
                                                               ("glb", "global buffer"), ("dram", "DRAM"))
@@ -1034,7 +1067,7 @@ def render_markdown(d: dict[str, Any]) -> str:
 
     add("## How to read this report")
     add("")
-    add(f"- {_energy_units_text(d.get('hardware'))} Every variant is lowered by the same backend at batch "
+    add(f"- {_energy_units_text(costed_on(d))} Every variant is lowered by the same backend at batch "
         f"{d['batch']}, so the numbers compare directly.")
     add("- The dynamic model always runs the aggressive trunk, its head and the selector; the mild "
         "network runs only for the inputs the selector rejects, so its energy counts with weight "
@@ -1120,6 +1153,6 @@ __all__ = [
     "PAPER_ACCURACY_DROP", "MEMORY_LEVELS", "LEVEL_LABELS", "ROLES", "VARIANTS", "Report", "Verdict",
     "SingleLevelRival", "single_level_rival", "cheapest_network_as_accurate",
     "validate_report", "load_report", "input_normalization", "save_report", "render_markdown", "print_summary",
-    "render_all", "verdict", "in_target_region", "reported_sweep", "chosen_index", "fmt_energy",
-    "variant_rows",
+    "render_all", "costed_on", "energy_unit_label", "verdict", "in_target_region", "reported_sweep", "chosen_index",
+    "fmt_energy", "variant_rows",
 ]

@@ -191,6 +191,10 @@ _DELETE = object()
     ("energy.original", 0.0, "'energy.original' must be > 0"),
     ("schema_version", 2, "newer than this prunec understands"),
     ("schema_version", "1", "'schema_version' must be a positive integer"),
+    # the views stack every memory level, static included: a report without it fails here, not in a plot
+    ("energy.by_level.original.static", _DELETE, "missing field 'energy.by_level.original.static'"),
+    ("layers.dynamic.0.energy.static", _DELETE, "missing field 'layers.dynamic[0].energy.static'"),
+    ("accuracy.mild", 10**400, "'accuracy.mild' must be a finite number, got an integer of 401 digits"),
 ])
 def test_invalid_report_names_the_field(report: dict[str, Any], path: str, value: Any,
                                         expect: str | None) -> None:
@@ -264,6 +268,12 @@ def test_load_errors(tmp_path: Path, report: dict[str, Any]) -> None:
     (tmp_path / "report.json").write_text(json.dumps(report))
     with pytest.raises(UserError, match="schema_version 7, newer"):
         R.load_report(tmp_path)
+    (tmp_path / "report.json").write_text("[" * 100_000)
+    with pytest.raises(UserError, match="nests too deeply"):
+        R.load_report(tmp_path)
+    (tmp_path / "report.json").write_text('{"batch": ' + "9" * 5000 + "}")
+    with pytest.raises(UserError, match="not valid JSON"):
+        R.load_report(tmp_path)
 
 
 # -------------------------------------------------------------------- verdict
@@ -277,6 +287,11 @@ def test_verdict_boundaries_and_wording() -> None:
     assert s.startswith("Target missed")
     assert "misses ≥ 70% by 8.0 points" in s and "misses ≤ 2.0 pts by 0.50 pts" in s
     assert "gain" in R.Verdict(0.75, -0.3).sentence()
+    # at the edges the words keep to the numbers: no "70.0% misses ≥ 70% by 0.0 points"
+    assert "energy reduction 69.996% misses ≥ 70% by 0.004 points" in R.Verdict(0.69996, 1.0).sentence()
+    assert "accuracy loss 2.004 pts misses ≤ 2.0 pts by 0.004 pts" in R.Verdict(0.8, 2.004).sentence()
+    assert "energy reduction 70.004% meets ≥ 70% (0.004 points to spare)" in R.Verdict(0.70004, 1.0).sentence()
+    assert "energy reduction 75.0% meets" in R.Verdict(0.75, 1.0).sentence()
     assert "better than the paper" in R.Verdict(0.75, 1.0).paper_sentence()
     assert "worse than the paper" in R.Verdict(0.60, 3.5).paper_sentence()
 
@@ -309,6 +324,22 @@ def test_verdict_asks_for_less_energy_than_any_single_network_as_accurate(report
     gained = json.loads(json.dumps(report))  # more accurate than every network: nothing to compare with
     gained["accuracy"]["dynamic"] = 99.0
     assert R.verdict(gained).rival is None
+
+
+def test_the_verdict_rests_on_the_energies_and_accuracies_not_their_restatement(report: dict[str, Any]) -> None:
+    """energy_reduction and accuracy_drop restate the energies and accuracies and pass validation within
+    a tolerance: an edited 70.05 % beside a real 69.6 % must not read "Target met"."""
+    e = report["energy"]
+    scale = 0.304 * e["original"] / e["dynamic"]  # the dynamic model at 30.4 % of the original's energy
+    for key in ("trunk", "head", "selector", "mild"):
+        e["by_role"][key] *= scale
+    e["by_level"]["dynamic"] = {k: v * scale for k, v in e["by_level"]["dynamic"].items()}
+    e["dynamic"] *= scale
+    report["energy_reduction"] = 0.7005
+    R.validate_report(report)  # within the tolerance
+    v = R.verdict(report)
+    assert v.energy_reduction == pytest.approx(0.696) and not v.met
+    assert "**Target missed:" in R.render_markdown(report)
 
 
 def test_a_sweep_point_no_cheaper_than_a_single_network_as_accurate_is_outside_the_target_region(
@@ -509,6 +540,79 @@ def test_tradeoff_shows_a_dynamic_model_that_costs_more_than_the_original(report
     report["oracle"]["energy"] = 1.3 * report["energy"]["original"]
     left, right = plots.tradeoff_figure(report).axes[0].get_xlim()
     assert left == 0 and right >= 130.0
+
+
+def test_a_report_without_a_calibration_sweep_renders_its_test_sweep(report: dict[str, Any]) -> None:
+    report["test_sweep"], report["sweep"] = report["sweep"], []
+    assert "No calibration sweep was recorded; " in R.render_markdown(report)
+
+
+def test_plots_name_the_unit_and_chip_and_sign_every_change(report: dict[str, Any]) -> None:
+    """A chip costed in pJ (compile --hw) is labelled in pJ; a memory level the dynamic model spends
+    more on reads +x %, not −-x %."""
+    from prunec import plots
+
+    report["hardware"] = {"name": "my_chip_45nm", "energy_unit": "pJ",
+                          "energy_per_access": {"mac": 0.5, "rf": 1, "array": 2, "glb": 6, "dram": 200}}
+    levels = report["energy"]["by_level"]
+    moved = 1.2 * levels["original"]["array"] - levels["dynamic"]["array"]  # the dynamic model's array at 1.2x
+    source = max(levels["dynamic"], key=levels["dynamic"].get)
+    assert levels["dynamic"][source] > moved
+    levels["dynamic"][source] -= moved
+    levels["dynamic"]["array"] += moved
+    R.validate_report(report)
+    fig = plots.energy_breakdown_figure(report)
+    labels = [fig.axes[0].get_ylabel(), fig.axes[2].get_ylabel()]  # the original's layers and the totals
+    assert all("(pJ)" in label and "normalised" not in label for label in labels), labels
+    totals = fig.axes[2]
+    shown = [t.get_text() for t in totals.texts]
+    array = R.MEMORY_LEVELS.index("array")
+    change = levels["dynamic"]["array"] / levels["original"]["array"] - 1
+    assert change > 0 and shown[array] == f"+{change:.0%}" and not any("−-" in s for s in shown)
+    assert "costed on my_chip_45nm" in plots.tradeoff_figure(report).axes[0].get_xlabel()
+    del report["hardware"]  # reports from before it was recorded were costed on the shipped chip
+    assert "costed on eyeriss_v1" in plots.tradeoff_figure(report).axes[0].get_xlabel()
+
+
+def test_render_all_replaces_the_views_as_a_set(report_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A view that cannot be written (here a directory in its place) keeps every old view, report.md too."""
+    R.render_all(report_dir)
+    before = {n: (report_dir / n).read_bytes() for n in ("report.md", "tradeoff.png")}
+    (report_dir / "energy_breakdown.png").unlink()
+    (report_dir / "energy_breakdown.png").mkdir()
+    report = json.loads((report_dir / "report.json").read_text())
+    report["notes"].append("a new note")
+    (report_dir / "report.json").write_text(json.dumps(report))
+    with pytest.raises(UserError, match="energy_breakdown.png: it is a directory"):
+        R.render_all(report_dir)
+    assert {n: (report_dir / n).read_bytes() for n in before} == before
+    (report_dir / "energy_breakdown.png").rmdir()
+    real = Path.write_bytes
+
+    def full_disk(self: Path, data: bytes) -> int:  # the second file fails after report.md's temp is written
+        if "tradeoff" in self.name:
+            raise OSError(28, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(UserError, match="No space left on device"):
+        R.render_all(report_dir)
+    assert {n: (report_dir / n).read_bytes() for n in before} == before
+    assert not (report_dir / "energy_breakdown.png").exists()
+    assert not [n for n in os.listdir(report_dir) if ".tmp-" in n]
+
+
+def test_a_read_only_folder_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a read-only mount the clean-up's unlink fails too (EROFS, not a missing file)."""
+    from prunec.outdir import write_atomic
+
+    def read_only(*args: Any, **kwargs: Any) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(UserError, match="cannot write .*report.md: Read-only file system"):
+        write_atomic(tmp_path / "report.md", "text")
 
 
 def test_render_all(report_dir: Path) -> None:
