@@ -491,11 +491,20 @@ def _where(computed_on: dict[str, Any]) -> str:
     return f"{where} with {threads} thread{'' if threads == 1 else 's'}" if threads else where
 
 
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
 def zero_weight_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(weight, nonzero mask) for every conv/linear weight holding exact zeros."""
-    layers = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-    weights = [m.weight for m in model.modules() if isinstance(m, layers) and m.weight is not None]
+    weights = [m.weight for m in model.modules() if isinstance(m, _WEIGHTED) and m.weight is not None]
     return [(w, (w != 0).to(w.dtype)) for w in weights if bool((w == 0).any())]
+
+
+def all_zero_layers(model: nn.Module) -> list[str]:
+    """Conv/linear layers whose weights are all zero: ``keep_zeros`` would hold them there for good,
+    which is a pruning mask's intent but not a zero-initialised layer's."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, _WEIGHTED) and m.weight is not None and m.weight.numel() and not m.weight.any()]
 
 
 def _sync_buffers(model: nn.Module) -> None:

@@ -34,6 +34,14 @@ def tiny() -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
 
 
+def zero_head_gray() -> nn.Module:
+    """A 1-channel, 4-class net whose classifier starts at zero, as some recipes initialise it."""
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    nn.init.zeros_(net[5].weight)
+    return net
+
+
 #: a module instance (not a factory function) a spec can name
 TINY_INSTANCE = tiny()
 

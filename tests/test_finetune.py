@@ -396,6 +396,19 @@ def test_finetune_cli_keeps_unstructured_zeros(tmp_path):
         assert low <= share <= high, (flag, share)
 
 
+def test_keep_zeros_says_when_it_would_freeze_a_zero_initialised_layer(tmp_path):
+    """A layer that starts all zero is a zero initialisation more likely than a mask: --keep-zeros
+    would hold it there for good, so finetune says so (and --no-keep-zeros trains it)."""
+    for flag, frozen in (("--keep-zeros", True), ("--no-keep-zeros", False)):
+        out = tmp_path / f"f{flag}.pt"
+        r = run_cli("finetune", "tests.model_fixtures:zero_head_gray", "--data", "synthetic", "--max-steps", "3",
+                    "--no-evaluate", flag, "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        assert ("note: 5 holds only zero weights" in r.stderr) == frozen, r.stderr
+        model, _ = load_with_meta(str(out), arch="tests.model_fixtures:zero_head_gray")
+        assert bool(model[5].weight.any()) != frozen
+
+
 def test_a_diverging_fine_tune_stops_with_one_clear_error_and_writes_nothing(tmp_path, train):
     """A learning rate far too high makes the loss NaN: every later number would be noise, so the run
     stops at the epoch's end, keeps no checkpoint of it and says what to change."""

@@ -89,7 +89,7 @@ def _check_teacher_normalization(meta: dict[str, Any], info: Any, teacher: str) 
 def run(args: argparse.Namespace) -> int:
     from prunec.data import dataset_info, load_split, renormalized
     from prunec.frontend import load_with_meta, save_checkpoint
-    from prunec.training import evaluate, finetune
+    from prunec.training import all_zero_layers, evaluate, finetune
 
     info = dataset_info(args.data)
     check_writable_file(args.output)
@@ -112,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
                                                in_channels=args.in_channels, num_classes=args.num_classes)
         _check_teacher_normalization(teacher_meta, info, args.teacher)
 
+    if args.keep_zeros and (frozen := all_zero_layers(model)):
+        print(f"note: {', '.join(frozen)} hold{'s' if len(frozen) == 1 else ''} only zero weights, and --keep-zeros "
+              "keeps them zero, so they will not train (a zero-initialised layer, not a pruning mask? pass "
+              "--no-keep-zeros)", file=sys.stderr)
     train = load_split(args.data, "train", args.data_root, info.mean, info.std).subset(args.train_subset, args.seed)
     classes = _check_fits(model, train, "MODEL")
     if teacher is not None and (theirs := _check_fits(teacher, train, "--teacher")) != classes:
