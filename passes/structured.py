@@ -14,6 +14,7 @@ import fnmatch
 import inspect
 import math
 import numbers
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -26,7 +27,7 @@ from prunec.errors import UserError
 from prunec.passes.output_contract import recorded_outputs
 
 from . import register_pass
-from .coupling import ChannelState, CouplingReport, analyze
+from .coupling import ChannelGroup, ChannelState, CouplingReport, analyze
 from .importance import IMPORTANCES, unit_scores
 
 SCOPES = ("uniform", "global")
@@ -71,22 +72,40 @@ def resolve_ignore(gm: fx.GraphModule, patterns: Sequence[str] | str) -> set[str
 # ----------------------------------------------------------------------------- selection
 
 
-def _keep_count(n: int, removed: int, round_to: int) -> int:
+def _keep_count(n: int, removed: int, step: int) -> int:
+    """Units to keep of ``n``: at least one, rounded up to a multiple of ``step`` (all ``n`` when none fits)."""
     keep = max(1, n - removed)
-    if round_to > 1:
-        keep = min(n, math.ceil(keep / round_to) * round_to)
+    if step > 1:
+        keep = min(n, math.ceil(keep / step) * step)
     return keep
+
+
+def _unit_step(report: CouplingReport, group: ChannelGroup, round_to: int) -> int:
+    """The multiple of units that keeps every layer of ``group`` at a multiple of ``round_to`` channels.
+
+    A unit can hold several channels of one layer (a grouped convolution ties channel i of every
+    group together): with ``m`` channels a unit, ``round_to / gcd(round_to, m)`` units make a multiple.
+    """
+    step = 1
+    for name in group.sources:
+        source = report.sources[name]
+        counts = Counter(report.unit_id[source.start:source.start + source.size].tolist())
+        per_unit = math.gcd(*counts.values()) if counts else 1
+        step = math.lcm(step, round_to // math.gcd(round_to, per_unit))
+    return step
 
 
 def select_units(
     report: CouplingReport, scores: np.ndarray, ratio: float, scope: str = "uniform",
-    round_to: int = 1,
+    round_to: int = 1, rounded_whole: list[tuple[str, int]] | None = None,
 ) -> np.ndarray:
     """Boolean mask over unit ids: the units to remove.
 
     ``uniform`` removes ``floor(ratio * n)`` units of every prunable group; ``global`` ranks
     all units by their score normalised by their group's mean score and removes the lowest
-    ``floor(ratio * N)``, always leaving each group at least one unit.
+    ``floor(ratio * N)``, always leaving each group at least one unit. ``round_to`` rounds each
+    layer's kept channels up to a multiple; the groups it keeps whole though some were to go
+    (no smaller multiple fits) are appended to ``rounded_whole`` as (first layer, channels).
     """
     removed = np.zeros(report.n_atoms, dtype=bool)
     groups = [g for g in report.groups if g.prunable and g.size > 1]
@@ -97,11 +116,29 @@ def select_units(
     else:
         quota = _global_quota(groups, scores, ratio)
     for group, count in zip(groups, quota, strict=True):
-        keep = _keep_count(group.size, count, round_to)
+        keep = _keep_count(group.size, count, _unit_step(report, group, round_to) if round_to > 1 else 1)
         order = np.argsort(scores[group.unit_ids], kind="stable")
         removed[group.unit_ids[order[: group.size - keep]]] = True
     _keep_every_layer_fed(report, removed, scores)
+    if round_to > 1:
+        for group, count in zip(groups, quota, strict=True):
+            _round_layers(report, group, removed, scores, round_to)
+            if count > 0 and not removed[group.unit_ids].any() and rounded_whole is not None:
+                first = group.sources[0]
+                rounded_whole.append((group.modules[0] if group.modules else first, report.sources[first].size))
     return removed
+
+
+def _round_layers(report: CouplingReport, group: ChannelGroup, removed: np.ndarray, scores: np.ndarray,
+                  round_to: int) -> None:
+    """Restore the best removed units of ``group`` until every layer it shrinks keeps a multiple of
+    ``round_to`` channels: a unit restored to feed a layer, or units of uneven width (a concatenation
+    chunked across its parts), can leave a count the unit rounding did not foresee."""
+    units_of = [report.unit_id[s.start:s.start + s.size] for s in (report.sources[n] for n in group.sources)]
+    gone = list(group.unit_ids[removed[group.unit_ids]][np.argsort(-scores[group.unit_ids[removed[group.unit_ids]]],
+                                                                   kind="stable")])
+    while gone and any(removed[u].any() and int((~removed[u]).sum()) % round_to for u in units_of):
+        removed[gone.pop(0)] = False
 
 
 def _keep_every_layer_fed(report: CouplingReport, removed: np.ndarray, scores: np.ndarray) -> None:
@@ -329,7 +366,9 @@ def prune_structured(
     gm.meta["kept_whole"] = list(kept.items())
     if ratio == 0:
         return gm
-    removed = select_units(report, unit_scores(method, gm, report, seed), ratio, scope, round_to)
+    rounded_whole: list[tuple[str, int]] = []
+    removed = select_units(report, unit_scores(method, gm, report, seed), ratio, scope, round_to, rounded_whole)
+    gm.meta["rounded_whole"] = rounded_whole
     if removed.any():
         apply_removal(gm, report, removed)
         reshape_check(gm, expected)

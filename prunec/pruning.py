@@ -80,6 +80,9 @@ def prune(
     fn = resolve_pruner(pruner)
     if fn in (prune_structured, prune_unstructured):
         check_choice("method", method, IMPORTANCES)
+    if fn is prune_unstructured and round_to != 1:
+        raise UserError(f"round_to={round_to} rounds channel counts, which unstructured pruning keeps as they are "
+                        "(it zeroes single weights): drop it, or prune structured")
     inputs = _as_inputs(example_inputs)
     gm = trace(copy.deepcopy(model), inputs)
     contract = OutputContract(gm, inputs)

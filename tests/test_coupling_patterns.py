@@ -203,7 +203,7 @@ def randomize(model: nn.Module, seed: int) -> nn.Module:
        width=st.sampled_from([4, 6, 8]), head=st.sampled_from(["flatten", "conv"]),
        ratio=st.sampled_from([0.0, 0.3, 0.5, 0.7, 0.9]),
        method=st.sampled_from(["l1", "l2", "bn_scale", "random"]),
-       scope=st.sampled_from(["uniform", "global"]), round_to=st.sampled_from([1, 2]),
+       scope=st.sampled_from(["uniform", "global"]), round_to=st.sampled_from([1, 2, 4]),
        seed=st.integers(0, 1000))
 def test_generated_graphs_prune_exactly(kinds, width, head, ratio, method, scope, round_to, seed):
     model = randomize(Net(kinds, width, head), seed)
@@ -217,6 +217,11 @@ def test_generated_graphs_prune_exactly(kinds, width, head, ratio, method, scope
     assert float((ref - got).abs().max()) <= 1e-5, kinds
     if ratio == 0:
         assert torch.equal(out, model(x))
+    # --round-to: every layer pruning shrank keeps a multiple of K channels (a grouped conv's too)
+    before = {name: m.out_channels for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    shrunk = {name: m.out_channels for name, m in pruned.named_modules()
+              if isinstance(m, nn.Conv2d) and m.out_channels != before.get(name, m.out_channels)}
+    assert all(c % round_to == 0 for c in shrunk.values()), (round_to, shrunk)
 
 
 @pytest.mark.parametrize("kind", ["torch_ops", "pools_pads", "shaped_like"])

@@ -124,6 +124,31 @@ def test_round_to_and_ignore():
     assert pruned.get_submodule("features.0").out_channels == 48  # 64 - 19 -> 45 -> 48
 
 
+class _Grouped(nn.Module):
+    """32 channels into a 4-group conv: each unit ties one channel of every group, 4 channels a unit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 32, 3, padding=1), nn.Conv2d(32, 32, 3, padding=1, groups=4)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+def test_round_to_counts_channels_not_units_and_says_what_it_kept_whole():
+    """round_to=8 on a grouped conv keeps 16 of 32 channels (it rounded 4 units up to 8 units, all 32,
+    before); a K no smaller multiple fits keeps the layer whole and names it."""
+    x = torch.randn(1, 3, 8, 8)
+    pruned = prune(_Grouped(), x, 0.5, round_to=8)
+    assert (pruned.a.out_channels, pruned.b.out_channels) == (16, 16) and pruned.meta["rounded_whole"] == []
+    whole = prune(_Grouped(), x, 0.5, round_to=64)
+    assert (whole.a.out_channels, whole.b.out_channels) == (32, 32)
+    assert whole.meta["rounded_whole"] == [("a", 32), ("b", 32)]
+    with pytest.raises(UserError, match="round_to=4 rounds channel counts, which unstructured pruning keeps"):
+        prune(_Grouped(), x, 0.5, round_to=4, pruner="unstructured")
+
+
 def test_unstructured_records_sparsity():
     model, x = zoo_model("resnet20")
     for scope in ("uniform", "global"):

@@ -108,4 +108,11 @@ def _print_summary(before: nn.Module, after: nn.Module, x: torch.Tensor, args: a
         more = f"; and {len(kept) - 5} more" if len(kept) > 5 else ""
         console.print(f"channels kept whole around {len(kept)} op{'s' if len(kept) != 1 else ''} prunec cannot "
                       f"prune through: {shown}{more}", markup=False, highlight=False)
+    rounded = after.meta.get("rounded_whole", []) if isinstance(after, torch.fx.GraphModule) else []
+    if rounded:
+        shown = "; ".join(f"{name} ({size} channels)" for name, size in rounded[:5])
+        more = f"; and {len(rounded) - 5} more" if len(rounded) > 5 else ""
+        console.print(f"--round-to {args.round_to} kept {len(rounded)} layer group{'s' if len(rounded) != 1 else ''} "
+                      f"whole (no multiple of {args.round_to} below their size fits): {shown}{more}",
+                      markup=False, highlight=False)
     console.print(f"wrote {args.output}")
