@@ -416,7 +416,7 @@ def _run(
             xb, yb = x_all[idx].to(device, non_blocking=True), y_all[idx].to(device, non_blocking=True)
             if augment:
                 xb = augment_batch(xb, torch.Generator().manual_seed(_seed_for(seed, step) ^ rank))
-            logits = net(xb)
+            logits = _train_forward(net, xb)
             teacher_logits = None
             if teacher is not None and kd_alpha > 0:
                 with torch.no_grad():
@@ -492,6 +492,17 @@ def _where(computed_on: dict[str, Any]) -> str:
 
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def _train_forward(net: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    """One training forward; a batch BatchNorm cannot normalise (one value per channel) is the user's data size."""
+    try:
+        return net(xb)
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        raise UserError(f"a training batch holds {len(xb)} image(s), and a BatchNorm layer needs more than one "
+                        "value per channel to train: give more training images (or a larger batch size)") from None
 
 
 def zero_weight_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -360,6 +360,13 @@ def test_cli_missing_data_set_is_one_line(tmp_path):
     assert not out.exists()
 
 
+def test_a_batch_of_one_image_that_batchnorm_cannot_train_on_is_one_clear_error(train):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 4))
+    with pytest.raises(UserError, match=r"a training batch holds 1 image\(s\), and a BatchNorm layer needs more"):
+        finetune(net, train.subset(1), **QUICK)
+    finetune(net, train.subset(2), **QUICK)  # two images train
+
+
 def test_finetune_refuses_a_seed_before_training(train):
     with pytest.raises(UserError, match="seed must be an integer from 0 to 4294967295, got -1"):
         finetune(tiny_net(), train, **QUICK, seed=-1)
