@@ -123,13 +123,16 @@ def is_data_file(name: str) -> bool:
     """Whether ``--data`` names data of the user's own (a ``.npz`` or an image folder) rather
     than a built-in data set; the built-in names win over a folder of the same name."""
     name = str(name)
-    return name not in DATASETS and (name.endswith(".npz") or is_image_folder(name))
+    return name not in DATASETS and (name.lower().endswith(".npz") or is_image_folder(name))
 
 
 def dataset_info(name: str) -> DatasetInfo:
     if is_data_file(name):
         return _user_data(name)[0]
     if name not in DATASETS:
+        if os.path.exists(name):
+            raise UserError(f"{name} is not a data set: give a .npz file or an image folder (train/<class>/ and "
+                            "test/<class>/)")
         if os.sep in name or name.startswith("."):
             raise UserError(f"data folder not found: {name}")
         raise UserError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}, "
@@ -404,6 +407,8 @@ def _assemble(path: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], extra
     ``extras`` may hold ``num_classes``, ``mean``, ``std`` and ``classes``; a missing
     calibration split is a seeded random tenth of the training images.
     """
+    if name in DATASETS:  # a folder called cifar10 is not CIFAR-10: checkpoints record this name, and compile
+        name = path       # and --reuse-levels would take the built-in data set for it
     if "calibration" not in splits:
         x, y = splits["train"]
         n_cal = max(1, int(round(len(y) * CALIBRATION_SHARE)))
@@ -416,6 +421,8 @@ def _assemble(path: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], extra
     shapes = {s: x.shape[1:] for s, (x, _) in splits.items()}
     if len(set(shapes.values())) != 1:
         raise UserError(f"{path}: the splits' images differ in shape: {shapes}")
+    if 0 in shapes["train"]:
+        raise UserError(f"{path}: the images hold no pixels (channels x height x width {shapes['train']})")
     for split, (_, y) in splits.items():
         if len(y) == 0:
             raise UserError(f"{path}: the {split} split is empty")
@@ -435,9 +442,10 @@ def _assemble(path: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], extra
     mean = _per_channel(extras["mean"], "mean", c, path) if "mean" in extras else \
         tuple(float(train_x[:, i].mean(dtype=np.float64) / scale) for i in range(c))  # float16 would overflow
     std = _per_channel(extras["std"], "std", c, path) if "std" in extras else \
-        tuple(max(float(train_x[:, i].std(dtype=np.float64) / scale), 1e-6) for i in range(c))
-    if min(std) <= 0:
-        raise UserError(f"{path}: std must be positive")
+        tuple(max(float(train_x[:, i].std(dtype=np.float64) / scale), MIN_STD) for i in range(c))
+    if min(std) < MIN_STD:
+        raise UserError(f"{path}: std must be at least {MIN_STD:g} (on the 0-1 pixel scale), got "
+                        f"{', '.join(f'{v:g}' for v in std)}")
     if max(mean) > 1:
         raise UserError(f"{path}: mean is on the 0-1 pixel scale, got {', '.join(f'{v:g}' for v in mean)}; divide "
                         f"0-255 values by 255 (mean and std alike)")
@@ -466,8 +474,11 @@ def _text(value: np.ndarray | bytes | str) -> str:
 
 def _number(value: np.ndarray, key: str, path: str) -> int:
     try:
-        return int(np.asarray(value).item())
-    except (TypeError, ValueError):
+        number = np.asarray(value).item()
+        if isinstance(number, bool) or not float(number).is_integer():  # 2.5 classes is not 2
+            raise ValueError
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
         raise UserError(f"{path}: {key} must be one integer, not {value!r}") from None
 
 

@@ -513,7 +513,8 @@ def _check_calibration_size(selector: str, images: int) -> None:
     if selector == "learned" and images < SELECTOR_FOLDS:
         raise UserError(f"the learned selector is fitted and thresholded in {SELECTOR_FOLDS} folds of the calibration "
                         f"images and needs at least {SELECTOR_FOLDS}, the data set has {images}: give more "
-                        "calibration images (x_calibration/y_calibration, or more training images), or "
+                        "calibration images (x_calibration/y_calibration in a .npz, calibration/<class>/ in an image "
+                        "folder, or more training images), or "
                         "--selector max-softmax")
 
 

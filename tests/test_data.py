@@ -160,6 +160,11 @@ _SMALL = {"x_train": np.zeros((20, 8, 8), np.uint8), "y_train": np.arange(20) % 
     ({**_SMALL, "layout": np.array("NWHC")}, "layout must be"),
     ({**_SMALL, "y_train": np.eye(2, dtype=np.int64)[np.arange(20) % 2]}, "one-hot"),
     ({**_SMALL, "y_test": np.array([0, 2])}, "label\\(s\\) 2, which no training"),
+    # the data's own faults name the file, not --std/--mean the user never passed
+    ({**_SMALL, "std": np.array([1e-9])}, "bad.npz: std must be at least 1e-06"),
+    ({**_SMALL, "x_train": np.zeros((20, 1, 0, 8), np.uint8), "x_test": np.zeros((2, 1, 0, 8), np.uint8),
+      "layout": np.array("NCHW")}, "bad.npz: the images hold no pixels"),
+    ({**_SMALL, "num_classes": np.array(2.5)}, "num_classes must be one integer"),  # not read as 2
 ])
 def test_bad_own_data_is_one_clear_error(tmp_path, arrays, needle):
     path = tmp_path / "bad.npz"

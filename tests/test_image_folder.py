@@ -188,6 +188,25 @@ def test_a_builtin_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
     assert dataset_info("synthetic").num_classes == 4
 
 
+def test_a_folder_named_like_a_builtin_data_set_is_not_recorded_as_it(tmp_path):
+    """A checkpoint records the data set's name; ./cifar10 of your own recorded as "cifar10" would
+    be compiled on CIFAR-10 without --data. It is named by its path instead."""
+    write_folder(tmp_path / "synthetic", _random_arrays(0, 1, 6, 6, 3, calibration=False), ["a", "b", "c"])
+    info = dataset_info(str(tmp_path / "synthetic"))
+    assert info.name != "synthetic" and info.name.endswith("synthetic") and info.num_classes == 3
+
+
+def test_an_existing_file_that_is_not_data_is_named_as_such(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"x")
+    with pytest.raises(UserError, match="model.pt is not a data set: give a .npz file or an image folder"):
+        dataset_info(str(tmp_path / "model.pt"))
+    arrays = {"x_train": np.zeros((20, 8, 8), np.uint8), "y_train": np.arange(20) % 2,
+              "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.zeros(2, int)}
+    with open(tmp_path / "upper.NPZ", "wb") as fh:  # np.savez would add .npz to the name
+        np.savez(fh, **arrays)
+    assert dataset_info(str(tmp_path / "upper.NPZ")).num_classes == 2
+
+
 def test_cli_names_a_folder_without_test_images(tmp_path):
     """A folder without test/ is one line and exit 2 before anything is written (the
     successful compile on a folder is tests/test_compile_cli.py::test_compile_on_your_own_data)."""
