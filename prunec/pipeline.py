@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import itertools
+import math
 import os
 import time
 import typing
@@ -559,14 +560,16 @@ def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> No
         raise UserError(f"--max-accuracy-drop must be a finite number of points >= 0, got {cfg.max_accuracy_drop}")
     if cfg.mild_rate is not None and not 0 <= cfg.mild_rate <= 1:
         raise UserError("--mild-rate must be in [0, 1]")
-    if not (cfg.epochs >= 0 and cfg.aggressive_finetune_epochs >= 0 and cfg.search_epochs > 0):  # NaN fails
-        raise UserError("--epochs and --aggressive-epochs must be >= 0 and --search-epochs > 0")
+    epochs = (cfg.epochs, cfg.aggressive_finetune_epochs, cfg.search_epochs)
+    if not (cfg.epochs >= 0 and cfg.aggressive_finetune_epochs >= 0 and cfg.search_epochs > 0
+            and all(math.isfinite(e) for e in epochs)):  # NaN fails too
+        raise UserError("--epochs and --aggressive-epochs must be finite and >= 0, and --search-epochs finite and > 0")
     if cfg.batch < 1:
         raise UserError("--batch must be at least 1")
     if cfg.train_samples is not None and cfg.train_samples < 1:
         raise UserError("--train-samples must be a positive number of images")
-    if not cfg.lr > 0:
-        raise UserError("--lr must be positive")
+    if not 0 < cfg.lr < math.inf:
+        raise UserError("--lr must be a positive finite number")
     if cfg.search_ratios is not None:
         ratios = cfg.search_ratios
         if (not isinstance(ratios, (list, tuple)) or not ratios
