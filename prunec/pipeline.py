@@ -269,6 +269,9 @@ def search_levels(original: fx.GraphModule, x: torch.Tensor, train: Split, calib
                         "a larger --max-accuracy-drop" + ("" if cfg.confidence is None else " or a lower --confidence"))
     _log(console, "search", f"chose mild {best[0]:.2f}, aggressive {best[1]:.2f} "
          f"(estimated {best[2] / original_energy:.1%} of the original's energy)")
+    if best[2] >= original_energy:  # routing most inputs to the original is all that met the budget
+        _log(console, "search", "[yellow]warning:[/] no pair saves energy within the accuracy budget: the pruned "
+             "levels lose too much (fine-tune them longer: --search-epochs, --epochs) or the budget is too tight")
     return best[0], best[1], levels
 
 
@@ -724,9 +727,13 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
     if cfg.gates_weights and _target_takes(cfg, "weight_sparsity"):
         notes.append("Zero weights are credited (gated MACs and a run-length compressed filter stream): an "
                      "Eyeriss v2-style assumption; the Eyeriss v1 chip gates only zero activations.")
+    # a searched level keeps training from its search fine-tune (refine_levels), so it had both
+    trained = {"mild": cfg.epochs + (cfg.search_epochs if candidates else 0.0) if cfg.mild else 0.0,
+               "aggressive": cfg.aggressive_finetune_epochs + (cfg.search_epochs if candidates else 0.0)}
     if candidates:
         notes.append(f"Single-level points from the level search had {cfg.search_epochs:g}-epoch fine-tunes; "
-                     f"the chosen mild and aggressive levels had {_epochs_text(cfg)}.")
+                     f"the chosen mild and aggressive levels continued from theirs for {_epochs_text(cfg)} "
+                     f"({trained['mild']:g} and {trained['aggressive']:g} epochs in all).")
     by_role = dyn_program.energy_by_role()
     report = {
         "schema_version": 1, "prunec_version": __version__,
@@ -740,10 +747,10 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                  "test_split_note": test.info.test_note or _split_note(test.info.name)},
         "target": cfg.target, "batch": cfg.batch, "hardware": _hardware_info(dyn_program.hardware),
         "levels": {"mild": {"ratio": cfg.mild, "method": cfg.method, "params": params["mild"],
-                            "macs": macs["mild"], "fine_tune_epochs": cfg.epochs if cfg.mild else 0},
+                            "macs": macs["mild"], "fine_tune_epochs": trained["mild"]},
                    "aggressive": {"ratio": cfg.aggressive, "method": cfg.aggressive_method or cfg.method,
                                   "params": params["aggressive"], "macs": macs["aggressive"],
-                                  "fine_tune_epochs": cfg.aggressive_finetune_epochs}},
+                                  "fine_tune_epochs": trained["aggressive"]}},
         "selector": {"kind": cfg.selector, "threshold": float(dyn.threshold), "taps": list(dyn.taps),
                      "auc": auc, "max_accuracy_drop": cfg.max_accuracy_drop,
                      "calibration": calibration_scheme(cfg.selector), "confidence": cfg.confidence,

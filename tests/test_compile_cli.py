@@ -323,6 +323,12 @@ def test_level_search_in_process(trained_synthetic, tmp_path):
     report = validate_report(compile_model(model, "synthetic", model_meta=meta, **options).report)
     mild, aggressive = report["levels"]["mild"]["ratio"], report["levels"]["aggressive"]["ratio"]
     assert mild in (0.0, 0.3) and aggressive in (0.3, 0.6) and mild < aggressive
+    # the chosen levels continue from their search fine-tunes: 0.2 + 0.2 epochs (the original as mild: none)
+    levels = report["levels"]
+    assert levels["aggressive"]["fine_tune_epochs"] == pytest.approx(0.4)
+    assert levels["mild"]["fine_tune_epochs"] == (pytest.approx(0.4) if mild else 0.0)
+    in_all = f"continued from theirs for 0.2 epochs each ({0.4 if mild else 0:g} and 0.4 epochs in all)"
+    assert any(in_all in n for n in report["notes"]), report["notes"]
     assert sorted(p["ratio"] for p in report["single_level"]) == [0.0, 0.3, 0.6]
     assert report["energy"]["aggressive"] < report["energy"]["original"]
     (caveat,) = report["selector"]["drop_bound"]["caveats"]  # levels searched on the calibration images
