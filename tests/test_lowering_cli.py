@@ -44,6 +44,24 @@ def test_lower_resnet20_json(tmp_path) -> None:
     assert ir["unmapped"] == []
 
 
+def test_lower_runs_passes_first_as_prune_then_lower_does(tmp_path) -> None:
+    """`lower --pass P` costs what `prune` then `lower` costs (the same pass on the same graph); a saved IR,
+    whose model is fixed, refuses --pass."""
+    model = "examples/resnet20_fashion.pt"
+    pruned = tmp_path / "p.pt"
+    assert _prunec("prune", model, "--ratio", "0.5", "-o", str(pruned)).returncode == 0
+    via_pass = _prunec("lower", model, "--pass", "prune_structured{ratio=0.5}", "--format", "json",
+                       "-o", str(tmp_path / "ir.json"))
+    assert via_pass.returncode == 0, via_pass.stderr
+    two_steps = _prunec("lower", str(pruned), "--format", "json")
+    got, want = json.loads((tmp_path / "ir.json").read_text())["totals"], json.loads(two_steps.stdout)["totals"]
+    unpruned = json.loads(_prunec("lower", model, "--format", "json").stdout)["totals"]
+    assert got["macs"] == want["macs"] < unpruned["macs"]
+    assert got["energy"] == pytest.approx(want["energy"], rel=1e-9)
+    assert_user_error(_prunec("lower", str(tmp_path / "ir.json"), "--pass", "prune_structured{ratio=0.5}"),
+                      "--pass: only for lowering a model")
+
+
 def test_lower_a_model_that_reads_tensor_sizes() -> None:
     """``x.size(0)`` / ``x.shape`` nodes hold ints, not tensors: the CLI lowers such a model as the
     Python API does (it used to say the graph had no shapes)."""

@@ -76,6 +76,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = 
                         help="submodule to keep opaque while tracing (repeatable)")
 
 
+def add_pass_argument(parser: argparse.ArgumentParser) -> None:
+    """--pass: graph passes run on the traced model before the command looks at it."""
+    parser.add_argument("--pass", dest="passes", action="append", default=[], metavar="PASS",
+                        help="run this pass first: a registered name or module:callable, with options as "
+                        "NAME{key=value ...}, e.g. 'prune_structured{ratio=0.5 method=l2}' (repeatable)")
+
+
 def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     from prunec.frontend import load_with_meta
 

@@ -7,7 +7,14 @@ import os
 
 from rich.table import Table
 
-from prunec.cli.common import add_model_arguments, emit_json, is_saved_ir, load_and_trace, refuse_model_options
+from prunec.cli.common import (
+    add_model_arguments,
+    add_pass_argument,
+    emit_json,
+    is_saved_ir,
+    load_and_trace,
+    refuse_model_options,
+)
 from prunec.terminal import make_console
 
 
@@ -16,9 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Print one row per node that does work. Given a lowered IR "
                        "JSON file (from `prunec lower -o`), pretty-print it instead.")
     add_model_arguments(p)
-    p.add_argument("--pass", dest="passes", action="append", default=[], metavar="PASS",
-                   help="run this pass first: a registered name or module:callable, with options as "
-                   "NAME{key=value ...}, e.g. 'prune_structured{ratio=0.5 method=l2}' (repeatable)")
+    add_pass_argument(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("-o", "--output", help="write JSON here instead of stdout")
     p.set_defaults(handler=run)

@@ -11,6 +11,7 @@ from typing import Any
 from prunec.cli.common import (
     MODEL_HELP,
     add_model_arguments,
+    add_pass_argument,
     emit_json,
     is_saved_ir,
     load_and_trace,
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "on --hw: the same layers, shapes and zero shares, another chip.")
     add_model_arguments(p, model_help=f"{MODEL_HELP}; or a saved IR.json, or a compiled model's directory, to "
                         "cost again on --hw")
+    add_pass_argument(p)
     p.add_argument("--target", help="lowering target (see `prunec targets`; default: eyeriss, or the IR's)")
     p.add_argument("--batch", type=int, help="batch size N (default: N of --input-shape)")
     p.add_argument("--hw", metavar="FILE", action="append",
@@ -101,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
     sparsity = _read_sparsity(args.activation_sparsity)
     mappings = _read_mappings(args.mappings)
     gm, x, _ = load_and_trace(args)
+    if args.passes:
+        from prunec.passes import run_passes
+
+        gm = run_passes(gm, args.passes, x)
     chips: list[str | None] = [None, *hws] if args.compare else [*hws] or [None]  # None: the default chip
     programs = [lower(gm, None, target=args.target, batch=args.batch or int(x.shape[0]), hw=hw,
                       activation_sparsity=sparsity, routed_share=args.routed_share,
@@ -118,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
 #: Options that say how to build a model's IR; a saved IR has them fixed.
 _MODEL_ONLY = ("arch", "trust_model", "in_channels", "num_classes", "input_shape", "leaf_module", "batch",
-               "activation_sparsity", "mappings")
+               "activation_sparsity", "mappings", "passes")
 
 
 def _relower(args: argparse.Namespace) -> int:
@@ -126,7 +132,7 @@ def _relower(args: argparse.Namespace) -> int:
     from prunec.lowering import load_ir
     from prunec.recost import recost_compiled, relower
 
-    refuse_model_options(args, _MODEL_ONLY, "lowering a model")
+    refuse_model_options(args, _MODEL_ONLY, "lowering a model", flags={"passes": "--pass"})
     options = {"zero_gating": False if args.no_zero_gating else None, "rlc": False if args.no_rlc else None,
                "weight_sparsity": True if args.weight_sparsity else None, "unpin": args.unpin}
     hws = args.hw or []
