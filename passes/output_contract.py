@@ -68,8 +68,10 @@ def forward_outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Sign
             out = module(*inputs)
     except Exception:  # noqa: BLE001 - any failure of the graph is the finding; the caller says which
         return None
-    leaves = out if isinstance(out, (tuple, list)) else [out]
-    return [(tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else None for t in leaves]
+    found: Signature = []  # every leaf of nested tuples, lists and dicts, as recorded_outputs walks the graph's
+    fx.node.map_aggregate(out, lambda t: found.append((tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor)
+                                                      else None))
+    return found
 
 
 def describe(signature: Signature | None) -> str:

@@ -235,6 +235,34 @@ def test_pass_that_changes_the_batch_or_dtype_of_the_output_is_caught(change, me
         run_passes(prunec.trace(tiny(), x), [_output_pass(change)], x)
 
 
+class _NestedOutputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        y = self.conv(x).flatten(1)
+        return y, (y, {"logits": y})
+
+
+def test_the_batch_check_reaches_outputs_nested_in_tuples_and_dicts():
+    """A batch-mixing change two levels down in the outputs is caught too (the forward check once
+    looked one level deep, where the shape check walks them all)."""
+    x = torch.randn(1, 3, 8, 8)
+
+    def mix_the_innermost(gm: fx.GraphModule) -> PassResult:
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        y, (same, inner) = out.args[0]
+        with gm.graph.inserting_before(out):
+            mixed = gm.graph.call_method("sum", (inner["logits"], 0), {"keepdim": True})
+        out.args = ((y, (same, {"logits": mixed})),)
+        gm.recompile()
+        return PassResult(gm, True)
+
+    with pytest.raises(UserError, match="on a batch of 2"):
+        run_passes(prunec.trace(_NestedOutputs(), x), [mix_the_innermost], x)
+
+
 def test_a_pass_keeping_the_output_passes_the_batch_check_and_leaves_batch_norm_statistics_alone():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten()).train()
     x = torch.randn(1, 3, 8, 8)
