@@ -50,9 +50,19 @@ def _has_shapes(gm: fx.GraphModule) -> bool:
                for n in gm.graph.nodes if n.op not in ("placeholder", "output"))
 
 
+def _conv_output_size(module: nn.modules.conv._ConvNd, size: Sequence[int]) -> tuple[int, ...]:
+    """The spatial output size ``module`` gives on an input of spatial ``size`` (torch's formula)."""
+    if module.padding == "same":
+        return tuple(size)
+    pad = (0,) * len(size) if module.padding == "valid" else module.padding
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+                 zip(size, pad, module.dilation, module.kernel_size, module.stride, strict=True))
+
+
 def _stale_shapes(gm: fx.GraphModule) -> bool:
     """Whether a convolution, linear or batch-norm module no longer has the channels its recorded
-    input and output shapes say (a pass replaced it after shape propagation)."""
+    input and output shapes say, or a convolution the output size (a pass replaced it after shape
+    propagation)."""
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
         module = modules.get(node.target) if node.op == "call_module" else None
@@ -68,6 +78,9 @@ def _stale_shapes(gm: fx.GraphModule) -> bool:
             c_in, c_out, want = shapes[0][-1], shapes[1][-1], (module.in_features, module.out_features)
         elif isinstance(module, nn.modules.conv._ConvNd):
             want = (module.in_channels, module.out_channels)
+            if not isinstance(module, nn.modules.conv._ConvTransposeMixin) and len(shapes[0]) == len(shapes[1]) and \
+                    tuple(shapes[1][2:]) != _conv_output_size(module, shapes[0][2:]):
+                return True
         else:
             want = (module.num_features, module.num_features)
         if (c_in, c_out) != want:

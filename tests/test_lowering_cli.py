@@ -300,6 +300,25 @@ def test_lowering_a_graph_a_pass_resized_outside_run_passes_costs_its_new_shapes
     assert lowered.totals["macs"] == counter.get_total_flops() // 2 == prunec.lower(gm, x).totals["macs"]
 
 
+def test_lowering_a_graph_a_pass_strided_outside_run_passes_costs_its_new_size() -> None:
+    """The same for a pass that keeps the channels and changes a convolution's stride: the
+    recorded 8x8 output is stale, and lowering costs the 4x4 one."""
+    from torch.fx.passes.infra.pass_base import PassResult
+    from torch.fx.passes.infra.pass_manager import PassManager
+
+    from tests.model_fixtures import tiny
+
+    def stride_two(gm: fx.GraphModule) -> PassResult:
+        gm.get_submodule("0").stride = (2, 2)
+        return PassResult(gm, True)
+
+    x = torch.randn(1, 3, 8, 8)
+    gm = PassManager([stride_two])(trace(tiny().eval(), x)).graph_module
+    lowered = prunec.lower(gm, None)
+    assert (lowered.layers[0]["shape"]["E"], lowered.layers[0]["shape"]["F"]) == (4, 4)
+    assert lowered.totals["macs"] == prunec.lower(gm, x).totals["macs"]
+
+
 def _edited_ir(tmp_path, edit) -> str:
     ir = json.loads(_prunec("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--format", "json").stdout)
     edit(ir)
