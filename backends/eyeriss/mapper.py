@@ -123,11 +123,17 @@ def candidates(shape: ConvShape, hw: Hardware) -> dict[str, np.ndarray]:
     base = np.array(rows, dtype=np.int64)
     k = len(base)
     nv = np.array(n_vals, dtype=np.int64)
-    # cross with n, ifmap residency and the two m choices
-    idx = np.repeat(np.arange(k), len(nv) * 4)
-    n = np.tile(np.repeat(nv, 4), k)
-    res = np.tile(np.array([0, 0, 1, 1], dtype=np.int64), k * len(nv))
-    mult = np.tile(np.array([0, 1, 0, 1], dtype=np.int64), k * len(nv))
+    # cross each row with the n it admits (n images' psums of an ofmap row, n*e*F words, beside their
+    # ifmap tiles must fit its GLB share: a large batch is not crossed with every row), then with
+    # ifmap residency and the two m choices; row by row, n ascending, as the search breaks ties
+    e0, q0, r0, g0, tile0 = base[:, 0], base[:, 1], base[:, 3], base[:, 5], base[:, 8]
+    caps = (hw.glb_words // g0) // (e0 * s.F + DB * np.minimum(s.C, q0 * r0) * tile0 * s.W)
+    counts = np.searchsorted(nv, caps, side="right")
+    rows_of = np.repeat(np.arange(k), counts)
+    n_of = nv[np.arange(len(rows_of)) - np.repeat(np.cumsum(counts) - counts, counts)]
+    idx, n = np.repeat(rows_of, 4), np.repeat(n_of, 4)
+    res = np.tile(np.array([0, 0, 1, 1], dtype=np.int64), len(rows_of))
+    mult = np.tile(np.array([0, 1, 0, 1], dtype=np.int64), len(rows_of))
     e, q, p, r, t, g, strips, rows_total, tile_rows = (base[idx, j] for j in range(9))
     ch = np.where(res == 1, s.C, q * r)
     avail = hw.glb_words // g - DB * n * ch * tile_rows * s.W
