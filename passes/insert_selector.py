@@ -63,14 +63,15 @@ def default_tap(gm: fx.GraphModule) -> str:
     for node in gm.graph.nodes:
         if _is_global_pool(gm, node) and node.args and isinstance(node.args[0], fx.Node):
             src = node.args[0]
-            if _is_4d(src) or (src.op != "placeholder" and "tensor_meta" not in src.meta):
+            if src.op != "placeholder" and (_is_4d(src) or "tensor_meta" not in src.meta):
                 return src.name
     four_d = [n.name for n in gm.graph.nodes if _is_4d(n) and n.op != "placeholder"]
     if four_d:
         return four_d[-1]
     convs = conv_nodes(gm)
     if not convs:
-        raise UserError("the aggressive network has no convolution to tap; give --tap NODE")
+        raise UserError("the aggressive network has no convolution to tap: the selector reads convolutional "
+                        "features (insert_selector's taps= names other nodes)")
     return convs[-1]
 
 

@@ -23,6 +23,7 @@ mild network on that sub-batch only and scatters its answers back.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
+
+from prunec.errors import UserError, is_number
 
 ROLES = ("trunk", "head", "selector", "mild")
 
@@ -43,7 +46,7 @@ class MildRouter(nn.Module):
     def __init__(self, routed_subgraph: nn.Module, threshold: float = 0.5) -> None:
         super().__init__()
         self.routed_subgraph = routed_subgraph
-        self.threshold = float(threshold)
+        self.threshold = finite_threshold(threshold)
 
     def forward(self, x: torch.Tensor, aggressive_logits: torch.Tensor, selector_score: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,10 +187,13 @@ class DynamicModel(nn.Module):
 
     @threshold.setter
     def threshold(self, value: float) -> None:
-        self.router.threshold = float(value)
+        self.router.threshold = finite_threshold(value)
 
     def forward(self, x: torch.Tensor, return_route: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(x, torch.Tensor) and x.dtype != torch.float32:  # the parts' weights are float32
+            raise ValueError(f"this model takes float32 inputs, got {str(x.dtype).removeprefix('torch.')}: "
+                             "convert them with .float()")
         try:
             logits, route = self.graph_module(x)
         except (AssertionError, RuntimeError) as exc:
@@ -215,6 +221,14 @@ class DynamicModel(nn.Module):
         for node in self.graph_module.graph.nodes:
             groups[node.meta["role"]].append(node)
         return groups
+
+
+def finite_threshold(value: object) -> float:
+    """A routing threshold: a finite number. NaN would route nothing, silently, and neither it nor
+    an infinity can be saved as JSON (a score above +inf never exists: use a threshold above 1)."""
+    if not is_number(value) or not math.isfinite(float(value)):
+        raise UserError(f"the threshold must be a finite number, got {value!r}")
+    return float(value)
 
 
 @torch.no_grad()

@@ -491,6 +491,8 @@ def _config(data: str | Split, model_meta: dict[str, Any] | None, options: dict[
     """The checked configuration of a compile of a model (``model_meta``) on ``data``."""
     data = os.fspath(data) if isinstance(data, os.PathLike) else data
     options, normalization_source = _model_normalization(options, data, model_meta)
+    if options.get("mild_rate") is not None and "max_accuracy_drop" not in options:
+        options = {**options, "max_accuracy_drop": None}  # a mild rate replaces the default budget, as on the CLI
     cfg = CompileConfig(data=data if isinstance(data, str) else data.info.name, **options)
     _validate(cfg, normalization_source)
     return cfg

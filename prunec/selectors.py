@@ -83,7 +83,8 @@ class ScoreSelector(nn.Module):
 def _pool(t: torch.Tensor) -> torch.Tensor:
     """Global average pooling of an NC... tap to (N, C); 2-D taps pass through."""
     # (N, C, ...) -> (N, C); no Python branch on the rank, so the backend can trace it
-    return t.reshape(t.shape[0], t.shape[1], -1).mean(dim=2)
+    # a trailing 1 makes a 2-D tap 3-D too; flatten, not reshape(N, C, -1): an empty batch has no -1 to infer
+    return t.unsqueeze(-1).flatten(2).mean(dim=2)
 
 
 class LearnedSelector(nn.Module):

@@ -10,6 +10,7 @@ from prunec.accuracy_bound import point_bound
 from prunec.artifact import CompiledModel
 from prunec.data import load_split
 from prunec.dynamic import compile_dynamic
+from prunec.errors import UserError
 from prunec.passes.insert_selector import insert_selector
 from prunec.selectors import LearnedSelector, fit_selector, front_outputs
 from tests.conftest import needs_fashion_mnist
@@ -115,3 +116,23 @@ def test_batch_of_all_and_none_routed() -> None:
         dyn.threshold = 2.0
         logits, route = dyn(x, return_route=True)
         assert not route.any() and torch.equal(logits, dyn.aggressive(x))
+
+
+@pytest.mark.parametrize("selector", ["margin", "learned"])
+def test_an_empty_batch_gives_empty_logits(selector: str) -> None:
+    dyn = insert_selector(train_tiny(4, 2), train_tiny(8, 2, seed=1), selector)
+    with torch.no_grad():
+        logits, route = dyn(load_split("synthetic", "test").x[:0], return_route=True)
+    assert logits.shape == (0, 4) and route.shape == (0,)
+
+
+def test_thresholds_and_inputs_the_model_cannot_take_are_refused_by_name() -> None:
+    """A NaN threshold routed nothing, silently, and an infinite one saved a manifest that would not load;
+    float64 pixels (numpy's default) met a dtype error from deep inside."""
+    dyn = insert_selector(train_tiny(4, 2), train_tiny(8, 2, seed=1), "margin")
+    for bad in (float("nan"), float("inf"), "0.5", None):
+        with pytest.raises(UserError, match="the threshold must be a finite number"):
+            dyn.threshold = bad
+    x = load_split("synthetic", "test").x[:3]
+    with pytest.raises(ValueError, match="this model takes float32 inputs, got float64: convert them with .float()"):
+        dyn(x.double())

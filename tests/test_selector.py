@@ -101,6 +101,18 @@ def test_several_taps_and_unknown_tap() -> None:
         insert_selector(aggressive, mild, "max-softmax", taps=["nope"])
 
 
+def test_a_network_with_no_convolution_is_told_so_without_naming_a_tap_it_never_gave() -> None:
+    """A network that flattens its input at once: no feature map to tap (the input is none), and no
+    command has the --tap option the message once named."""
+    from prunec.frontend import trace
+
+    x = torch.randn(2, 1, 8, 8)
+    nets = [trace(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)).eval(), x) for _ in range(2)]
+    with pytest.raises(UserError, match="no convolution to tap: the selector reads convolutional features") as info:
+        insert_selector(*nets, "max-softmax")
+    assert "--tap" not in str(info.value)
+
+
 def test_registered_pass() -> None:
     aggressive, mild = resnet_pair()
     run = resolve_pass("insert_selector", mild=mild, selector="entropy")

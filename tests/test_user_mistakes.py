@@ -208,6 +208,11 @@ def test_python_api_mistakes_fail_before_any_work():
         prunec.compile(model, "synthetic", sparsity_samples=0)
     with pytest.raises(UserError, match="seed must be an integer from 0 to 4294967295, got 4294967296"):
         prunec.compile(model, "synthetic", seed=2**32)
+    from prunec.pipeline import _config  # a mild rate alone replaces the default budget, as on the CLI
+
+    assert _config("synthetic", None, {"mild_rate": 0.3}).max_accuracy_drop is None
+    with pytest.raises(UserError, match="not both"):
+        _config("synthetic", None, {"mild_rate": 0.3, "max_accuracy_drop": 1.0})
     from prunec.pipeline import CompileConfig, _validate  # numpy scalars are numbers too
 
     _validate(CompileConfig(data="synthetic", mild=np.float32(0.3), aggressive=np.float64(0.7), seed=np.int64(1)))
