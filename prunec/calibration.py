@@ -59,7 +59,8 @@ def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
     (its mean stands in for a missing ``original_accuracy``) each point also counts the samples it loses
     and gains against the original, for :mod:`prunec.accuracy_bound`.
     """
-    s = _scores(scores).astype(np.float64)
+    native = _native(_scores(scores))
+    s = native.astype(np.float64)
     a = _np(aggressive_correct).astype(np.float64)
     m = _np(mild_correct).astype(np.float64)
     n = len(s)
@@ -70,7 +71,7 @@ def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
     if o is not None and original_accuracy is None:
         original_accuracy = float(o.mean())
     order = np.argsort(-s, kind="stable")
-    s, a, m = s[order], a[order], m[order]
+    s, a, m, native = s[order], a[order], m[order], native[order]
     # routing the top k: accuracy = (sum of m over the first k + sum of a over the rest) / n
     gain = np.concatenate([[0.0], np.cumsum(m - a)])
     acc = (a.sum() + gain) / n
@@ -81,7 +82,7 @@ def sweep(scores: Sequence[float] | np.ndarray | torch.Tensor,
     thr = np.empty(n + 1)
     thr[0] = s[0]
     thr[n] = s[-1] - 1.0
-    thr[1:n] = (s[:-1] + s[1:]) / 2.0
+    thr[1:n] = _between(native)
     base, mild = float(costs["base"]), float(costs["mild"])
     share = k / n
     energy = base + share * mild
@@ -112,17 +113,12 @@ def thresholds_for_shares(scores: Sequence[float] | np.ndarray | torch.Tensor,
     Thresholds follow :func:`sweep`'s convention (midpoints; ``s_max`` routes none, ``s_min - 1``
     all), so they decrease as the share grows.
     """
-    s = _scores(scores)
-    # midpoints in the scores' own precision: a float32 score is compared with a float32 threshold
-    s = np.sort(s if s.dtype in (np.float32, np.float64) else s.astype(np.float64))[::-1]
+    s = np.sort(_native(_scores(scores)))[::-1]
     n = len(s)
     if n == 0:
         raise ValueError("no scores")
     k = np.clip(np.rint(np.asarray(shares, dtype=np.float64) * n).astype(np.int64), 0, n)
-    upper, lower = s[:-1], s[1:]
-    mid = upper / 2 + lower / 2
-    mid = np.where(mid >= upper, lower, mid)  # neighbouring floats: the lower one still splits them
-    edges = np.concatenate([[s[0]], mid, [s[-1] - 1]])
+    edges = np.concatenate([[s[0]], _between(s), [s[-1] - 1]])
     if not whole_ties:  # a rate limit: a share that ends inside a run of equal scores routes none of it
         return edges[np.where(k < n, np.searchsorted(-s, -s[np.minimum(k, n - 1)], side="left"), n)
                      ].astype(np.float64)
@@ -130,6 +126,20 @@ def thresholds_for_shares(scores: Sequence[float] | np.ndarray | torch.Tensor,
     # side of an accuracy budget (index of the first score below the k-th one)
     after_ties = np.where(k > 0, np.searchsorted(-s, -s[np.maximum(k - 1, 0)], side="right"), 0)
     return edges[after_ties].astype(np.float64)
+
+
+def _native(s: np.ndarray) -> np.ndarray:
+    """Scores in their own float precision (float32 stays float32), anything else as float64."""
+    return s if s.dtype in (np.float32, np.float64) else s.astype(np.float64)
+
+
+def _between(s: np.ndarray) -> np.ndarray:
+    """Thresholds between neighbouring scores sorted high to low, in the scores' own precision: a float32
+    score is compared with a float32 threshold, and a float64 midpoint of two neighbouring float32 values
+    can round onto the upper one there, routing one sample fewer than the sweep counts."""
+    upper, lower = s[:-1], s[1:]
+    mid = upper / 2 + lower / 2
+    return np.where(mid >= upper, lower, mid).astype(np.float64)  # neighbouring floats: the lower one splits
 
 
 def _suffix_sums(v: np.ndarray) -> np.ndarray:

@@ -37,6 +37,26 @@ def test_sweep_matches_brute_force_routing() -> None:
     assert points[0].mild_share == 0 and points[-1].mild_share == 1
 
 
+@given(base=st.floats(-10, 10, allow_nan=False, width=32), steps=st.lists(st.integers(0, 3), min_size=1, max_size=30),
+       as_float32=st.booleans())
+def test_every_sweep_threshold_routes_its_share_as_the_model_compares(base: float, steps: list[int],
+                                                                      as_float32: bool) -> None:
+    """Scores a few floats apart (neighbouring float32 values included): each sweep point routes
+    exactly its mild_share when its threshold meets the scores as a tensor of their own dtype, as the
+    deployed model compares them (a float64 midpoint once rounded onto the upper float32 score)."""
+    dtype = np.float32 if as_float32 else np.float64
+    values, s = [], dtype(base)
+    for k in steps:  # k floats above the last score (0: a tie)
+        for _ in range(k):
+            s = np.nextafter(s, dtype(np.inf))
+        values.append(s)
+    scores = np.array(values, dtype=dtype)
+    rng = np.random.default_rng(len(steps))
+    for p in sweep(scores, rng.random(len(scores)) > 0.5, rng.random(len(scores)) > 0.2, 0.9, COSTS):
+        routed = float((torch.from_numpy(scores) > p.threshold).double().mean())
+        assert routed == pytest.approx(p.mild_share, abs=1e-12), (p.threshold, scores)
+
+
 def test_choose_threshold_least_energy_within_drop() -> None:
     scores, agg, mild = _data()
     points = sweep(scores, agg, mild, mild.mean(), COSTS)
