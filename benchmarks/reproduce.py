@@ -42,7 +42,14 @@ from prunec.data import load_split  # noqa: E402
 from prunec.dynamic import calibration_scheme  # noqa: E402
 from prunec.errors import UserError  # noqa: E402
 from prunec.frontend import load_with_meta  # noqa: E402
-from prunec.report import input_normalization  # noqa: E402
+from prunec.report import (  # noqa: E402
+    TARGET_ENERGY_REDUCTION,
+    TARGET_MAX_ACCURACY_DROP,
+    SingleLevelRival,
+    Verdict,
+    decimals_apart,
+    input_normalization,
+)
 
 NETWORKS = ("resnet20", "resnet56", "vgg16_bn", "mobilenetv2")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -347,7 +354,7 @@ def _row(net: str, data: str, report: dict[str, Any], dyn_soft: dict[str, float]
         "selector_auc": report["selector"]["auc"],
         "wall_seconds": round(wall, 1),
         "settings": settings or {**_row_settings(args), "baseline": _shown(baseline),
-                                 "baseline_epochs": meta.get("epochs"),
+                                 "baseline_epochs": meta.get("epochs"), "baseline_lr": meta.get("lr"),
                                  **({"baseline_trained_with": meta["trained_with"]} if "trained_with" in meta else {})},
     }
     orig_e = row["variants"]["original"]["energy"]
@@ -369,6 +376,8 @@ def settings_differ(row: dict[str, Any], args: argparse.Namespace) -> list[str]:
     if (row["network"], row["dataset"]) != ("resnet20", "fashion-mnist") or not BUNDLED.exists():
         # the bundled example is reused as it is, whatever baseline length is asked for
         asked["baseline_epochs"] = args.baseline_epochs.get(row["dataset"], 30)
+        if st.get("baseline_lr") is not None:  # rows made before it was recorded are not compared on it
+            asked["baseline_lr"] = baseline_lr(row["network"], args.baseline_lr)
     done = {s["ratio"] for s in row.get("single_levels", [])}
     made["single_ratios"] = sorted(done & set(args.single_ratios))
     asked["single_ratios"] = sorted(set(args.single_ratios))
@@ -564,28 +573,35 @@ def verdict(row: dict[str, Any]) -> str:
     points lost on test, and less energy than the best single level at least as accurate), flagged
     when the baseline was trained shorter than :data:`BASELINE_EPOCHS` (a weak original is easy to
     match, so such a row is no evidence)."""
-    v = row["variants"]
-    orig, dyn = v["original"], v["dynamic_learned"]
-    met = (1 - dyn["energy"] / orig["energy"] >= 0.70 and orig["accuracy"] - dyn["accuracy"] <= 2.0
-           and dyn["energy"] < v["best_single_level"]["energy"])
+    met = _verdict(row).met
     epochs = row.get("settings", {}).get("baseline_epochs")
     short = epochs is not None and epochs < BASELINE_EPOCHS.get(row["dataset"], 0)
     return ("met" if met else "missed") + (" (short baseline)" if short else "")
 
 
-def _shortfall(row: dict[str, Any]) -> str:
-    """By how much a missed row misses each part of the target."""
+def _verdict(row: dict[str, Any]) -> Verdict:
+    """The row as prunec.report judges a compile: the same target, the same tolerances."""
     v = row["variants"]
     orig, dyn, single = v["original"], v["dynamic_learned"], v["best_single_level"]
-    reduction, drop = 1 - dyn["energy"] / orig["energy"], orig["accuracy"] - dyn["accuracy"]
+    return Verdict(1 - dyn["energy"] / orig["energy"], orig["accuracy"] - dyn["accuracy"],
+                   SingleLevelRival("best single level", dyn["energy"] / single["energy"]))
+
+
+def _shortfall(row: dict[str, Any]) -> str:
+    """By how much a missed row misses each part of the target, with the decimals that show on which side."""
+    v, single = _verdict(row), row["variants"]["best_single_level"]
     parts = []
-    if reduction < 0.70:
-        parts.append(f"short by {0.70 - reduction:.1%} energy reduction")
-    if drop > 2.0:
-        parts.append(f"{drop - 2.0:.2f} points of accuracy over the budget")
-    if dyn["energy"] >= single["energy"]:
+    if not v.energy_met:
+        pct, target = 100 * v.energy_reduction, 100 * TARGET_ENERGY_REDUCTION
+        parts.append(f"short by {target - pct:.{decimals_apart(pct, target, 1)}f}% energy reduction")
+    if not v.accuracy_met:
+        over = v.accuracy_drop - TARGET_MAX_ACCURACY_DROP
+        parts.append(f"{over:.{decimals_apart(v.accuracy_drop, TARGET_MAX_ACCURACY_DROP, 2)}f} points of accuracy "
+                     "over the budget")
+    if not v.beats_single_level:
         where = f" (ratio {single['ratio']:.2f})" if "ratio" in single else ""
-        parts.append(f"{dyn['energy'] / single['energy']:.4f}x the energy of the best single level{where}, "
+        ratio = v.rival.energy_ratio
+        parts.append(f"{ratio:.{decimals_apart(ratio, 1.0, 4)}f}x the energy of the best single level{where}, "
                      "which is at least as accurate")
     return "; ".join(parts)
 
@@ -652,6 +668,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    # before hours of baseline training, not after
+    for name, ratio in (("--mild", args.mild), ("--aggressive", args.aggressive)):
+        if ratio is not None and not 0 <= ratio < 1:
+            parser.error(f"{name} must be a pruning ratio in [0, 1), got {ratio:g}")
+    if args.mild is not None and args.aggressive is not None and args.mild >= args.aggressive:
+        parser.error(f"--mild ({args.mild:g}) must prune less than --aggressive ({args.aggressive:g})")
+    if args.render and not (args.results / "reproduce.json").is_file():
+        parser.error(f"--render: no reproduce.json in {args.results}")
+    if Path(args.work).exists() and not Path(args.work).is_dir():
+        parser.error(f"--work {args.work} is not a directory")
+    if not all(0 < r < 1 for r in args.single_ratios):
+        parser.error(f"--single-ratios must be pruning ratios in (0, 1), got {' '.join(map(str, args.single_ratios))}")
     if (args.mild is None) != (args.aggressive is None):
         parser.error("--mild and --aggressive go together (fixed levels); give both or neither")
     epochs = args.baseline_epochs

@@ -27,17 +27,31 @@ def baseline_lr(network: str, override: float | None) -> float:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """--seed, --threads, --baseline-lr, --work, --results, --redo, --quiet."""
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2,
+    from prunec.cli.common import seed
+
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--threads", type=_positive, default=2,
                         help="CPU threads; results are reproducible for the same seed and thread count")
     parser.add_argument("--baseline-lr", type=float,
                         help="learning rate of baselines trained here (default: 0.1; 0.02 for VGG)")
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"),
                         help="where checkpoints and finished rows are cached (resumed from)")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
+    # resolved: a relative benchmarks/results is the committed folder too (its guards compare paths)
+    parser.add_argument("--results", type=lambda text: Path(text).resolve(), default=ROOT / "benchmarks" / "results",
                         help="where the result files go (rows already there are kept unless recomputed)")
     parser.add_argument("--redo", action="store_true", help="recompute rows already finished (fine-tunes included)")
     parser.add_argument("--quiet", action="store_true")
+
+
+def _positive(text: str) -> int:
+    """argparse type: a positive integer (a thread or repeat count)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 def dynamic_costs(report: dict[str, Any], with_selector: bool) -> dict[str, float]:

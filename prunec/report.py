@@ -587,7 +587,7 @@ class Verdict:
 
     def _energy_clause(self) -> str:
         pct, target_pct = self.energy_reduction * 100, TARGET_ENERGY_REDUCTION * 100
-        gap, n = pct - target_pct, _decimals_apart(pct, target_pct, 1)
+        gap, n = pct - target_pct, decimals_apart(pct, target_pct, 1)
         shown, target = f"energy reduction {pct:.{n}f}%", f"≥ {TARGET_ENERGY_REDUCTION:.0%}"
         if self.energy_met:
             return f"{shown} meets {target} ({max(gap, 0.0):.{n}f} points to spare)"
@@ -595,7 +595,7 @@ class Verdict:
 
     def _accuracy_clause(self) -> str:
         gap = TARGET_MAX_ACCURACY_DROP - self.accuracy_drop
-        n = _decimals_apart(self.accuracy_drop, TARGET_MAX_ACCURACY_DROP, 2)
+        n = decimals_apart(self.accuracy_drop, TARGET_MAX_ACCURACY_DROP, 2)
         budget = f"≤ {TARGET_MAX_ACCURACY_DROP:.1f} pts"
         loss = _loss_phrase(self.accuracy_drop, n)
         if self.accuracy_met:
@@ -625,7 +625,7 @@ def _loss_phrase(drop: float, decimals: int = 2) -> str:
     return f"accuracy loss {drop:.{decimals}f} pts"
 
 
-def _decimals_apart(value: float, target: float, decimals: int) -> int:
+def decimals_apart(value: float, target: float, decimals: int) -> int:
     """The decimals that keep ``value`` visibly on its side of ``target`` (up to 6): a reduction of
     69.996 % must not read "70.0 % misses ≥ 70 % by 0.0 points"."""
     while decimals < 6 and value != target and round(value, decimals) == round(target, decimals):
@@ -1153,6 +1153,6 @@ __all__ = [
     "PAPER_ACCURACY_DROP", "MEMORY_LEVELS", "LEVEL_LABELS", "ROLES", "VARIANTS", "Report", "Verdict",
     "SingleLevelRival", "single_level_rival", "cheapest_network_as_accurate",
     "validate_report", "load_report", "input_normalization", "save_report", "render_markdown", "print_summary",
-    "render_all", "costed_on", "energy_unit_label", "verdict", "in_target_region", "reported_sweep", "chosen_index",
-    "fmt_energy", "variant_rows",
+    "render_all", "costed_on", "energy_unit_label", "decimals_apart", "verdict", "in_target_region",
+    "reported_sweep", "chosen_index", "fmt_energy", "variant_rows",
 ]

@@ -241,6 +241,27 @@ def test_compare_runs_flags_what_moved(tmp_path):
     assert proc.returncode == 1 and "NOT reproduced" in (tmp_path / "check.md").read_text()
     assert "other" not in proc.stdout
     assert _run("compare_runs.py", str(a), str(tmp_path / "missing.json")).returncode == 2
+    # exactly at the tolerance is within it (89.96 -> 90.26 differs by 0.30000000000001137 in floats)
+    edge = tmp_path / "edge.json"
+    edge.write_text(json.dumps(results(90.3, 101.0)))
+    a.write_text(json.dumps(results(90.0, 100.0)))
+    assert _run("compare_runs.py", str(a), str(edge)).returncode == 0
+    a.write_text(json.dumps(results(89.96, 100.0)))
+    edge.write_text(json.dumps(results(90.26, 100.0)))
+    assert _run("compare_runs.py", str(a), str(edge)).returncode == 0
+    # a rerun that lacks a variant or a row named in --only does not reproduce it; a typo in --only is refused
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"rows": [{"network": "n", "dataset": "d", "variants": {}}], "command": "x"}))
+    proc = _run("compare_runs.py", str(a), str(partial))
+    assert proc.returncode == 1 and "dynamic_learned | missing in B" in proc.stdout
+    proc = _run("compare_runs.py", str(a), str(partial), "--only", "other/d")
+    assert proc.returncode == 1 and "(the whole row) | missing in B" in proc.stdout
+    proc = _run("compare_runs.py", str(a), str(same), "--only", "n/dd")
+    assert proc.returncode == 2 and "--only n/dd: no such row in A" in proc.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"rows": [{"network": "n", "dataset": "d"}]}))
+    proc = _run("compare_runs.py", str(a), str(broken))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
 @functools.cache
@@ -354,6 +375,14 @@ def test_a_row_no_cheaper_than_its_best_single_level_misses_the_target():
     assert module.verdict(row(20.06)) == "missed"
     assert "1.0030x the energy of the best single level (ratio 0.70)" in module._shortfall(row(20.06))
     assert "short by" not in module._shortfall(row(20.06))
+    # at the edges: prunec.report's tolerance, and the decimals that show the side of the limit
+    assert "1.00001x the energy of the best single level" in module._shortfall(row(20.0002))
+    edge = row(19.9)
+    edge["variants"]["dynamic_learned"]["energy"] = 30.04  # 69.96 % reduction
+    edge["variants"]["best_single_level"]["energy"] = 40.0
+    assert module.verdict(edge) == "missed" and "short by 0.04% energy reduction" in module._shortfall(edge)
+    edge["variants"]["dynamic_learned"]["energy"] = 30.0 + 1e-10  # within prunec.report's tolerance
+    assert module.verdict(edge) == "met"
 
 
 def test_committed_artifacts_are_the_reproduce_rows():
@@ -423,6 +452,10 @@ def test_a_finished_row_is_reused_only_for_its_own_settings():
     differ = module.settings_differ(row, longer)
     with pytest.raises(SystemExit):  # fixed levels need both ratios
         module.parse_args(["--mild", "0.3"])
+    for bad in (["--mild", "1.3", "--aggressive", "1.5"], ["--mild", "0.7", "--aggressive", "0.3"],
+                ["--single-ratios", "1.5"], ["--threads", "0"], ["--seed", "-1"]):
+        with pytest.raises(SystemExit):  # refused when parsed, before hours of baseline training
+            module.parse_args(bad)
     assert any(d.startswith("levels fixed") for d in differ) and any(d.startswith("baseline_epochs") for d in differ)
 
 
