@@ -46,8 +46,9 @@ KINDS = ("learned", "max-softmax", "margin", "entropy")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--model", default=str(ROOT / "examples" / "resnet20_fashion.pt"),
-                   help="trained model (prunec checkpoint or zoo:NAME)")
+    p.add_argument("--model", help="trained model (prunec checkpoint or zoo:NAME; default: the bundled "
+                   "examples/resnet20_fashion.pt on fashion-mnist, a briefly trained stand-in in a --quick dry run "
+                   "on other data)")
     p.add_argument("--arch", default="zoo:resnet20", help="architecture for a bare state dict")
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--mild-ratio", type=float, default=0.3)
@@ -59,7 +60,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="dry run: tiny budgets and subsets")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.model is None and args.data == "fashion-mnist":
+        args.model = str(ROOT / "examples" / "resnet20_fashion.pt")
+    if args.model is None and not args.quick:
+        p.error(f"--model: the bundled example is trained on fashion-mnist; give a model trained on {args.data}")
+    if args.quick and Path(args.out).resolve() == (ROOT / "benchmarks" / "results").resolve():
+        p.error("a --quick dry run needs --out DIR: its numbers are not the committed benchmark's")
+    return args
 
 
 def build_networks(args: argparse.Namespace, train: Split) -> tuple[nn.Module, nn.Module, nn.Module]:
@@ -68,7 +76,7 @@ def build_networks(args: argparse.Namespace, train: Split) -> tuple[nn.Module, n
     from prunec.training import finetune
 
     info = train.info
-    if os.path.exists(args.model) or not args.quick:
+    if args.model is not None:
         original = frontend.load(args.model, arch=args.arch, in_channels=info.in_channels,
                                  num_classes=info.num_classes)
     else:  # dry run without a trained checkpoint: a briefly trained network stands in
@@ -121,7 +129,7 @@ def throughput(model: nn.Module, x: torch.Tensor, batch: int, repeats: int, sing
 
 def _recorded_normalization(args: argparse.Namespace) -> dict[str, Any]:
     """The input normalization a prunec checkpoint says its model was trained with (else the data set's)."""
-    if not os.path.exists(args.model):
+    if args.model is None or not os.path.exists(args.model):
         return {}
     _, meta = frontend.load_with_meta(args.model, arch=args.arch)
     recorded = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}

@@ -548,6 +548,21 @@ def test_merged_study_rows_name_the_command_that_made_each(tmp_path, monkeypatch
     assert alone[2] == "Command: `python new.py b`  "
 
 
+def test_bench_selectors_dry_run_runs_on_other_data_and_keeps_off_the_committed_results(tmp_path):
+    """The documented dry run: on synthetic data the bundled Fashion-MNIST model does not fit, so a
+    stand-in trains briefly; without --out it would overwrite the committed benchmark, so it is refused."""
+    committed = (ROOT / "benchmarks" / "results" / "bench_selectors.json").read_bytes()
+    refused = _run("bench_selectors.py", "--data", "synthetic", "--quick", "--repeats", "1", "--threads", "1")
+    assert refused.returncode == 2 and "needs --out DIR" in refused.stderr
+    done = _run("bench_selectors.py", "--data", "synthetic", "--quick", "--repeats", "1", "--threads", "1",
+                "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "bench_selectors.json").read_text())
+    assert result["quick"] and result["data"] == "synthetic" and result["model"] is None
+    assert (ROOT / "benchmarks" / "results" / "bench_selectors.json").read_bytes() == committed
+    assert _run("bench_lowering.py", "--help").returncode == 0  # it once ran, and overwrote its results, on --help
+
+
 def test_train_baseline_checks_its_output_before_training(tmp_path):
     (tmp_path / "a_file").write_text("x")
     done = subprocess.run([sys.executable, "examples/train_baseline.py", "--data", "synthetic", "--max-steps", "1",
