@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,12 +32,20 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import add_run_arguments, baseline_lr, differences, previous_rows, write_atomic  # noqa: E402
+from runs import (  # noqa: E402
+    add_run_arguments,
+    baseline_lr,
+    differences,
+    positive_int,
+    previous_rows,
+    write_atomic,
+)
 from timing import median_seconds  # noqa: E402
 
 from examples.train_baseline import main as train_baseline  # noqa: E402
 from prunec import __version__  # noqa: E402
 from prunec.data import load_split  # noqa: E402
+from prunec.errors import UserError  # noqa: E402
 from prunec.frontend import example_input, load_with_meta, trace  # noqa: E402
 from prunec.pipeline import CompileConfig, energy_of, finetune_level, per_inference  # noqa: E402
 from prunec.pruning import prune_two_levels  # noqa: E402
@@ -52,13 +61,14 @@ def _baseline(net: str, args: argparse.Namespace, work: Path) -> Path:
     bundled = BUNDLED.get((net, args.data))
     if bundled is not None and bundled.exists() and not args.train_bundled:
         return bundled
-    path = work / f"baseline_{args.baseline_epochs:g}ep.pt"
+    lr = baseline_lr(net, args.baseline_lr)
+    # one file per setting the weights depend on: a run with another seed, thread count or lr trains its own
+    stem = f"baseline_{args.baseline_epochs:g}ep_s{args.seed}_t{args.threads}_lr{lr:g}"
+    path = work / f"{stem}.pt"
     if not path.exists():
         train_baseline(["--arch", f"zoo:{net}", "--data", args.data, "--epochs", str(args.baseline_epochs),
-                        "--seed", str(args.seed), "--threads", str(args.threads),
-                        "--lr", str(baseline_lr(net, args.baseline_lr)),
-                        "--checkpoint-dir", str(work / f"baseline_{args.baseline_epochs:g}ep_ckpt"),
-                        "-o", str(path)])
+                        "--seed", str(args.seed), "--threads", str(args.threads), "--lr", str(lr),
+                        "--checkpoint-dir", str(work / f"{stem}_ckpt"), "-o", str(path)])
     return path
 
 
@@ -71,8 +81,11 @@ def _variant(model: torch.nn.Module, x: torch.Tensor, test: Any, cfg: CompileCon
 def run_row(net: str, args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work) / f"{net}_{args.data}"
     work.mkdir(parents=True, exist_ok=True)
-    tag = f"levels_{args.mild:g}_{args.aggressive:g}_{args.method}_{args.epochs:g}ep"
+    tag = f"levels_{args.mild:g}_{args.aggressive:g}_{args.method}_{args.epochs:g}ep_s{args.seed}_t{args.threads}"
     row_file = work / f"{tag}.json"
+    if args.redo:  # fine-tunes included, as --redo says: their checkpoints would only be resumed
+        for name in ("mild", "aggressive"):
+            shutil.rmtree(work / f"{tag}_{name}_ckpt", ignore_errors=True)
     if row_file.exists() and not args.redo:
         cached = json.loads(row_file.read_text())
         asked = {k: v for k, v in _settings(args).items()
@@ -176,13 +189,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="training epochs of baselines trained here (the bundled example keeps its own)")
     parser.add_argument("--train-bundled", action="store_true", help="train resnet20 too instead of the example")
     parser.add_argument("--epochs", type=float, default=0.5, help="fine-tuning epochs per level")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of prune_two_levels to take the median of")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="runs of prune_two_levels to take the median of")
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     computed: dict[tuple[str, str], dict[str, Any]] = {}
     for net in args.networks:
-        computed[(net, args.data)] = run_row(net, args)
+        try:
+            computed[(net, args.data)] = run_row(net, args)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         # rows another run finished meanwhile are kept; this run's own rows win
         write_results({**previous_rows(args.results / "bench_levels.json"), **computed}, args.results)
         print(f"finished {net} on {args.data}", flush=True)

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="markdown table (default: print it)")
     parser.add_argument("--data", help="the data set again, for directories compiled on an .npz or image folder")
     args = parser.parse_args(argv)
+    missing = [str(d) for d in args.dirs if not (d / "report.json").is_file()]
+    if missing:  # before any recompile, not after the first
+        parser.error(f"not a compiled-model directory (no report.json): {', '.join(missing)}")
     start = time.perf_counter()
     rows = ["| directory | accuracy % (was → now) | to mild (was → now) | energy reduction (was → now) |",
             "|---|---:|---:|---:|"]

@@ -30,7 +30,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     from prunec.cli.common import seed
 
     parser.add_argument("--seed", type=seed, default=0)
-    parser.add_argument("--threads", type=_positive, default=2,
+    parser.add_argument("--threads", type=positive_int, default=2,
                         help="CPU threads; results are reproducible for the same seed and thread count")
     parser.add_argument("--baseline-lr", type=float,
                         help="learning rate of baselines trained here (default: 0.1; 0.02 for VGG)")
@@ -43,7 +43,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true")
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     """argparse type: a positive integer (a thread or repeat count)."""
     try:
         value = int(text)

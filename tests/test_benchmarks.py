@@ -45,6 +45,18 @@ def test_bench_levels_writes_resumable_rows(tmp_path):
     again = _run("bench_levels.py", *args)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "results" / "bench_levels.json").read_text()) == payload
+    # another seed trains its own baseline and fine-tunes (it met the seed-0 checkpoints with a traceback)
+    other = _run("bench_levels.py", *args, "--seed", "1")
+    assert other.returncode == 0, other.stderr
+    work = tmp_path / "work" / "resnet20_synthetic"
+    assert {p.name for p in work.glob("baseline_*.pt")} == {f"baseline_0.5ep_s{s}_t1_lr0.1.pt" for s in (0, 1)}
+    stamps = {p: p.stat().st_mtime_ns for p in work.glob("levels_*_s1_t1_*_ckpt/*.pt")}
+    assert stamps
+    redo = _run("bench_levels.py", *args, "--seed", "1", "--redo")  # --redo fine-tunes again
+    assert redo.returncode == 0, redo.stderr
+    assert all(p.stat().st_mtime_ns != t for p, t in stamps.items() if p.exists())
+    bad = _run("bench_levels.py", *args[2:], "--networks", "resnet999")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
 def test_reproduce_row_has_every_variant(tmp_path):
