@@ -92,7 +92,8 @@ def example_batch(model: DynamicModel, batch: int = 2) -> torch.Tensor:
 
 def exported_parts(model: DynamicModel, example: torch.Tensor | None = None
                    ) -> dict[str, torch.export.ExportedProgram]:
-    """``torch.export`` programs of the parts, batch dimension dynamic (cached on the model)."""
+    """``torch.export`` programs of the parts, batch dimension dynamic (a loaded model's own, which it keeps;
+    a fresh model's are exported anew, not cached on it: lowering tells a loaded model by them)."""
     cached = getattr(model, "_exported_parts", None)
     if cached is not None:
         return cached

@@ -191,18 +191,20 @@ class DynamicModel(nn.Module):
 
     def forward(self, x: torch.Tensor, return_route: bool = False
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(x, torch.Tensor) and x.dtype != torch.float32:  # the parts' weights are float32
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"this model takes a torch.Tensor, got {type(x).__name__} (torch.from_numpy(...).float())")
+        if x.dtype != torch.float32:  # the parts' weights are float32
             raise ValueError(f"this model takes float32 inputs, got {str(x.dtype).removeprefix('torch.')}: "
                              "convert them with .float()")
-        try:
+        expected = self.input_shape[1:] if self.input_shape else None
+        if expected and tuple(x.shape[1:]) != expected:
+            # the size it was compiled, costed and calibrated at; a loaded model's exported parts take no other
+            raise ValueError(f"this model takes N x {' x '.join(map(str, expected))} inputs, got "
+                             f"{' x '.join(map(str, x.shape)) or 'a scalar'}")
+        if x.dim() and not len(x) and self.num_classes is not None:  # exported parts take batches of 1 and more
+            logits, route = x.new_zeros(0, self.num_classes), torch.zeros(0, dtype=torch.bool, device=x.device)
+        else:
             logits, route = self.graph_module(x)
-        except (AssertionError, RuntimeError) as exc:
-            expected = self.input_shape[1:] if self.input_shape else None
-            if expected and isinstance(x, torch.Tensor) and tuple(x.shape[1:]) != expected:
-                # a loaded model's exported parts fail on a guard deep inside; say what they expect
-                raise ValueError(f"this model takes N x {' x '.join(map(str, expected))} inputs, got "
-                                 f"{' x '.join(map(str, x.shape)) or 'a scalar'}") from exc
-            raise
         return (logits, route) if return_route else logits
 
     @torch.no_grad()

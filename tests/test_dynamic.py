@@ -136,3 +136,6 @@ def test_thresholds_and_inputs_the_model_cannot_take_are_refused_by_name() -> No
     x = load_split("synthetic", "test").x[:3]
     with pytest.raises(ValueError, match="this model takes float32 inputs, got float64: convert them with .float()"):
         dyn(x.double())
+    dyn.input_shape = (1, *x.shape[1:])  # as compile sets it: a fresh model refuses other sizes as a loaded one does
+    with pytest.raises(ValueError, match="takes N x 1 x 16 x 16 inputs, got 3 x 1 x 20 x 20"):
+        dyn(torch.rand(3, 1, 20, 20))

@@ -192,6 +192,10 @@ def test_a_loaded_model_names_the_input_shape_it_takes():
     for shape in ((2, 1, 16, 16), (2, 3, 28, 28)):
         with pytest.raises(ValueError, match=r"takes N x 1 x 28 x 28 inputs, got 2 x \d x \d+ x \d+"):
             compiled.model(torch.rand(*shape))
+    logits, route = compiled.model(torch.rand(0, 1, 28, 28), return_route=True)  # the parts take no empty batch
+    assert logits.shape == (0, 10) and route.shape == (0,)
+    with pytest.raises(TypeError, match="takes a torch.Tensor, got ndarray"):
+        compiled.model(np.zeros((2, 1, 28, 28), np.float32))
 
 
 def test_python_api_mistakes_fail_before_any_work():
