@@ -44,6 +44,7 @@ from scipy.stats import beta  # noqa: E402
 
 from prunec.accuracy_bound import guaranteed_point, point_bound  # noqa: E402
 from prunec.calibration import choose_threshold, sweep  # noqa: E402
+from prunec.cli.common import seed  # noqa: E402
 from prunec.data import load_split  # noqa: E402
 from prunec.selectors import max_softmax_score  # noqa: E402
 
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5])
     p.add_argument("--confidence", type=float, default=0.9)
     p.add_argument("--splits", type=int, default=500, help="random calibration/test splits of the pooled images")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random splits")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random splits")
     p.add_argument("--epochs", type=int, default=60, help="selector training epochs (compile's default)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")

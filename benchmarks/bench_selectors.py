@@ -36,6 +36,7 @@ from timing import median_seconds  # noqa: E402
 
 from prunec import frontend  # noqa: E402
 from prunec.calibration import roc_auc, sweep  # noqa: E402
+from prunec.cli.common import seed  # noqa: E402
 from prunec.data import Split, load_split  # noqa: E402
 from prunec.dynamic import compile_dynamic, predict  # noqa: E402
 from prunec.selectors import oracle_score  # noqa: E402
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-accuracy-drop", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--quick", action="store_true", help="dry run: tiny budgets and subsets")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)

@@ -548,7 +548,7 @@ def _validate(cfg: CompileConfig, normalization_source: str | None = None) -> No
         value = getattr(cfg, name)
         if hint in numeric and value is not None and not is_number(value):
             raise UserError(f"{name} must be a number, got {value!r}")
-    check_seed(cfg.seed)
+    cfg.seed = check_seed(cfg.seed)  # 2.0 is seed 2: numpy takes the int, not the float
     if cfg.sparsity_samples < 1 or cfg.batch_size < 1:
         raise UserError("sparsity_samples and batch_size must be at least 1")
     for name in ("mild", "aggressive"):

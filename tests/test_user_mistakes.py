@@ -215,6 +215,7 @@ def test_python_api_mistakes_fail_before_any_work():
     from prunec.pipeline import _config  # a mild rate alone replaces the default budget, as on the CLI
 
     assert _config("synthetic", None, {"mild_rate": 0.3}).max_accuracy_drop is None
+    assert type(_config("synthetic", None, {"seed": 2.0}).seed) is int  # numpy refuses the float
     with pytest.raises(UserError, match="not both"):
         _config("synthetic", None, {"mild_rate": 0.3, "max_accuracy_drop": 1.0})
     from prunec.pipeline import CompileConfig, _validate  # numpy scalars are numbers too

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", default="structured",
                    help="structured (default), unstructured, or package.module:callable")
     p.add_argument("--round-to", type=int, default=1, metavar="K",
-                   help="keep channel counts multiples of K")
+                   help="keep the channel counts pruning chooses multiples of K (a depthwise layer follows its "
+                   "input's count)")
     p.add_argument("--ignore", nargs="+", default=[], metavar="PATTERN",
                    help="fnmatch patterns of layer names to keep whole")
     p.add_argument("--seed", type=seed, default=0, help="seed for --method random")
