@@ -131,9 +131,10 @@ def select_units(
 
 def _round_layers(report: CouplingReport, group: ChannelGroup, removed: np.ndarray, scores: np.ndarray,
                   round_to: int) -> None:
-    """Restore the best removed units of ``group`` until every layer it shrinks keeps a multiple of
-    ``round_to`` channels: a unit restored to feed a layer, or units of uneven width (a concatenation
-    chunked across its parts), can leave a count the unit rounding did not foresee."""
+    """Restore the best removed units of ``group`` until each of its layers (its sources) that shrinks keeps
+    a multiple of ``round_to`` channels: a unit restored to feed a layer, or units of uneven width (a
+    concatenation chunked across its parts), can leave a count the unit rounding did not foresee. A layer
+    that follows its input (depthwise) after a concatenation of several groups may still not be one."""
     units_of = [report.unit_id[s.start:s.start + s.size] for s in (report.sources[n] for n in group.sources)]
     gone = list(group.unit_ids[removed[group.unit_ids]][np.argsort(-scores[group.unit_ids[removed[group.unit_ids]]],
                                                                    kind="stable")])

@@ -227,7 +227,7 @@ class DynamicModel(nn.Module):
 
 def finite_threshold(value: object) -> float:
     """A routing threshold: a finite number. NaN would route nothing, silently, and neither it nor
-    an infinity can be saved as JSON (a score above +inf never exists: use a threshold above 1)."""
+    an infinity can be saved as JSON (to route nothing, use a threshold above every score)."""
     if not is_number(value) or not math.isfinite(float(value)):
         raise UserError(f"the threshold must be a finite number, got {value!r}")
     return float(value)
