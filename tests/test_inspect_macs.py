@@ -65,3 +65,29 @@ def test_lowered_macs_match_flop_counter_for_string_padding(dims, padding):
     x = torch.randn(2, 3, *([20] * dims))
     program = prunec.lower(model, x, batch=2)
     assert sum(layer["macs"] for layer in program.layers) == _flop_counter_macs(model, x)
+
+
+class _FoldsIntoTheBatch(torch.nn.Module):
+    """Puts other data in the leading dim: two 3-channel views of a 6-channel image run as 2N images, and
+    every position of a feature map as a row of a per-position Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        y = torch.relu(self.conv(x.reshape(2 * n, 3, h, w)))
+        return self.fc(y.permute(0, 2, 3, 1).reshape(-1, 8)).reshape(n, -1).mean(1)
+
+
+@pytest.mark.parametrize(("traced", "batch"), [(1, 1), (1, 3), (2, 2), (2, 5)])
+def test_lowered_macs_count_data_folded_into_the_leading_dim(traced, batch):
+    """The leading dim is the batch only as traced: scaled to ``batch`` samples, the lowered layers do the
+    MACs torch counts (they used to be counted once per sample, not once per view or position)."""
+    model = _FoldsIntoTheBatch().eval()
+    x = torch.randn(traced, 6, 8, 8)
+    program = prunec.lower(model, x, batch=batch)
+    layers = {layer["name"]: layer["macs"] for layer in program.layers}
+    assert sum(layers.values()) * traced == _flop_counter_macs(model, x) * batch
+    assert layers["fc"] == batch * 2 * 8 * 8 * 8 * 4

@@ -160,15 +160,25 @@ def conv_shape(batch: int, x: tuple[int, ...], y: tuple[int, ...], weight_shape:
 
 
 def linear_shape(batch: int, x: tuple[int, ...], out_features: int) -> ConvShape:
-    """A linear layer as a 1x1 convolution; leading dims beyond the batch become extra rows."""
+    """A linear layer as a 1x1 convolution; leading dims beyond the first (``batch`` of them) become extra rows."""
     rows = batch * (math.prod(x[1:-1]) if len(x) > 2 else 1)
     return ConvShape(N=rows, G=1, C=x[-1], M=out_features, Hin=1, Win=1, R=1, S=1, E=1, F=1)
 
 
 class _Walker:
-    def __init__(self, batch: int) -> None:
+    def __init__(self, batch: int, traced: int) -> None:
         self.batch = batch
+        self.traced = traced  # the batch the shapes were propagated at
         self.ops: list[Op] = []
+
+    def _lead(self, shape: tuple[int, ...]) -> int:
+        """A tensor's leading dim at ``batch`` samples. It is the batch only as traced: a model may fold
+        other data into it (two views as 2N images, positions as rows of a per-position Linear)."""
+        return max(1, round(self.batch * shape[0] / self.traced))
+
+    def _elems(self, shape: tuple[int, ...]) -> int:
+        """A tensor's elements at ``batch`` samples."""
+        return self._lead(shape) * _numel_per_sample(shape) if shape else self.batch
 
     def walk(self, gm: fx.GraphModule, prefix: str = "", role: str | None = None) -> None:
         modules = dict(gm.named_modules())
@@ -197,12 +207,12 @@ class _Walker:
                 return self._recurse(sub, node, name, role)
             if isinstance(mod, (nn.Conv2d, nn.Conv1d)):
                 self._need(node, x, out)
-                shape = conv_shape(self.batch, x, out, tuple(mod.weight.shape), mod.groups, mod.stride,
+                shape = conv_shape(self._lead(x), x, out, tuple(mod.weight.shape), mod.groups, mod.stride,
                                    mod.padding, mod.dilation)
                 return self._layer(node, name, role, shape, mod.weight, str(node.target), "conv")
             if isinstance(mod, nn.Linear):
                 self._need(node, x, out)
-                return self._layer(node, name, role, linear_shape(self.batch, x, mod.out_features),
+                return self._layer(node, name, role, linear_shape(self._lead(x), x, mod.out_features),
                                    mod.weight, str(node.target), "linear")
             if isinstance(mod, (nn.BatchNorm2d, nn.BatchNorm1d)):
                 return self._fold_bn(node, name, role, by_node)
@@ -226,7 +236,7 @@ class _Walker:
                 names = ("bias", "stride", "padding", "dilation", "groups")
                 kw = dict(zip(names, node.args[2:], strict=False))
                 kw.update(node.kwargs)
-                shape = conv_shape(self.batch, x, out, w, int(kw.get("groups", 1)), kw.get("stride", 1),
+                shape = conv_shape(self._lead(x), x, out, w, int(kw.get("groups", 1)), kw.get("stride", 1),
                                    kw.get("padding", 0), kw.get("dilation", 1))
                 return self._layer(node, name, role, shape, None, fn.__name__, "conv")
             if fn in _LINEAR_FUNCS:
@@ -234,7 +244,7 @@ class _Walker:
                 self._need(node, x, out)
                 if w is None:
                     return self._unmapped(node, name, role, "linear")
-                return self._layer(node, name, role, linear_shape(self.batch, x, w[0]), None, "linear",
+                return self._layer(node, name, role, linear_shape(self._lead(x), x, w[0]), None, "linear",
                                    "linear")
             if fn in _FREE_FUNCS:
                 return None
@@ -269,7 +279,7 @@ class _Walker:
         ws = node.meta.get("weight_sparsity")
         return Op(name=name, kind=kind, role=role, shape=shape, target=target, weight=weight,
                   weight_sparsity=float(ws) if ws is not None else None,
-                  out_elems=self.batch * _numel_per_sample(_shape(node) or (1,)))
+                  out_elems=self._elems(_shape(node) or (self.traced,)))
 
     def _fold_bn(self, node: fx.Node, name: str, role: str | None, by_node: dict[fx.Node, Op]) -> Op | None:
         src = node.args[0]
@@ -286,10 +296,10 @@ class _Walker:
             for item in (a if isinstance(a, (list, tuple)) else [a]):
                 s = _shape(item)
                 if s is not None:
-                    ins.append(self.batch * _numel_per_sample(s))
+                    ins.append(self._elems(s))
         out = _shape(node)
         return Op(name=name, kind=kind, role=role, target=target, in_elems=ins,
-                  out_elems=self.batch * _numel_per_sample(out) if out else 0)
+                  out_elems=self._elems(out) if out else 0)
 
     def _unmapped(self, node: fx.Node, name: str, role: str | None, target: str) -> Op:
         return Op(name=name, kind="unmapped", role=role, target=f"{node.op}:{target}")
@@ -359,7 +369,8 @@ def _fixed_arity(mod: nn.Module, n: int) -> nn.Module:
 
 def extract_ops(gm: fx.GraphModule, batch: int) -> list[Op]:
     """The operations of ``gm`` (shapes already propagated), scaled to ``batch`` samples."""
-    walker = _Walker(batch)
+    inputs = [s for n in gm.graph.nodes if n.op == "placeholder" and (s := _shape(n))]
+    walker = _Walker(batch, inputs[0][0] if inputs else batch)
     walker.walk(gm)
     return walker.ops
 
