@@ -91,3 +91,17 @@ def test_exponent_numbers_without_a_dot_load_as_numbers(tmp_path) -> None:
     assert exponent == plain
     with pytest.raises(UserError, match="must be a number, got '2e2x'"):
         load_hardware(_write(tmp_path, text.replace("clock_mhz: 200", "clock_mhz: 2e2x")))
+
+
+@pytest.mark.parametrize("mutate", [lambda d: d["energy"].update(dram=1e308), lambda d: d["energy"].update(mac=1e308)])
+def test_a_chip_whose_costs_overflow_is_refused_not_reported_as_inf(tmp_path, mutate) -> None:
+    """Finite in the file, yet a layer's energy or latency overflows: every candidate mapping scored NaN,
+    the choice was arbitrary and the IR held Infinity (not JSON). One clear error instead."""
+    import prunec
+    from prunec import zoo
+    from prunec.frontend import example_input
+
+    path = _mutated(tmp_path, mutate)
+    with pytest.raises(UserError, match="not a finite number") as exc:
+        prunec.lower(zoo.build("resnet20"), example_input((1, 3, 32, 32)), hw=path)
+    assert path in str(exc.value)

@@ -7,6 +7,7 @@ layer shapes), :mod:`.mapper` (mapping search), :mod:`.cost` (accesses, energy, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping as MappingABC
 from typing import Any
 
@@ -157,6 +158,11 @@ class EyerissTarget:
                  options: dict[str, Any], routed_share: float | None) -> LoweredProgram:
         for rec in layers:
             rec["energy_per_inference"] = rec["energy"]["total"] / batch
+            costs = [rec["energy"]["total"], *(rec.get(k, 0.0) for k in ("cycles", "latency_ms"))]
+            if not all(math.isfinite(c) for c in costs):  # the numbers would be inf/NaN, the mappings arbitrary
+                raise UserError(f"chip {hardware.name}: layer {rec['name']} costs {costs[0]:g} energy over "
+                                f"{costs[-1]:g} ms, not a finite number: the chip file's energies, bandwidths or "
+                                "clock are out of any useful range")
         return LoweredProgram(target=self.name, batch=batch, hardware=hardware.to_dict(), layers=layers,
                               unmapped=unmapped, options=options, routed_share=routed_share)
 

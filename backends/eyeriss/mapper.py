@@ -156,9 +156,10 @@ def candidates(shape: ConvShape, hw: Hardware) -> dict[str, np.ndarray]:
 def search(shape: ConvShape, hw: Hardware, sp: LayerSparsity) -> tuple[Mapping, dict]:
     """Best mapping of ``shape`` and its scored metrics (scalars). Raises :class:`NoMapping`."""
     cand = candidates(shape, hw)
-    scores = evaluate(shape, hw, sp, cand)
-    energy = scores["energy_total"]
-    rounded = np.round(energy / max(float(energy.min()), 1e-30), 9)
+    with np.errstate(over="ignore", invalid="ignore"):  # a chip costing to inf is refused once, by the caller
+        scores = evaluate(shape, hw, sp, cand)
+        energy = scores["energy_total"]
+        rounded = np.round(energy / max(float(energy.min()), 1e-30), 9)
     best = int(np.lexsort((np.arange(len(energy)), scores["cycles"], rounded))[0])
     return mapping_at(cand, best), _pick(scores, best)
 
