@@ -96,6 +96,24 @@ class CouplingReport:
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+#: Methods a subclass of a torch layer may define without changing what the layer computes.
+_CONSTRUCTION = {"__init__", "reset_parameters", "extra_repr", "__repr__", "__setstate__"}
+
+
+def _own_computation(mod: nn.Module) -> str:
+    """The methods ``mod``'s own classes define above the torch layer they subclass that may change its
+    computation ("" for none): a weight-standardised Conv2d is not a Conv2d to prune (nor is one that
+    overrides ``_conv_forward``), while a subclass that only builds the layer is."""
+    own: list[str] = []
+    for cls in type(mod).__mro__:
+        if cls.__module__.startswith("torch."):
+            if cls is nn.Module:  # not a torch layer at all: an unknown layer type
+                return ""
+            break
+        own += [name for name, value in vars(cls).items() if callable(value) and name not in _CONSTRUCTION]
+    return ", ".join(f"{name}()" for name in sorted(set(own)))
+
+
 _IDENTITY_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
     nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Identity,
@@ -313,6 +331,8 @@ class _Analyzer:
         st = self.state(node.args[0]) if node.args else None
         if target in self.shared and any(True for _ in mod.parameters(recurse=False)):
             return self.unknown(node, "layer is called more than once or its weights are shared")
+        if overridden := _own_computation(mod):
+            return self.unknown(node, f"{type(mod).__name__} computes with its own {overridden}")
         if isinstance(mod, _CONV):
             out = self.conv(node, mod, st)
         elif isinstance(mod, nn.Linear):
@@ -454,7 +474,12 @@ class _Analyzer:
     # -- op families -------------------------------------------------------------------
 
     def identity(self, node: fx.Node, st: Any, pooled: int = 0) -> Any:
-        """A channel-wise op; ``pooled``: how many trailing dims it pools over (none may hold channels)."""
+        """A channel-wise op; ``pooled``: how many trailing dims it pools over (none may hold channels).
+
+        With another tensor among its arguments (``clamp(max=t)``, ``expand_as(t)``) it is an elementwise
+        op of both, whose channels go together (``type_as`` reads only the other's dtype)."""
+        if node.target != "type_as" and any(_shape(n) is not None for n in _nodes_in((node.args[1:], node.kwargs))):
+            return self.binary(node)
         if st is None:
             return None
         shape = _shape(node)
@@ -535,7 +560,8 @@ class _Analyzer:
         if shape is None or in_shape is None:
             return self.unknown(node, "reshape without shape information")
         out = self.derive(node, st, self.ids(st, in_shape).reshape(shape))
-        if isinstance(out, ChannelState) and node.op == "call_method" and node.target in _SIZED_METHODS:
+        if isinstance(out, ChannelState) and (node.op == "call_method" and node.target in _SIZED_METHODS
+                                              or node.target is torch.reshape):
             self.reshapes[node.name] = out
         return out
 
@@ -614,9 +640,11 @@ class _Analyzer:
         if st is None:
             return None
         shape = _shape(base)
-        if shape is None or _nodes_in(index) or any(isinstance(i, torch.Tensor) for i in
-                                                     (index if isinstance(index, tuple) else [index])):
+        parts = index if isinstance(index, tuple) else (index,)
+        if shape is None or _nodes_in(index) or any(isinstance(i, torch.Tensor) for i in parts):
             return self.unknown(node, "tensor indexing with computed indices")
+        if any(isinstance(i, (list, range)) for i in parts):  # positions written as numbers, which pruning moves
+            return self.unknown(node, "tensor indexing with a list of positions")
         try:
             out = self.derive(node, st, self.ids(st, shape)[index])
         except (IndexError, TypeError) as exc:

@@ -9,9 +9,11 @@ indices in ``node.meta["pruning"]``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import inspect
+import io
 import math
 import numbers
 from collections import Counter
@@ -23,7 +25,7 @@ from torch import fx, nn
 from torch.fx.passes.infra.pass_base import PassResult
 from torch.fx.passes.shape_prop import ShapeProp
 
-from prunec.errors import UserError
+from prunec.errors import UserError, check_seed
 from prunec.passes.output_contract import recorded_outputs
 
 from . import register_pass
@@ -243,11 +245,15 @@ def _extents(state: ChannelState, keep: np.ndarray) -> list[int]:
 def _rewrite_sizes(node: fx.Node, state: ChannelState, keep: np.ndarray) -> None:
     extents = dict(zip(state.axes, _extents(state, keep), strict=True))
     args = list(node.args)
-    packed = len(args) == 2 and isinstance(args[1], (tuple, list))
-    sizes = list(args[1] if packed else args[1:])
+    keyword = next((k for k in ("shape", "size") if k in node.kwargs), None)  # torch.reshape(x, shape=...)
+    packed = keyword is not None or len(args) == 2 and isinstance(args[1], (tuple, list))
+    given = node.kwargs[keyword] if keyword else args[1] if packed else args[1:]
     sizes = [extents[i] if i in extents and isinstance(s, int) and s != -1 else s
-             for i, s in enumerate(sizes)]
-    node.args = (args[0], type(args[1])(sizes)) if packed else (args[0], *sizes)
+             for i, s in enumerate(given)]
+    if keyword:
+        node.kwargs = {**node.kwargs, keyword: type(given)(sizes)}
+    else:
+        node.args = (args[0], type(given)(sizes)) if packed else (args[0], *sizes)
 
 
 def _rewrite_split(node: fx.Node, parts: list[np.ndarray], keep: np.ndarray) -> None:
@@ -318,7 +324,8 @@ def _propagate_on_meta(gm: fx.GraphModule) -> bool:
 
         state = {k: torch.empty_like(v, device="meta") for k, v in gm.state_dict(keep_vars=True).items()}
         inputs = [t.to("meta") for t in placeholder_inputs(gm)]
-        with _reparametrize_module(gm, state), torch.no_grad():
+        # ShapeProp prints a traceback of its own on failure, which is not the user's to read
+        with _reparametrize_module(gm, state), torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(*inputs)
         return True
     except Exception:  # noqa: BLE001 - an op without a meta kernel: check on real tensors
@@ -331,7 +338,11 @@ def reshape_check(gm: fx.GraphModule, expected: list) -> None:
 
     gm.graph.lint()
     if not _propagate_on_meta(gm):
-        propagate_shapes(gm, placeholder_inputs(gm))
+        try:
+            propagate_shapes(gm, placeholder_inputs(gm))
+        except UserError as exc:  # it blames the input shape, which fit the unpruned graph
+            raise UserError("structured pruning left a graph that does not run: an op the channel analysis "
+                            f"passed does not follow the removed channels ({str(exc).split(': ', 1)[-1]})") from None
     got = recorded_outputs(gm)
     if got != expected:
         raise RuntimeError(f"structured pruning changed the output shape {expected} -> {got}")
@@ -351,6 +362,7 @@ def prune_structured(
     check_choice("scope", scope, SCOPES)
     if not isinstance(round_to, int) or round_to < 1:
         raise UserError(f"round_to must be a positive integer, got {round_to!r}")
+    seed = check_seed(seed)
     placeholder_inputs(gm)
     ignored = resolve_ignore(gm, ignore) if ignore else set()
     if not inplace:

@@ -83,6 +83,44 @@ def test_shared_layer_is_kept_whole():
     assert any("more than once" in r for _, r in report.unprunable)
 
 
+class _StandardizedConv(nn.Conv2d):
+    """Weight standardisation: a Conv2d by type, another computation by its forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return self._conv_forward(x, w, self.bias)
+
+
+class _BuiltConv(nn.Conv2d):
+    """A Conv2d that only chooses its own construction."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(cin, cout, 3, padding=1, bias=False)
+
+
+@pytest.mark.parametrize(("layer", "pruned_a"), [(_StandardizedConv, False), (_BuiltConv, True)])
+def test_a_torch_layer_subclass_is_pruned_only_when_it_computes_as_the_layer(layer, pruned_a):
+    """Kept as a leaf, a Conv2d subclass with its own forward (or _conv_forward) is a layer prunec does not
+    know: pruning its output channels as a Conv2d's would change what the network computes."""
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = layer(3, 8) if layer is _BuiltConv else layer(3, 8, 3, padding=1)
+            self.b, self.fc = nn.Conv2d(8, 8, 3), nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.fc(self.b(torch.relu(self.a(x))).mean((2, 3)))
+
+    x = torch.randn(1, 3, 10, 10)
+    gm = trace(Net().eval(), x, leaf_modules=["a"])
+    report = analyze(gm)
+    assert not pruned_a or _group_of(report, "a").prunable
+    assert any("_StandardizedConv computes with its own forward()" in r for _, r in report.unprunable) != pruned_a
+    pruned = prune(gm, x, 0.5)
+    assert pruned.a.out_channels == (4 if pruned_a else 8)
+
+
 def test_analysis_needs_shapes():
     with pytest.raises(UserError, match="shapes"):
         analyze(trace(zoo.build("resnet20")))

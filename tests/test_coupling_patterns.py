@@ -296,3 +296,44 @@ def test_pooling_over_the_channel_dim_keeps_channels_whole(kind, shape):
     assert said and "pooling or padding over the channel dimension" in said[0][1]
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), model(x))  # nothing removed: the same network
+
+
+class _TensorArgOps(nn.Module):
+    """Ops whose channels a second tensor argument or numbers in the code fix: torch.reshape's literal
+    sizes, a channel permutation by a list of positions, clamping to a per-channel buffer, and expand_as
+    of one layer's output onto another's."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8 if kind == "expand_as" else 1, 3, padding=1)
+        self.fc = nn.Linear({"reshape": 32, "expand_as": 16}.get(kind, 8), 4)
+        self.register_buffer("ceiling", torch.linspace(0.1, 1.0, 8).view(1, 8, 1, 1))
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        if self.kind == "reshape":
+            return self.fc(torch.reshape(F.adaptive_avg_pool2d(y, 2), (-1, 32)))
+        if self.kind == "list_index":
+            y = y[:, [7, 6, 5, 4, 3, 2, 1, 0]]
+        elif self.kind == "clamp_buffer":
+            y = y.clamp(max=self.ceiling)
+        elif self.kind == "expand_as":
+            y = torch.cat([y, self.b(x.mean((2, 3), keepdim=True)).expand_as(y)], 1)
+        return self.fc(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("kind", ["reshape", "list_index", "clamp_buffer", "expand_as"])
+def test_ops_with_a_second_tensor_or_written_sizes_prune_exactly_or_keep_channels(kind):
+    """They used to pass the analysis as channel-wise ops and then fail when the pruned graph ran
+    ("input shape does not fit"), after printing ShapeProp's traceback. expand_as couples its two
+    operands' channels: a global random ranking would otherwise keep different counts of each."""
+    model = randomize(_TensorArgOps(kind), 0)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    pruned = prune(model, x, 0.7, method="random", scope="global", seed=0)
+    a = pruned.get_submodule("a").out_channels
+    assert (a == 8) == (kind in ("list_index", "clamp_buffer"))
+    assert kind != "expand_as" or pruned.get_submodule("b").out_channels == a  # unused elsewhere: not traced
+    with torch.no_grad():
+        ref = zeroed_reference(model, pruned).double()(x.double())
+        assert float((ref - pruned.double()(x.double())).abs().max()) <= 1e-5
