@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -112,3 +114,29 @@ def cumsum_net() -> nn.Module:
 class _ChannelCumsum(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cumsum(x, dim=1)
+
+
+class _LiteralSizes(nn.Module):
+    def __init__(self, outputs: str) -> None:
+        super().__init__()
+        self.outputs = outputs
+        self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        y = torch.relu(self.conv(x))
+        logits = self.fc(nn.functional.adaptive_avg_pool2d(y, 2).view(-1, 32) if self.outputs == "literal"
+                         else torch.flatten(nn.functional.adaptive_avg_pool2d(y, 2), 1))
+        return {"logits": logits, "extra": (logits.softmax(-1),)} if self.outputs == "nested" else logits
+
+
+def literal_view_net() -> nn.Module:
+    """Flattens with ``view(-1, 32)``, a channel count written as a number: pruning rewrites it in the
+    traced graph, which a checkpoint does not keep (3×16×16 inputs)."""
+    torch.manual_seed(0)
+    return _LiteralSizes("literal")
+
+
+def nested_output_net() -> nn.Module:
+    """Returns a dict holding the logits and a tuple of probabilities (3×16×16 inputs)."""
+    torch.manual_seed(0)
+    return _LiteralSizes("nested")

@@ -13,6 +13,7 @@ import prunec
 from prunec import zoo
 from prunec.cli import main
 from prunec.frontend import example_input
+from tests import model_fixtures
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -79,6 +80,29 @@ def test_factory_model_prunes_to_a_checkpoint_that_loads_back(tmp_path):
     lowered = subprocess.run([sys.executable, "-m", "prunec", "lower", str(out), "--arch", spec, "--format", "json"],
                              capture_output=True, text=True, timeout=300)
     assert lowered.returncode == 0, lowered.stderr
+
+
+def test_a_checkpoint_the_models_own_code_cannot_run_is_not_written(tmp_path, capsys):
+    """A channel count the model's code writes as a number (view(-1, 32)) is rewritten in the pruned graph
+    only; the checkpoint rebuilds the model from its code, which would fail on every read: refused."""
+    out = tmp_path / "x.pt"
+    assert main(["prune", "tests.model_fixtures:literal_view_net", "--input-shape", "1,3,16,16", "--ratio", "0.5",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "literal sizes" in err and "--ignore" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert main(["prune", "tests.model_fixtures:literal_view_net", "--input-shape", "1,3,16,16", "--ratio", "0.5",
+                 "--ignore", "conv", "-o", str(out)]) == 0  # kept whole, it loads back
+    x = example_input((1, 3, 16, 16))
+    torch.testing.assert_close(prunec.load(str(out), arch="tests.model_fixtures:literal_view_net")(x),
+                               model_fixtures.literal_view_net()(x))
+
+
+def test_a_model_returning_a_dict_of_tensors_prunes_to_a_checkpoint(tmp_path):
+    out = tmp_path / "x.pt"
+    assert main(["prune", "tests.model_fixtures:nested_output_net", "--input-shape", "1,3,16,16", "--ratio", "0.5",
+                 "-o", str(out)]) == 0
+    loaded = prunec.load(str(out), arch="tests.model_fixtures:nested_output_net")
+    assert loaded.conv.out_channels == 4 and loaded(example_input((1, 3, 16, 16)))["logits"].shape == (1, 4)
 
 
 def test_a_checkpoint_naming_a_factory_is_not_imported_unasked(tmp_path):

@@ -72,14 +72,18 @@ def run(args: argparse.Namespace) -> int:
     kwargs = meta.get("arch_kwargs") or {}
     first = next((m for m in gm.modules() if isinstance(m, nn.Conv2d)), None)
     in_channels = int(kwargs.get("in_channels") or (first.in_channels if first else 3))
-    num_classes = int(kwargs.get("num_classes") or pruned(x).shape[-1])
+    with torch.no_grad():
+        outputs = pruned(x)
+    num_classes = int(kwargs.get("num_classes") or _tensors(outputs)[0].shape[-1])
     reference = build_architecture(arch, in_channels, num_classes)
     configs = module_configs(pruned, reference)
     try:  # prove the checkpoint loads back before writing it
-        rebuild_pruned(reference, configs).load_state_dict(pruned.state_dict())
+        rebuilt = rebuild_pruned(reference, configs)
+        rebuilt.load_state_dict(pruned.state_dict())
     except (RuntimeError, UserError) as exc:
         raise UserError(f"the pruned model no longer fits {arch}, cannot save it: "
                         f"{str(exc).splitlines()[0]}") from None
+    _check_same_outputs(rebuilt.eval(), x, outputs, arch)
     extra: dict[str, Any] = {k: v for k, v in meta.items() if k not in _OWN_KEYS}
     _print_summary(gm, pruned, x, args)  # before the save: a Ctrl-C after it would claim nothing was written
     save_checkpoint(
@@ -90,6 +94,33 @@ def run(args: argparse.Namespace) -> int:
                  "ignore": list(args.ignore), "seed": int(args.seed)},
         **extra)
     return 0
+
+
+def _tensors(outputs: Any) -> list[torch.Tensor]:
+    """The tensors of a model's outputs (a tensor, or tuples, lists and dicts of them), in order."""
+    leaves = [t for t in torch.utils._pytree.tree_leaves(outputs) if isinstance(t, torch.Tensor)]
+    if not leaves:
+        raise UserError("the model returns no tensor, so there is nothing to prune for")
+    return leaves
+
+
+def _check_same_outputs(rebuilt: nn.Module, x: torch.Tensor, expected: Any, arch: str) -> None:
+    """Refuse a checkpoint whose model, rebuilt from ``arch``'s own code, computes other outputs than the
+    pruned graph: pruning rewrites sizes the code fixes as numbers (``view(-1, 64)``, ``split(y, [8, 8])``)
+    in the traced graph only, and a checkpoint keeps the layers, not that graph."""
+    try:
+        with torch.no_grad():
+            got = _tensors(rebuilt(x))
+        same = len(got) == len(want := _tensors(expected)) and all(
+            a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(got, want, strict=True))
+        why = "" if same else "it computes other outputs"
+    except Exception as exc:  # noqa: BLE001 - the user's own forward failed on the pruned shapes: say so in one line
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if why:
+        raise UserError(f"the pruned model, rebuilt from {arch}'s code, does not run as the pruned graph ({why}), "
+                        "so its checkpoint could not be read back: the code fixes a channel count as a number "
+                        "(view/reshape/split with literal sizes); keep those layers whole with --ignore, or size "
+                        "them from the tensor (x.size(1))")
 
 
 def _print_summary(before: nn.Module, after: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> None:
