@@ -82,7 +82,23 @@ def _load_factory(spec: str) -> nn.Module:
     return model
 
 
+def _archive_kind(path: str) -> str | None:
+    """"TorchScript" or "torch.export" for those archives, which torch.load cannot read (None otherwise)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = {name.split("/", 1)[-1] for name in archive.namelist()}
+    except (OSError, zipfile.BadZipFile):
+        return None
+    if "archive_format" in entries:
+        return "torch.export"
+    return "TorchScript" if "constants.pkl" in entries and any(e.startswith("code/") for e in entries) else None
+
+
 def _torch_load(path: str, weights_only: bool) -> Any:
+    if kind := _archive_kind(path):
+        raise UserError(f"{path} is a {kind} archive, which prunec does not read: it traces the model's Python code "
+                        "with torch.fx; save model.state_dict() and pass it with --arch (or a package.module:factory "
+                        "that builds the model)")
     try:
         with working_directory_importable():  # a pickled module's class may live next to the user
             return torch.load(path, map_location="cpu", weights_only=weights_only)
@@ -290,7 +306,8 @@ def trace(
     """Trace ``model`` with ``torch.fx`` and, given example inputs, record shapes in node.meta.
 
     Shapes land in ``node.meta["tensor_meta"]`` (ShapeProp). A model FX cannot trace raises
-    a :class:`UserError` naming the submodule and source line that stopped it.
+    a :class:`UserError` naming the submodule and source line that stopped it. ``model`` is put in
+    eval mode (the graph shares its submodules, and is an inference graph).
     """
     if isinstance(model, fx.GraphModule):
         gm = model
@@ -302,6 +319,9 @@ def trace(
             raise UserError(f"leaf module {unknown[0]!r} is not a submodule of {type(model).__name__} (its "
                             f"submodules are named like {', '.join(sorted(names - {''})[:4]) or 'none'})")
         tracer = _LocatingTracer(leaf_modules)
+        # in eval mode: a forward that reads self.training (F.dropout(y, p, self.training)) bakes the bool into
+        # the graph, which gm.eval() below cannot change; the graph must hold the inference branch
+        model.eval()
         try:
             graph = tracer.trace(model)
         except Exception as exc:  # noqa: BLE001 - any tracing failure is reported the same way
@@ -324,6 +344,11 @@ def propagate_shapes(
 ) -> fx.GraphModule:
     """Run ShapeProp; a shape the model rejects becomes a one-line :class:`UserError`."""
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    required = [n.target for n in gm.graph.nodes if n.op == "placeholder" and not n.args]  # args: a default
+    if len(required) > len(inputs):
+        raise UserError(f"the model's forward takes {len(required)} inputs ({', '.join(map(str, required))}); prunec "
+                        f"feeds it {len(inputs)} image tensor{'s' * (len(inputs) != 1)}: wrap it in a module whose "
+                        "forward(x) takes the image alone")
     try:
         # ShapeProp prints a traceback of its own on failure; the one-line error says it all
         with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()), evaluating(gm):

@@ -188,3 +188,39 @@ def test_a_user_module_that_fails_to_import_is_one_line(tmp_path, body, needle):
 @pytest.mark.parametrize("spec", [":make", ".relative:make", "module_only:"])
 def test_a_malformed_import_spec_is_one_line(spec):
     assert_user_error(run_cli("inspect", "zoo:resnet20", "--pass", spec), "package.module:object")
+
+
+@pytest.mark.parametrize("kind", ["TorchScript", "torch.export"])
+def test_a_torchscript_or_exported_archive_is_named_not_called_corrupted(tmp_path, kind):
+    """Both are zip archives torch.load cannot read; they used to be reported as corrupted files."""
+    from prunec.errors import UserError
+    from prunec.frontend import load
+
+    model, x = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval(), torch.randn(1, 3, 8, 8)
+    path = tmp_path / ("model.pt" if kind == "TorchScript" else "model.pt2")
+    if kind == "TorchScript":
+        torch.jit.save(torch.jit.trace(model, x), str(path))
+    else:
+        torch.export.save(torch.export.export(model, (x,)), str(path))
+    for trust in (False, True):
+        with pytest.raises(UserError, match=f"is a {kind} archive, which prunec does not read.*state_dict"):
+            load(str(path), trust_model=trust)
+
+
+class _TwoInputs(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        return (self.conv(x) + self.conv(y)).mean((2, 3)) * scale
+
+
+def test_a_model_taking_two_inputs_is_told_so():
+    """It used to read "input shape does not fit the model: StopIteration"."""
+    from prunec.errors import UserError
+    from prunec.frontend import trace
+
+    with pytest.raises(UserError, match=r"forward takes 2 inputs \(x, y\); prunec feeds it 1 image tensor"):
+        trace(_TwoInputs(), torch.randn(1, 3, 8, 8))
+    assert trace(_TwoInputs(), (torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8))) is not None  # the default stays

@@ -277,3 +277,24 @@ def test_a_numpy_ratio_is_a_ratio():
     assert prune(model, x, np.float32(0.5))(x).equal(prune(model, x, 0.5)(x))
     with pytest.raises(UserError, match="pruning ratio"):
         prune(model, x, np.bool_(True))
+
+
+class _TrainTimeDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 8, 3), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.nn.functional.dropout(self.conv(x), 0.5, self.training).mean((2, 3)))
+
+
+def test_a_model_left_in_train_mode_is_traced_for_inference():
+    """A forward reading self.training bakes the bool into the graph: tracing a model the user left in
+    train mode must record the inference branch, or every pruned network drops activations at random."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    for make in (lambda m: trace(m, x), lambda m: prunec.prune(m, x, 0.5)):
+        model = _TrainTimeDropout()
+        assert model.training
+        gm = make(model)
+        assert "training = True" not in gm.code and torch.equal(gm(x), gm(x))
