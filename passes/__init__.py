@@ -208,6 +208,8 @@ def run_passes(
         result = manager(gm)
     except UserError:
         raise
+    except SystemExit as exc:  # not a clean exit of prunec, whose command did not finish
+        raise UserError(f"a pass called sys.exit({exc.code!r}) instead of returning a graph") from None
     except Exception as exc:  # noqa: BLE001 - PassManager wraps pass errors
         cause = exc.__cause__ or exc
         if isinstance(cause, UserError):

@@ -96,6 +96,8 @@ def prune(
             result = _call(fn, gm, ratio, options)
         except UserError:
             raise
+        except SystemExit as exc:  # not a clean exit of prunec, whose command did not finish
+            raise UserError(f"pruner {pruner!r} called sys.exit({exc.code!r}) instead of returning a model") from None
         except Exception as exc:  # the user's pruner broke: say so in one line, as for a failing pass
             raise UserError(f"pruner {pruner!r} failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(result, nn.Module):

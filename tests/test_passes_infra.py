@@ -211,6 +211,19 @@ def test_a_pass_result_without_a_graph_module_says_so(returned):
         run_passes(prunec.trace(model, x), [lambda gm: PassResult(returned, True)], x)
 
 
+def test_a_pass_or_pruner_calling_sys_exit_is_an_error_not_a_silent_success():
+    """SystemExit is no Exception: it went past the one-line errors and ended prunec with exit 0 and no output."""
+    import sys
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    model(x)
+    with pytest.raises(UserError, match=r"a pass called sys.exit\(0\)"):
+        run_passes(prunec.trace(model, x), [lambda gm: sys.exit(0)], x)
+    with pytest.raises(UserError, match=r"called sys.exit\(3\) instead of returning a model"):
+        prunec.prune(model, x, 0.5, pruner=lambda gm, ratio, **options: sys.exit(3))
+
+
 def _output_pass(change: Callable[[fx.Graph, fx.Node], fx.Node]) -> Callable[[fx.GraphModule], PassResult]:
     """A pass that routes the model's output through ``change`` (a new node built on the old output)."""
 
