@@ -181,6 +181,18 @@ def renormalized(info: DatasetInfo, mean: Any = None, std: Any = None, source: s
 RECORDED_NORMALIZATION = "the model checkpoint's recorded (preprocess)"
 
 
+def fingerprint(split: Split) -> str:
+    """sha256 of ``split``'s images (as the model reads them) and labels: which data a compile used, where
+    a name alone cannot tell (two image folders called ``data``, or one whose classes were renamed)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for tensor in (split.x, split.y):
+        digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def recorded_normalization(meta: dict[str, Any] | None) -> tuple[Any, Any] | None:
     """The (mean, std) a prunec checkpoint's metadata says its model was trained with, if any."""
     recorded = (meta or {}).get("preprocess")
@@ -332,6 +344,11 @@ def _read_cifar(base: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _user_data(name: str) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """A data set of the user's own: an image folder (:mod:`prunec.image_folder`) or a ``.npz``."""
+    try:  # the name titles the report, its plots and the terminal, which all need text
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"the data path {name.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')} "
+                        "is not valid UTF-8 (a name from another encoding): rename it") from None
     if is_image_folder(name):
         return _image_folder(*folder_version(name))
     return _user_npz(name)
@@ -542,4 +559,4 @@ def _synthetic(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 __all__ = ["DatasetInfo", "Split", "Normalize", "load_split", "renormalized", "recorded_normalization",
-           "same_normalization", "dataset_info", "is_data_file", "DATASETS", "SPLITS"]
+           "same_normalization", "dataset_info", "fingerprint", "is_data_file", "DATASETS", "SPLITS"]

@@ -29,13 +29,16 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def catching_interrupts() -> Iterator[None]:
-    """Remember every SIGINT received inside the block (the main thread only can install it)."""
+    """Remember every SIGINT (or SIGTERM) received inside the block (the main thread only can install it)."""
     global _interrupted
     _interrupted = False
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGINT, _on_sigint)
+    # a SIGTERM (kill, a job scheduler's time limit) would end the process without unwinding, leaving a
+    # staged output directory behind: it stops the run as a Ctrl-C does
+    previous_term = signal.signal(signal.SIGTERM, _on_sigint)
     previous_hook = sys.unraisablehook
 
     def quiet_interrupts(unraisable: Any) -> None:  # the flag carries it: no "Exception ignored" traceback
@@ -47,6 +50,7 @@ def catching_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
         sys.unraisablehook = previous_hook
         _interrupted = False  # a later run in this process starts clean
 

@@ -74,9 +74,13 @@ def level_advice(d: dict[str, Any]) -> str | None:
         how = f"--mild {mild:g} --aggressive above {aggressive:.2f}"
         if _levels_searched(d):
             how += f", or --search-ratios with candidates above {aggressive:.2f}"
+        tested = float(d["mild_share"])
+        outcome = (f"the dynamic model is nearly the aggressive network plus the selector's own cost ({overhead:.1%} "
+                   "of its energy)" if tested < EDGE_SHARE else
+                   f"the threshold routes next to nothing on calibration, yet {tested:.1%} of the test inputs (a "
+                   "threshold so close to the aggressive level's own scores does not carry over)")
         return (f"The selector has almost nothing to do here: {alone} the {budget:g}-point budget {_rule(d)}, so "
-                f"the dynamic model is nearly the aggressive network plus the selector's own cost ({overhead:.1%} of "
-                f"its energy). A more aggressive second level ({how}) may save more energy within the same budget.")
+                f"{outcome}. A more aggressive second level ({how}) may save more energy within the same budget.")
     if share <= 1 - EDGE_SHARE or point["energy"] <= e["mild"]:
         return None
     cost = (f"The dynamic model costs more than the mild network alone here: the chosen threshold sends "

@@ -26,7 +26,7 @@ from torch import fx, nn
 
 from prunec import __version__
 from prunec.accuracy_bound import format_confidence
-from prunec.data import Split, load_split
+from prunec.data import Split, fingerprint, load_split
 from prunec.errors import UserError, check_seed, is_number
 from prunec.report import MEMORY_LEVELS, ROLES
 from prunec.terminal import make_console
@@ -320,8 +320,11 @@ def refine_levels(original: fx.GraphModule, x: torch.Tensor, train: Split, calib
         level = by_ratio[ratio]
         finetune_level(level.model, original, train, cfg.aggressive_finetune_epochs, cfg,
                        f"fine-tune aggressive r={ratio:.2f}")
+        # costed again (fine-tuning moves the activations' zeros, and with them the zero-skipping savings);
+        # level.energy stays the search-time one, beside the search-time accuracy the report lists
+        aggr_energy = per_inference(energy_of(level.model, x, cfg, calib.x[: cfg.sparsity_samples]))
         point = pair_point(mild_logits, predict(level.model, calib), calib, original_correct, mild_energy,
-                           level.energy, original_energy, drop, cfg.confidence)
+                           aggr_energy, original_energy, drop, cfg.confidence)
         _log(console, "[3/6]", f"aggressive {ratio:.2f} after {cfg.aggressive_finetune_epochs:g} epochs: "
              + (f"{point.expected_energy / original_energy:.1%} of the original's energy"
                 if point.feasible else "misses the accuracy constraint"))
@@ -364,7 +367,7 @@ def compile(model: nn.Module, data: str | Split = "fashion-mnist", *, output: st
     if cfg.reuse_levels:  # checked against this model before the work below
         from prunec.reuse import reuse_levels
 
-        reused = reuse_levels(cfg.reuse_levels, original, x, cfg, info.name, calib.x[:64])
+        reused = reuse_levels(cfg.reuse_levels, original, x, cfg, info.name, calib.x[:64], fingerprint(calib))
 
     _log(console, "[1/6]", f"original on {info.name}: evaluating on {len(test):,} test images")
     orig_test_acc = evaluate(original, test)
@@ -745,7 +748,7 @@ def _evaluate_and_report(cfg, meta, original, mild, aggressive, compiled, test, 
                   "input_shape": list(x.shape), "num_classes": test.info.num_classes,
                   "params": params["original"], "macs": macs["original"]},
         "data": {"name": test.info.name, "calibration_size": len(calib), "test_size": len(test),
-                 "normalization": _normalization(test.info),
+                 "normalization": _normalization(test.info), "calibration_sha256": fingerprint(calib),
                  "test_split_note": test.info.test_note or _split_note(test.info.name)},
         "target": cfg.target, "batch": cfg.batch, "hardware": _hardware_info(dyn_program.hardware),
         "levels": {"mild": {"ratio": cfg.mild, "method": cfg.method, "params": params["mild"],

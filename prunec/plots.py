@@ -49,9 +49,13 @@ def png(fig: Figure) -> bytes:
 
 
 def _reduction(before: float, after: float) -> str:
-    """How much less ``after`` is than ``before``, signed: a level that costs more reads +20 %, not −-20 %."""
+    """How much less ``after`` is than ``before``, signed: a level that costs more reads +20 %, not −-20 %,
+    and a change too small for whole percents keeps two significant digits (−0.31 %), not "−0 %"."""
     change = after / before - 1
-    return f"{'−' if change < 0 else '+'}{abs(change):.0%}"
+    if change == 0:
+        return "±0%"
+    size = f"{abs(change):.0%}" if abs(change) >= 0.005 else f"{100 * abs(change):.2g}%"
+    return f"{'−' if change < 0 else '+'}{size}"
 
 
 def _unit(d: dict[str, Any]) -> str:

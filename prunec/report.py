@@ -129,6 +129,9 @@ class _DataRequired(TypedDict):
 class DataInfo(_DataRequired, total=False):
     # absent in reports made before prunec recorded it (those used the data set's own)
     normalization: Normalization
+    # sha256 of the calibration images and labels as the model reads them (prunec.data.fingerprint):
+    # two image folders of one name are told apart by it; absent in reports made before it was recorded
+    calibration_sha256: str
 
 
 class _PruneLevelRequired(TypedDict):

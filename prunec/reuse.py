@@ -52,7 +52,7 @@ def read_source_report(directory: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def reuse_levels(directory: str | Path, original: fx.GraphModule, x: torch.Tensor, cfg: Any,
-                 data_name: str, check_inputs: torch.Tensor) -> ReusedLevels:
+                 data_name: str, check_inputs: torch.Tensor, calibration_sha256: str | None = None) -> ReusedLevels:
     """Rebuild DIR's mild and aggressive networks on ``original`` (see the module docstring).
 
     Fills ``cfg``'s level ratios, methods and fine-tuning epochs from DIR's report, so the new
@@ -67,6 +67,10 @@ def reuse_levels(directory: str | Path, original: fx.GraphModule, x: torch.Tenso
     made_on = report.get("data", {}).get("name")
     if made_on != data_name:
         raise UserError(f"--reuse-levels {root} was compiled on {made_on}, not {data_name}")
+    made_with = report.get("data", {}).get("calibration_sha256")  # absent in reports made before it was recorded
+    if made_with is not None and calibration_sha256 is not None and made_with != calibration_sha256:
+        raise UserError(f"--reuse-levels {root} was compiled on other data named {made_on}: its calibration "
+                        "images or labels differ from these (another folder of that name, or one changed since)")
     levels = report["levels"]
     for role in ("mild", "aggressive"):
         asked, made = getattr(cfg, role), float(levels[role]["ratio"])

@@ -274,14 +274,16 @@ def test_bad_levels(tmp_path, trained_synthetic, flags, needle):
     assert_user_error(result, needle)
 
 
-def test_ctrl_c_leaves_nothing(tmp_path, trained_synthetic):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_leaves_nothing(tmp_path, trained_synthetic, stop):
+    """A SIGTERM (kill, a scheduler's time limit) stops the run as Ctrl-C does, through the clean-up."""
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "prunec", "compile", str(trained_synthetic), *QUICK,
                              "--epochs", "3", "-o", str(out)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(8)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, stderr = proc.communicate(timeout=120)
     # 130, or killed by SIGINT: how a shell reports either is "interrupted" (exit 130)
     assert proc.returncode in (130, -signal.SIGINT), stderr
@@ -307,6 +309,29 @@ def test_search_ratios_from_the_command_line_are_the_searched_candidates(trained
     assert [p["ratio"] for p in report["single_level"]] == [0.0, 0.4, 0.8]  # the candidates, in order
     assert report["levels"]["mild"]["ratio"] < report["levels"]["aggressive"]["ratio"]
     assert "--search-ratios 0.8 0.4" in report["command"]  # a rerun searches the same candidates
+
+
+def test_refinement_weighs_the_fine_tuned_aggressive_level(trained_synthetic, monkeypatch):
+    """The refinement compares aggressive candidates at the energy of their fine-tuned networks, which the
+    report then costs: fine-tuning moves the activations' zeros, and zero skipping saves on them."""
+    import prunec.pipeline as pipeline
+    from prunec.frontend import load_with_meta
+
+    weighed: list[float] = []
+    real = pipeline.pair_point
+
+    def spy(*args: object, **kwargs: object) -> object:
+        weighed.append(args[5])  # the aggressive network's energy
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "pair_point", spy)
+    model, meta = load_with_meta(str(trained_synthetic))
+    report = pipeline.compile(model, "synthetic", model_meta=meta, search_ratios=(0.3, 0.6), search_epochs=0.2,
+                              epochs=0.5, selector="max-softmax", max_accuracy_drop=5.0, progress=False).report
+    searched = {p["ratio"]: p["energy"] for p in report["single_level"]}
+    aggressive = report["energy"]["aggressive"]
+    assert aggressive != pytest.approx(searched[report["levels"]["aggressive"]["ratio"]], rel=1e-9)  # it moved
+    assert any(energy == pytest.approx(aggressive, rel=1e-9) for energy in weighed), (aggressive, weighed)
 
 
 def test_level_search_in_process(trained_synthetic, tmp_path):
@@ -642,6 +667,14 @@ def test_reuse_levels_refuses_what_it_cannot_reuse(compiled_dir, trained_synthet
              ((str(trained_synthetic), "--reuse-levels", str(tmp_path)), "no report.json"),
              ((str(trained_synthetic), "--reuse-levels", str(compiled_dir), "--mild", "0.5", "--aggressive",
                "0.7"), "differs from the mild level 0.3")]
+    # the same name, other images or labels (an image folder of that name elsewhere, its classes renamed)
+    edited = tmp_path / "edited"
+    shutil.copytree(compiled_dir, edited)
+    report = json.loads((edited / "report.json").read_text())
+    assert len(report["data"]["calibration_sha256"]) == 64
+    report["data"]["calibration_sha256"] = "0" * 64
+    (edited / "report.json").write_text(json.dumps(report))
+    cases.append(((str(trained_synthetic), "--reuse-levels", str(edited)), "compiled on other data named synthetic"))
     for args, needle in cases:
         assert_user_error(run_cli("compile", *args, "--data", "synthetic", "--quiet", "-o",
                                   str(tmp_path / "o")), needle)

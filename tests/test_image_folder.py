@@ -229,3 +229,15 @@ def test_compile_asks_for_the_data_a_checkpoint_was_trained_on(tmp_path):
                     dataset="flowers", input_shape=[1, 3, 12, 10])
     assert_user_error(run_cli("compile", str(path), "--quiet", "-o", str(tmp_path / "out")),
                       "trained on flowers", "name it with --data")
+
+
+def test_a_folder_name_that_is_not_utf8_is_refused_before_any_work(tmp_path):
+    """Its name titles the report and the plots: a Latin-1 "café" used to fail at the very end of a
+    compile, in matplotlib, with a traceback."""
+    import os
+
+    root = os.path.join(os.fsencode(tmp_path), b"caf\xe9")
+    write_folder(Path(os.fsdecode(root)), _random_arrays(0, 1, 6, 6, 2, False), ["a", "b"])
+    for read in (lambda name: dataset_info(name), lambda name: load_split(name, "train")):
+        with pytest.raises(UserError, match=r"caf\\xe9 is not valid UTF-8"):
+            read(os.fsdecode(root))

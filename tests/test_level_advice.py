@@ -73,6 +73,15 @@ def test_a_few_images_routed_are_counted_not_called_nothing() -> None:
     assert "alone meets" not in advice
 
 
+def test_nothing_routed_on_calibration_yet_some_on_test_is_not_called_the_aggressive_network() -> None:
+    """The test split may route a real share at a threshold that routed no calibration image: the dynamic
+    model is then not "nearly the aggressive network", whatever calibration said."""
+    d = _nothing()
+    d["mild_share"] = 0.125
+    advice = level_advice(d)
+    assert "yet 12.5% of the test inputs" in advice and "nearly the aggressive network" not in advice
+
+
 def test_everything_routed_says_the_mild_network_alone_is_cheaper() -> None:
     d = _everything()
     advice = level_advice(d)

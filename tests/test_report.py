@@ -574,6 +574,16 @@ def test_plots_name_the_unit_and_chip_and_sign_every_change(report: dict[str, An
     assert "costed on eyeriss_v1" in plots.tradeoff_figure(report).axes[0].get_xlabel()
 
 
+@pytest.mark.parametrize(("before", "after", "shown"), [(100, 80, "−20%"), (100, 120, "+20%"), (100, 100, "±0%"),
+                                                     (100, 99, "−1%"), (1000, 996.9, "−0.31%"),
+                                                     (1000, 1000.04, "+0.004%")])
+def test_plot_changes_keep_a_digit_that_is_not_zero(before: float, after: float, shown: str) -> None:
+    """A change too small for whole percents is not drawn as "−0%" beside a bar that did move."""
+    from prunec.plots import _reduction
+
+    assert _reduction(before, after) == shown
+
+
 def test_render_all_replaces_the_views_as_a_set(report_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A view that cannot be written (here a directory in its place) keeps every old view, report.md too."""
     R.render_all(report_dir)
