@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import run_study, study_header, study_heading  # noqa: E402
+from runs import budget_points, run_study, study_header, study_heading  # noqa: E402
 
 from prunec import __version__, load_compiled  # noqa: E402
 from prunec.calibration import choose_threshold  # noqa: E402
@@ -35,7 +35,7 @@ TARGET_REDUCTION, TARGET_DROP = 0.70, 2.0
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("compiled", nargs="+", type=Path, help="compiled-model directories (prunec compile -o DIR)")
-    p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5],
+    p.add_argument("--budgets", type=budget_points, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5],
                    help="accuracy budgets in points below the original, on calibration data")
     p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     return p.parse_args(argv)

@@ -39,7 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench_calibration import Outcomes, _outcomes, deployed_threshold, learned_scores  # noqa: E402
-from runs import dynamic_costs, learned_compiled, study_header, study_heading, torch_study_main  # noqa: E402
+from runs import (  # noqa: E402
+    budget_points,
+    dynamic_costs,
+    learned_compiled,
+    study_header,
+    study_heading,
+    torch_study_main,
+)
 from scipy.stats import beta  # noqa: E402
 
 from prunec.accuracy_bound import guaranteed_point, point_bound  # noqa: E402
@@ -55,7 +62,7 @@ RULES = ("estimate", "bounded", "bounded-pair")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("compiled", nargs="+", type=Path, help="compiled-model directories (prunec compile -o DIR)")
-    p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5])
+    p.add_argument("--budgets", type=budget_points, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 2.5])
     p.add_argument("--confidence", type=float, default=0.9)
     p.add_argument("--splits", type=int, default=500, help="random calibration/test splits of the pooled images")
     p.add_argument("--seed", type=seed, default=0, help="seed of the random splits")

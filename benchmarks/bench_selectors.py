@@ -32,6 +32,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runs import budget_points  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 from prunec import frontend  # noqa: E402
@@ -55,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mild-ratio", type=float, default=0.3)
     p.add_argument("--aggressive-ratio", type=float, default=0.7)
     p.add_argument("--finetune-epochs", type=float, default=2.0)
-    p.add_argument("--max-accuracy-drop", type=float, default=1.0)
+    p.add_argument("--max-accuracy-drop", type=budget_points, default=1.0)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=seed, default=0)

@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.runs import write_atomic  # noqa: E402
+from benchmarks.runs import compiled_original, write_atomic  # noqa: E402
 from prunec.errors import UserError  # noqa: E402
 
 
@@ -33,7 +33,6 @@ def recompile(directory: Path, scratch: Path, data: str | None = None) -> dict[s
     The budget, confidence, seed, batch, target and selector carry over; a compile on another chip
     than the target's shipped one is refused (the report names the chip, not its file), and an
     .npz data set must be given again as ``data`` (the report keeps only its name)."""
-    import prunec
     from prunec.pipeline import compile as compile_model
 
     made = json.loads((directory / "report.json").read_text())
@@ -43,14 +42,7 @@ def recompile(directory: Path, scratch: Path, data: str | None = None) -> dict[s
     chip = made.get("hardware", {}).get("name", "eyeriss_v1")
     if chip != "eyeriss_v1":
         raise UserError(f"{directory} was costed on chip {chip!r}, not the shipped one; recompile it with its --hw")
-    from prunec.frontend import build_architecture
-
-    traced = prunec.load_compiled(directory / "model").model.original
-    arch, shape = made["model"]["arch"], made["model"]["input_shape"]
-    # the architecture itself, not the traced copy: the levels are checked by pruning it again
-    original = build_architecture(arch, shape[1], made["model"]["num_classes"])
-    original.load_state_dict(traced.state_dict())
-    meta = {"arch": arch, "num_classes": made["model"]["num_classes"]}
+    original, meta = compiled_original(directory)
     out = scratch / directory.name
     result = compile_model(original, data or made["data"]["name"], output=str(out), force=True, model_meta=meta,
                            reuse_levels=str(directory), selector=selector["kind"], target=made["target"],

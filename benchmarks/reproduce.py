@@ -34,7 +34,15 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runs import add_run_arguments, baseline_lr, differences, previous_rows, write_atomic  # noqa: E402
+from runs import (  # noqa: E402
+    add_run_arguments,
+    baseline_lr,
+    budget_points,
+    compiled_original,
+    differences,
+    previous_rows,
+    write_atomic,
+)
 
 from examples.train_baseline import main as train_baseline  # noqa: E402
 from prunec import __version__  # noqa: E402
@@ -127,17 +135,13 @@ def carry(work: Path, carried: Path, baseline: str) -> list[Path]:
     keep += sorted(newest.values())
     if not keep:
         return []
-    tmp, old = (carried.with_name(carried.name + suffix) for suffix in (".tmp", ".old"))
+    tmp = carried.with_name(carried.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for src in keep:
         dst = tmp / src.relative_to(work)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
-    if carried.exists():
-        carried.replace(old)
-    tmp.replace(carried)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, carried)
     return [carried / p.relative_to(work) for p in keep]
 
 
@@ -293,6 +297,9 @@ def refresh_row(net: str, data: str, args: argparse.Namespace, work: Path, cache
     from prunec.pipeline import compile as compile_model
 
     out = work / "compiled"
+    committed = args.results / "artifacts" / work.name  # the row's compiled model, where it is committed
+    if not (out / "report.json").is_file() and (committed / "report.json").is_file():
+        shutil.copytree(committed, out, dirs_exist_ok=True)  # a fresh checkout refreshes from what it carries
     if cached is None or not (out / "report.json").is_file():
         raise UserError(f"--reuse-levels: {work} holds no finished row (row.json and compiled/) to refresh")
     made = json.loads((out / "report.json").read_text())
@@ -305,8 +312,12 @@ def refresh_row(net: str, data: str, args: argparse.Namespace, work: Path, cache
                         "give the command it was made with")
     start = time.perf_counter()
     made_from = cached["settings"].get("baseline")
-    baseline = ROOT / made_from if made_from else _baseline(net, data, args, work)
-    model, meta = load_with_meta(str(baseline))
+    if made_from and not (ROOT / made_from).is_file():  # a new checkout: the compiled model carries its original
+        baseline = ROOT / made_from
+        model, meta = compiled_original(out)
+    else:
+        baseline = ROOT / made_from if made_from else _baseline(net, data, args, work)
+        model, meta = load_with_meta(str(baseline))
     result = compile_model(model, data, output=str(out), force=True, model_meta=meta, reuse_levels=str(out),
                            selector="learned", max_accuracy_drop=args.max_accuracy_drop, seed=args.seed,
                            progress=not args.quiet, augment=data == "cifar10", command=" ".join(sys.argv))
@@ -319,7 +330,27 @@ def refresh_row(net: str, data: str, args: argparse.Namespace, work: Path, cache
     row["refreshed"] = {"command": _row_settings(args)["command"], "wall_seconds":
                         round(time.perf_counter() - start, 1), "versions": _versions()}
     write_atomic(work / "row.json", json.dumps(row, indent=1) + "\n")
+    if (committed / "report.json").is_file():
+        replace_directory(out, committed)
     return row
+
+
+def replace_directory(src: Path, dst: Path) -> None:
+    """``dst`` becomes a copy of ``src``, swapped in whole: an interrupted copy leaves ``dst`` as it was."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    swap_in(tmp, dst)
+
+
+def swap_in(tmp: Path, dst: Path) -> None:
+    """Move the finished folder ``tmp`` to ``dst``, the old ``dst`` aside first and then away."""
+    old = dst.with_name(dst.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        dst.replace(old)
+    tmp.replace(dst)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _beyond_calibration(row: dict[str, Any], args: argparse.Namespace) -> list[str]:
@@ -441,7 +472,14 @@ def write_results(rows: list[dict[str, Any]], missing: list[dict[str, str]], arg
                "targets": {"energy_reduction": 0.70, "max_accuracy_drop": 2.0}}
     args.results.mkdir(parents=True, exist_ok=True)
     write_atomic(args.results / "reproduce.json", json.dumps(payload, indent=1) + "\n")
-    write_atomic(args.results / "reproduce.md", render_markdown(payload))
+    render_views(payload, args.results)
+
+
+def render_views(payload: dict[str, Any], results: Path) -> None:
+    """reproduce.md from ``payload``, and the README's summary table when these are the committed results."""
+    write_atomic(results / "reproduce.md", render_markdown(payload))
+    if results == RESULTS:
+        write_atomic(README, readme_with_summary(README.read_text(), payload))
 
 
 def render_markdown(payload: dict[str, Any]) -> str:
@@ -643,7 +681,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     parser.add_argument("--aggressive-epochs", type=float, default=None,
                         help="fine-tuning epochs of the aggressive level and the extra single levels "
                         "(default: --epochs)")
-    parser.add_argument("--max-accuracy-drop", type=float, default=1.0)
+    parser.add_argument("--max-accuracy-drop", type=budget_points, default=1.0)
     parser.add_argument("--single-ratios", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8])
     parser.add_argument("--baseline-epochs", type=float,
                         help="training epochs of the baselines (default: 6 on Fashion-MNIST, 15 on CIFAR-10)")
@@ -692,10 +730,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
 def main(argv: list[str] | None = None) -> int:
     parser, args = parse_args(argv)
     if args.render:
-        payload = json.loads((args.results / "reproduce.json").read_text())
-        write_atomic(args.results / "reproduce.md", render_markdown(payload))
-        if args.results == RESULTS:
-            write_atomic(README, readme_with_summary(README.read_text(), payload))
+        render_views(json.loads((args.results / "reproduce.json").read_text()), args.results)
         return 0
     if args.carry:
         for data in args.datasets:

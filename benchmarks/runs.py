@@ -54,6 +54,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def budget_points(text: str) -> float:
+    """argparse type: an accuracy budget, a finite number of points >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):  # NaN fails
+        raise argparse.ArgumentTypeError(f"must be a finite number of points >= 0, got {text!r}")
+    return value
+
+
 def dynamic_costs(report: dict[str, Any], with_selector: bool) -> dict[str, float]:
     """Per-inference costs of a compiled dynamic model, from its report, for
     :func:`prunec.calibration.sweep`: without the selector's energy for a zero-parameter one."""
@@ -125,6 +136,25 @@ def run_study(name: str, dirs: list[Path], results: Path, make_row: Callable[[Pa
     write_atomic(out, json.dumps(payload, indent=1) + "\n")
     write_atomic(results / f"{name}.md", render(payload))
     return 0
+
+
+def compiled_original(directory: Path) -> tuple[Any, dict[str, Any]]:
+    """The network the compile output ``directory`` was compiled from, as its architecture with the
+    original's weights, and the checkpoint metadata to compile it with (its source, data set and input
+    normalization as the report names them): a compiled directory stands in for its lost baseline.
+
+    The architecture itself, not the traced copy: ``--reuse-levels`` checks the levels by pruning it again."""
+    import prunec
+    from prunec.frontend import build_architecture
+
+    made = json.loads((directory / "report.json").read_text())
+    model = made["model"]
+    original = build_architecture(model["arch"], model["input_shape"][1], model["num_classes"])
+    original.load_state_dict(prunec.load_compiled(directory / "model").model.original.state_dict())
+    meta = {"source": model["source"], "arch": model["arch"], "dataset": made["data"]["name"],
+            "arch_kwargs": {"in_channels": model["input_shape"][1], "num_classes": model["num_classes"]},
+            **({"preprocess": made["data"]["normalization"]} if made["data"].get("normalization") else {})}
+    return original.eval(), meta
 
 
 def learned_compiled(compiled_dir: Path, why: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -167,6 +168,25 @@ def test_reproduce_row_has_every_variant(tmp_path):
     assert "Refreshed by" in (tmp_path / "results" / "reproduce.md").read_text()
     refused = _run("reproduce.py", *args, "--reuse-levels", "--seed", "1")
     assert refused.returncode == 2 and "seed 0 (asked 1)" in refused.stderr and "Traceback" not in refused.stderr
+    # a fresh checkout has neither --work nor the baseline: the row's committed compiled model stands in for
+    # both, and is replaced by the refreshed one
+    committed = tmp_path / "results4"
+    shutil.copytree(compiled, committed / "artifacts" / "resnet20_synthetic")
+    shutil.copy(tmp_path / "results" / "reproduce.json", committed / "reproduce.json")
+    baseline = tmp_path / "work" / "resnet20_synthetic" / "baseline_1ep.pt"
+    baseline.rename(hidden := baseline.with_suffix(".hidden"))
+    try:
+        proc = _run("reproduce.py", *args[:args.index("--work")], "--work", str(tmp_path / "work4"), "--results",
+                    str(committed), "--reuse-levels", "--redo")
+    finally:
+        hidden.rename(baseline)
+    assert proc.returncode == 0, proc.stderr
+    (again,) = json.loads((committed / "reproduce.json").read_text())["rows"]
+    assert again["variants"] == fresh["variants"] and again["settings"]["baseline"] == fresh["settings"]["baseline"]
+    artifact = json.loads((committed / "artifacts" / "resnet20_synthetic" / "report.json").read_text())
+    made = json.loads((tmp_path / "work4" / "resnet20_synthetic" / "compiled" / "report.json").read_text())
+    assert "--reuse-levels" in artifact["command"] and artifact == made
+    assert [p.name for p in (committed / "artifacts").iterdir()] == ["resnet20_synthetic"]  # no .tmp/.old left
 
     # the selector-target study runs on the compiled model the row left behind
     compiled = tmp_path / "work" / "resnet20_synthetic" / "compiled"
@@ -581,3 +601,14 @@ def test_train_baseline_checks_its_output_before_training(tmp_path):
                            "-o", str(tmp_path / "a_file" / "model.pt")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 2 and "is not a directory" in done.stderr and "training" not in done.stdout
+
+
+@pytest.mark.parametrize(("script", "option"), [("bench_budgets.py", "--budgets"), ("bench_guarantee.py", "--budgets"),
+                                                ("reproduce.py", "--max-accuracy-drop"),
+                                                ("bench_selectors.py", "--max-accuracy-drop")])
+def test_accuracy_budgets_are_finite_points_at_least_zero(script, option):
+    """nan or -1 used to be accepted, and every threshold then read as missing (or meeting) the budget."""
+    for bad in ("nan", "-1", "inf"):
+        proc = _run(script, *(["x"] if script in ("bench_budgets.py", "bench_guarantee.py") else []),
+                    option, bad)
+        assert proc.returncode == 2 and "must be a finite number of points >= 0" in proc.stderr, proc.stderr

@@ -225,7 +225,7 @@ def test_the_readme_example_chips_compare_as_the_readme_says():
     comparison, _ = compare_chips(ARTIFACT.parent / "resnet20_cifar10", [hardware / "eyeriss_v1_cheap_dram.yaml",
                                                                         hardware / "eyeriss_v1_big_glb.yaml"])
     base, cheap, big = comparison.columns
-    assert [round(c.reduction, 3) for c in comparison.columns] == [0.728, 0.766, 0.728]
+    assert [round(c.reduction, 3) for c in comparison.columns] == [0.725, 0.764, 0.725]
     assert round(cheap.energy / base.energy, 3) == 0.580
     assert round(cheap.energy_by_level()["dram"] / base.energy_by_level()["dram"], 3) == 0.256
     changed = [sum(r["mapping_changed"][i] for r in comparison.layers()) for i in (1, 2)]
