@@ -312,12 +312,11 @@ def refresh_row(net: str, data: str, args: argparse.Namespace, work: Path, cache
                         "give the command it was made with")
     start = time.perf_counter()
     made_from = cached["settings"].get("baseline")
-    if made_from and not (ROOT / made_from).is_file():  # a new checkout: the compiled model carries its original
-        baseline = ROOT / made_from
-        model, meta = compiled_original(out)
-    else:
-        baseline = ROOT / made_from if made_from else _baseline(net, data, args, work)
+    baseline = ROOT / made_from if made_from else BUNDLED  # only a row's own settings name it (kept as made)
+    if made_from and baseline.is_file():
         model, meta = load_with_meta(str(baseline))
+    else:  # a new checkout, or a row that did not record it: the compiled model carries its original
+        model, meta = compiled_original(out)
     result = compile_model(model, data, output=str(out), force=True, model_meta=meta, reuse_levels=str(out),
                            selector="learned", max_accuracy_drop=args.max_accuracy_drop, seed=args.seed,
                            progress=not args.quiet, augment=data == "cifar10", command=" ".join(sys.argv))

@@ -96,21 +96,25 @@ class CouplingReport:
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
-#: Methods a subclass of a torch layer may define without changing what the layer computes.
-_CONSTRUCTION = {"__init__", "reset_parameters", "extra_repr", "__repr__", "__setstate__"}
+#: Methods through which a subclass of a torch layer changes what the layer computes.
+_COMPUTING = {"forward", "_conv_forward", "__call__", "_call_impl"}
 
 
 def _own_computation(mod: nn.Module) -> str:
-    """The methods ``mod``'s own classes define above the torch layer they subclass that may change its
-    computation ("" for none): a weight-standardised Conv2d is not a Conv2d to prune (nor is one that
-    overrides ``_conv_forward``), while a subclass that only builds the layer is."""
+    """What in ``mod`` computes otherwise than the torch layer it subclasses ("" for nothing): a
+    weight-standardised Conv2d (its own ``forward`` or ``_conv_forward``) or a parametrized weight
+    is not a Conv2d to prune, while a subclass that only builds or initialises the layer is."""
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(mod):
+        return "parametrized weights"
     own: list[str] = []
     for cls in type(mod).__mro__:
         if cls.__module__.startswith("torch."):
             if cls is nn.Module:  # not a torch layer at all: an unknown layer type
                 return ""
             break
-        own += [name for name, value in vars(cls).items() if callable(value) and name not in _CONSTRUCTION]
+        own += [name for name in vars(cls) if name in _COMPUTING]
     return ", ".join(f"{name}()" for name in sorted(set(own)))
 
 

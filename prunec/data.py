@@ -182,14 +182,19 @@ RECORDED_NORMALIZATION = "the model checkpoint's recorded (preprocess)"
 
 
 def fingerprint(split: Split) -> str:
-    """sha256 of ``split``'s images (as the model reads them) and labels: which data a compile used, where
-    a name alone cannot tell (two image folders called ``data``, or one whose classes were renamed)."""
+    """sha256 of ``split``'s images and labels: which data a compile used, where a name alone cannot tell
+    (two image folders called ``data``, or one whose classes were renamed). The images are hashed as
+    8-bit pixels, the normalization undone: inputs normalized with statistics that differ in the last
+    digits (which :func:`same_normalization` accepts as the same) hash the same."""
     import hashlib
 
-    digest = hashlib.sha256()
-    for tensor in (split.x, split.y):
-        digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest = hashlib.sha256(str((tuple(split.x.shape), tuple(split.y.shape))).encode())
+    shape = (1, -1) + (1,) * (split.x.dim() - 2)
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(shape) for v in (split.info.mean, split.info.std))
+    for chunk in split.x.split(1024):  # a chunk at a time: a large split is not copied whole
+        pixels = (chunk * std + mean).mul_(255).round_().clamp_(0, 255).to(torch.uint8).contiguous()
+        digest.update(memoryview(pixels.numpy()))
+    digest.update(memoryview(split.y.to(torch.int64).contiguous().numpy()))
     return digest.hexdigest()
 
 
@@ -344,6 +349,7 @@ def _read_cifar(base: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _user_data(name: str) -> tuple[DatasetInfo, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """A data set of the user's own: an image folder (:mod:`prunec.image_folder`) or a ``.npz``."""
+    name = os.fspath(name)
     try:  # the name titles the report, its plots and the terminal, which all need text
         name.encode("utf-8")
     except UnicodeEncodeError:

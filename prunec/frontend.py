@@ -306,8 +306,8 @@ def trace(
     """Trace ``model`` with ``torch.fx`` and, given example inputs, record shapes in node.meta.
 
     Shapes land in ``node.meta["tensor_meta"]`` (ShapeProp). A model FX cannot trace raises
-    a :class:`UserError` naming the submodule and source line that stopped it. ``model`` is put in
-    eval mode (the graph shares its submodules, and is an inference graph).
+    a :class:`UserError` naming the submodule and source line that stopped it. The graph is an
+    inference graph, traced in eval mode; it shares ``model``'s submodules, which it leaves in eval mode.
     """
     if isinstance(model, fx.GraphModule):
         gm = model
@@ -321,6 +321,7 @@ def trace(
         tracer = _LocatingTracer(leaf_modules)
         # in eval mode: a forward that reads self.training (F.dropout(y, p, self.training)) bakes the bool into
         # the graph, which gm.eval() below cannot change; the graph must hold the inference branch
+        was_training = model.training
         model.eval()
         try:
             graph = tracer.trace(model)
@@ -332,6 +333,8 @@ def trace(
                 "data-dependent Python control flow there, or treat that submodule as a leaf "
                 f"(--leaf-module {where or 'NAME'})"
             ) from None
+        finally:  # the module's own flag as the caller left it (its submodules are the graph's, put in eval)
+            model.training = was_training
         gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     gm.eval()
     if example_inputs is not None:
@@ -344,7 +347,9 @@ def propagate_shapes(
 ) -> fx.GraphModule:
     """Run ShapeProp; a shape the model rejects becomes a one-line :class:`UserError`."""
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    required = [n.target for n in gm.graph.nodes if n.op == "placeholder" and not n.args]  # args: a default
+    # args: a default; "*args"/"**kwargs" placeholders take nothing
+    required = [n.target for n in gm.graph.nodes if n.op == "placeholder" and not n.args
+                and not str(n.target).startswith("*")]
     if len(required) > len(inputs):
         raise UserError(f"the model's forward takes {len(required)} inputs ({', '.join(map(str, required))}); prunec "
                         f"feeds it {len(inputs)} image tensor{'s' * (len(inputs) != 1)}: wrap it in a module whose "

@@ -38,7 +38,9 @@ def catching_interrupts() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, _on_sigint)
     # a SIGTERM (kill, a job scheduler's time limit) would end the process without unwinding, leaving a
     # staged output directory behind: it stops the run as a Ctrl-C does
-    previous_term = signal.signal(signal.SIGTERM, _on_sigint)
+    previous_term = signal.getsignal(signal.SIGTERM)
+    if previous_term is not signal.SIG_IGN:  # an ignored SIGTERM stays ignored
+        signal.signal(signal.SIGTERM, _on_sigint)
     previous_hook = sys.unraisablehook
 
     def quiet_interrupts(unraisable: Any) -> None:  # the flag carries it: no "Exception ignored" traceback
@@ -50,7 +52,8 @@ def catching_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
+        if previous_term is not None:  # None: installed outside Python, cannot be put back
+            signal.signal(signal.SIGTERM, previous_term)
         sys.unraisablehook = previous_hook
         _interrupted = False  # a later run in this process starts clean
 
@@ -78,10 +81,15 @@ def deferring_interrupts() -> Iterator[None]:
 
     hold.holds_interrupts = True  # type: ignore[attr-defined]
     signal.signal(signal.SIGINT, hold)
+    held_term = signal.getsignal(signal.SIGTERM)  # a SIGTERM unwinds as a Ctrl-C does (catching_interrupts)
+    if held_term is _on_sigint:
+        signal.signal(signal.SIGTERM, hold)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        if held_term is _on_sigint:
+            signal.signal(signal.SIGTERM, held_term)
         # outside catching_interrupts (or an outer hold) nothing else reads the flag
         if held and previous is not _on_sigint and not getattr(previous, "holds_interrupts", False):
             _interrupted = False

@@ -54,7 +54,8 @@ def _reduction(before: float, after: float) -> str:
     change = after / before - 1
     if change == 0:
         return "±0%"
-    size = f"{abs(change):.0%}" if abs(change) >= 0.005 else f"{100 * abs(change):.2g}%"
+    size = (f"{abs(change):.0%}" if abs(change) >= 0.005 else f"{100 * abs(change):.2g}%" if abs(change) >= 1e-4
+            else "<0.01%")
     return f"{'−' if change < 0 else '+'}{size}"
 
 

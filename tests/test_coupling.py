@@ -93,10 +93,14 @@ class _StandardizedConv(nn.Conv2d):
 
 
 class _BuiltConv(nn.Conv2d):
-    """A Conv2d that only chooses its own construction."""
+    """A Conv2d that only chooses its own construction and initialisation."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__(cin, cout, 3, padding=1, bias=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.kaiming_normal_(self.weight)
 
 
 @pytest.mark.parametrize(("layer", "pruned_a"), [(_StandardizedConv, False), (_BuiltConv, True)])
@@ -117,6 +121,12 @@ def test_a_torch_layer_subclass_is_pruned_only_when_it_computes_as_the_layer(lay
     report = analyze(gm)
     assert not pruned_a or _group_of(report, "a").prunable
     assert any("_StandardizedConv computes with its own forward()" in r for _, r in report.unprunable) != pruned_a
+    if pruned_a:  # a parametrized weight computes otherwise too
+        from torch.nn.utils import parametrize
+
+        parametrize.register_parametrization(gm.a, "weight", nn.Identity())
+        assert any("parametrized weights" in r for _, r in analyze(gm).unprunable)
+        parametrize.remove_parametrizations(gm.a, "weight")
     pruned = prune(gm, x, 0.5)
     assert pruned.a.out_channels == (4 if pruned_a else 8)
 

@@ -263,3 +263,15 @@ def test_one_channel_images_have_plain_strides(tmp_path, shape):
         x = load_split(str(path), split).x
         assert x.stride() == torch.empty(x.shape).stride(), split
         assert conv(x).view(len(x), -1).shape == (len(x), 3 * 144)
+
+
+def test_the_data_fingerprint_is_the_pixels_and_labels_not_the_normalization():
+    """--reuse-levels compares it: statistics that differ in the last digits (accepted as the same
+    normalization) must not read as other data, while one relabelled image must."""
+    from prunec.data import fingerprint, load_split
+
+    a = load_split("synthetic", "calibration")
+    b = load_split("synthetic", "calibration", mean=[m + 1e-7 for m in a.info.mean])
+    assert fingerprint(a) == fingerprint(b) and len(fingerprint(a)) == 64
+    b.y[0] = (b.y[0] + 1) % a.info.num_classes
+    assert fingerprint(a) != fingerprint(b)

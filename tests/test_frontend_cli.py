@@ -224,3 +224,9 @@ def test_a_model_taking_two_inputs_is_told_so():
     with pytest.raises(UserError, match=r"forward takes 2 inputs \(x, y\); prunec feeds it 1 image tensor"):
         trace(_TwoInputs(), torch.randn(1, 3, 8, 8))
     assert trace(_TwoInputs(), (torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8))) is not None  # the default stays
+
+    class Variadic(torch.nn.Module):  # *args and **kwargs take nothing: one image is all it needs
+        def forward(self, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+            return x.mean((2, 3))
+
+    assert trace(Variadic(), torch.randn(1, 3, 8, 8)) is not None

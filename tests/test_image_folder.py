@@ -241,3 +241,6 @@ def test_a_folder_name_that_is_not_utf8_is_refused_before_any_work(tmp_path):
     for read in (lambda name: dataset_info(name), lambda name: load_split(name, "train")):
         with pytest.raises(UserError, match=r"caf\\xe9 is not valid UTF-8"):
             read(os.fsdecode(root))
+    good = tmp_path / "good"  # a pathlib.Path is a path too
+    write_folder(good, _random_arrays(0, 1, 6, 6, 2, False), ["a", "b"])
+    assert len(load_split(good, "train")) == len(load_split(str(good), "train"))

@@ -298,3 +298,4 @@ def test_a_model_left_in_train_mode_is_traced_for_inference():
         assert model.training
         gm = make(model)
         assert "training = True" not in gm.code and torch.equal(gm(x), gm(x))
+        assert model.training  # the caller's own flag as it was

@@ -576,7 +576,7 @@ def test_plots_name_the_unit_and_chip_and_sign_every_change(report: dict[str, An
 
 @pytest.mark.parametrize(("before", "after", "shown"), [(100, 80, "−20%"), (100, 120, "+20%"), (100, 100, "±0%"),
                                                      (100, 99, "−1%"), (1000, 996.9, "−0.31%"),
-                                                     (1000, 1000.04, "+0.004%")])
+                                                     (1000, 1000.4, "+0.04%"), (1e7, 1e7 - 1, "−<0.01%")])
 def test_plot_changes_keep_a_digit_that_is_not_zero(before: float, after: float, shown: str) -> None:
     """A change too small for whole percents is not drawn as "−0%" beside a bar that did move."""
     from prunec.plots import _reduction

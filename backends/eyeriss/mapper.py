@@ -171,7 +171,8 @@ def evaluate_mapping(shape: ConvShape, hw: Hardware, sp: LayerSparsity, mapping:
          {"e": mapping.e, "h": mapping.h, "p": mapping.p, "q": mapping.q, "r": mapping.r, "t": mapping.t,
           "g": mapping.g, "n": mapping.n, "m": mapping.m, "res": int(mapping.ifmap_resident),
           "strips": strips, "rows_total": rows_total}.items()}
-    return _pick(evaluate(shape, hw, sp, c), 0)
+    with np.errstate(over="ignore", invalid="ignore"):  # as in search: an overflowing chip is refused by the caller
+        return _pick(evaluate(shape, hw, sp, c), 0)
 
 
 PINNED_FIELDS = ("m", "n", "e", "p", "q", "r", "t")

@@ -295,8 +295,8 @@ class _Walker:
         for a in node.args:
             for item in (a if isinstance(a, (list, tuple)) else [a]):
                 s = _shape(item)
-                if s is not None:
-                    ins.append(self._elems(s))
+                if s is not None:  # a parameter or buffer is read once, whatever the batch
+                    ins.append(math.prod(s) if item.op == "get_attr" else self._elems(s))
         out = _shape(node)
         return Op(name=name, kind=kind, role=role, target=target, in_elems=ins,
                   out_elems=self._elems(out) if out else 0)
