@@ -440,10 +440,13 @@ def test_committed_artifacts_say_which_normalization_their_inputs_take():
 
     from prunec import load_compiled
     from prunec.artifact import preprocess_spec
+    from prunec.data import same_normalization
 
     for directory in sorted((ROOT / "benchmarks" / "results" / "artifacts").glob("*/")):
         spec = preprocess_spec(load_compiled(directory / "model").preprocess)
-        assert json.loads((directory / "report.json").read_text())["data"]["normalization"] == spec, directory
+        # the report keeps the statistics as given (0.286), the compiled model as float32 (0.28600001...)
+        assert same_normalization(json.loads((directory / "report.json").read_text())["data"]["normalization"],
+                                  spec), directory
         props = {p.key: p.value for p in onnx.load(directory / "model.onnx", load_external_data=False).metadata_props}
         assert (json.loads(props["prunec.mean"]), json.loads(props["prunec.std"])) == (spec["mean"], spec["std"])
 
