@@ -21,10 +21,11 @@ with ``meta["role"]``) also gets ``totals.by_role`` and, given ``routed_share``,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -92,6 +93,18 @@ def _is_non_tensor(kind: Any) -> bool:
     return isinstance(kind, type) and not issubclass(kind, torch.Tensor)
 
 
+
+@contextlib.contextmanager
+def naming_chip_file(hw: Any) -> Iterator[None]:
+    """A :class:`UserError` raised inside (a layer no mapping fits, costs that overflow) names the chip
+    file ``hw``: a chip comparison costs on several, and the chip's own name may be the shipped one's."""
+    try:
+        yield
+    except UserError as exc:
+        if isinstance(hw, (str, os.PathLike)) and str(hw) not in str(exc):
+            raise UserError(f"{exc} (chip file {hw})") from None
+        raise
+
 def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequence[torch.Tensor] | None,
           target: str = "eyeriss", batch: int = 1, hw: Any = None,
           activation_sparsity: Mapping[str, float] | None = None, routed_share: float | None = None,
@@ -126,13 +139,9 @@ def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequ
     if not isinstance(batch, int) or batch < 1:
         raise UserError(f"batch must be a positive integer, got {batch!r}")
     _check_lowering_inputs(gm, activation_sparsity, routed_share)
-    try:
+    with naming_chip_file(hw):
         program = tgt.lower(gm, batch=batch, hw=hw, activation_sparsity=activation_sparsity,
                             routed_share=routed_share, **options)
-    except UserError as exc:  # e.g. a layer no mapping fits: say which of several --hw files it was
-        if isinstance(hw, (str, os.PathLike)) and str(hw) not in str(exc):
-            raise UserError(f"{exc} (chip file {hw})") from None
-        raise
     if not program.layers and any(n.op == "call_function" and ("aten.conv" in str(n.target)
                                                                 or "aten.linear" in str(n.target)
                                                                 or "convolution" in str(n.target))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prunec.errors import UserError, is_number
-from prunec.lowering import LoweredProgram, load_ir
+from prunec.lowering import LoweredProgram, load_ir, naming_chip_file
 
 
 def relower(ir: Mapping[str, Any] | str | os.PathLike[str], hw: Any = None, routed_share: float | None = None,
@@ -43,7 +43,8 @@ def relower(ir: Mapping[str, Any] | str | os.PathLike[str], hw: Any = None, rout
     tgt = get_target(str(ir.get("target", "eyeriss")))
     if not hasattr(tgt, "relower"):
         raise UserError(f"target {ir.get('target')!r} cannot cost a saved IR again; lower the model instead")
-    program = tgt.relower(ir, hw=hw, **({"unpin": True} if unpin else {}), **options)
+    with naming_chip_file(hw):
+        program = tgt.relower(ir, hw=hw, **({"unpin": True} if unpin else {}), **options)
     program.recosted_from = _provenance(ir, source, hw, unpin)
     if routed_share is not None:
         if not program.is_dynamic:

@@ -91,3 +91,5 @@ def test_lowered_macs_count_data_folded_into_the_leading_dim(traced, batch):
     layers = {layer["name"]: layer["macs"] for layer in program.layers}
     assert sum(layers.values()) * traced == _flop_counter_macs(model, x) * batch
     assert layers["fc"] == batch * 2 * 8 * 8 * 8 * 4
+    again = prunec.relower(program.to_dict())  # its IR reads back: a layer holds a multiple of the batch
+    assert [layer["energy"] for layer in again.layers] == [layer["energy"] for layer in program.layers]

@@ -226,6 +226,8 @@ def _conv(ir: dict) -> dict:
     (lambda ir: ir["hardware"].update(pe_array=[0, 14]), "field 'pe_array.rows' must be greater than 0"),
     (lambda ir: ir["hardware"]["energy_per_access"].update(dram=-200), "energy.dram"),
     (lambda ir: ir["hardware"].update(energy_unit="kWh"), "must be 'normalized' or 'pJ'"),
+    (lambda ir: _conv(ir)["mapping"].update(pinned="yes"), "option 'pinned' must be true or false, got 'yes'"),
+    (lambda ir: ir.update(unmapped="x"), "the IR's unmapped must be a list of layer records, got 'x'"),
 ])
 def test_hand_edited_irs_are_refused(lowered, edit, needle):
     ir = json.loads(json.dumps(lowered["dynamic"][-1]))
@@ -338,3 +340,15 @@ def test_a_target_without_latency_gives_a_report_without_it():
 
     assert _latency({"original": Untimed(), "mild": Untimed(), "aggressive": Untimed(), "dynamic": Untimed()},
                     0.5) == {}
+
+
+def test_an_error_costing_a_saved_ir_on_a_chip_file_names_the_file(lowered, tmp_path):
+    """As lowering a model does: a comparison costs on several chips, whose files may all keep the
+    shipped chip's name."""
+    *_, ir = lowered["block"]
+    data = _default()
+    data["energy"]["dram"] = 1e308  # every layer's energy overflows
+    hw = tmp_path / "overflowing.yaml"
+    hw.write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError, match=f"not a finite number.*\\(chip file {re.escape(str(hw))}\\)"):
+        relower(ir, hw=str(hw))

@@ -112,12 +112,16 @@ class EyerissTarget:
                 raise UserError(f"layer record {name} of the IR is incomplete or inconsistent "
                                 f"({type(exc).__name__}: {exc}); lower the model again") from None
             # energy per inference divides by the batch, so an edited batch its layers do not hold is wrong;
-            # a linear layer on (batch, ..., features) holds batch x the middle dims rows
-            if op.shape is not None and (op.shape.N % batch if op.kind == "linear" else op.shape.N != batch):
+            # a layer holds a multiple of it: a linear layer on (batch, ..., features) batch x the middle dims
+            # rows, a model folding views into the leading dim as many images per sample
+            if op.shape is not None and op.shape.N % batch:
                 raise UserError(f"the IR's batch is {batch} but its layer {op.name} holds {op.shape.N} inputs: "
                                 f"lower the model again with --batch {batch}, not an edited IR")
             layers.append(self._movement(op, hardware) if sp is None else self._layer(op, hardware, sp, pin))
-        return self._program(hardware, batch, layers, list(ir.get("unmapped") or []),
+        unmapped = ir.get("unmapped") or []
+        if not isinstance(unmapped, list) or not all(isinstance(u, MappingABC) for u in unmapped):
+            raise UserError(f"the IR's unmapped must be a list of layer records, got {unmapped!r}")
+        return self._program(hardware, batch, layers, list(unmapped),
                              {"zero_gating": gating, "rlc": rlc, "weight_sparsity": weights,
                               "pinned_mappings": sorted(r["name"] for r in layers
                                                         if (r.get("mapping") or {}).get("pinned")),
@@ -151,7 +155,7 @@ class EyerissTarget:
                            zero_gating=gating, rlc=rlc, weight_gating=weights)
         mapping = rec.get("mapping") or {}
         pin = ({k: whole_number(mapping[k]) for k in (*"mnepqrt", "g") if k in mapping}
-               if mapping.get("pinned") else None)
+               if _recorded_flag(mapping, "pinned", False) else None)
         return op, sp, pin
 
     def _program(self, hardware: Hardware, batch: int, layers: list[dict[str, Any]], unmapped: list[dict[str, Any]],
