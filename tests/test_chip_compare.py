@@ -211,8 +211,9 @@ def test_comparison_mistakes_are_one_clear_error(args, needle):
 
 def test_a_chip_no_layer_fits_is_named_by_its_file(dynamic_ir, tmp_path):
     tiny = _chip(tmp_path, "eyeriss_v1", global_buffer_kb=0.01)  # the recorded chip's name, too small a buffer
-    with pytest.raises(UserError, match=f"^{tiny}: layer .* too large for any row-stationary mapping"):
+    with pytest.raises(UserError, match="too large for any row-stationary mapping") as exc:
         compare_chips(dynamic_ir, [str(DEFAULT_HW), tiny])
+    assert str(exc.value).count(str(tiny)) == 1  # named once, by its file
 
 
 def test_a_single_hardware_path_is_one_chip(dynamic_ir):
