@@ -7,9 +7,10 @@ This is the script that produced ``examples/resnet20_fashion.pt``:
         --epochs 6 --seed 0 --threads 1 -o examples/resnet20_fashion.pt
 
 The run is deterministic under ``--seed`` on CPU (same seed, same thread count => same
-weights). Test accuracy is on the data set's test split (for Fashion-MNIST the official
-10,000 test images); it is stored in the checkpoint next to what a loader needs to feed
-the model (input shape and the mean/std preprocessing).
+weights). It trains on the GPU when there is one, as ``prunec finetune`` does (``--device cpu``
+to reproduce a CPU-trained checkpoint bit for bit). Test accuracy is on the data set's test
+split (for Fashion-MNIST the official 10,000 test images); it is stored in the checkpoint next
+to what a loader needs to feed the model (input shape and the mean/std preprocessing).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from prunec.data import load_split
 from prunec.errors import UserError
 from prunec.frontend import save_checkpoint
 from prunec.outdir import check_creatable_directory
-from prunec.training import evaluate, finetune
+from prunec.training import default_device, evaluate, finetune
+
+
+def _where(device: torch.device) -> str:
+    return f"{torch.get_num_threads()} threads" if device.type == "cpu" else f"on {device}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="random crop + flip (default: on for cifar10 only)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
@@ -56,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if out.exists() and not out.is_file():
             raise UserError(f"cannot write {out}: it exists and is not a regular file")
         check_creatable_directory(out.parent.absolute(), f"cannot write {out}")
+        device = default_device(args.device)
     except UserError as exc:
         parser.exit(2, f"train_baseline.py: error: {exc}\n")
 
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     model = zoo.build(args.arch, info.in_channels, info.num_classes)
     print(f"training {args.arch} on {info.name}: {len(train)} train / {len(test)} test images, "
           f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr} cosine, seed {args.seed}, "
-          f"augment {augment}, {torch.get_num_threads()} threads", flush=True)
+          f"augment {augment}, {_where(device)}", flush=True)
 
     def log(summary: dict[str, float]) -> None:
         print(f"epoch {summary['epoch']:.2f}  step {int(summary['step'])}  "
@@ -81,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     result = finetune(model, train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                       seed=args.seed, max_steps=args.max_steps, checkpoint_dir=args.checkpoint_dir,
                       augment=augment, progress=sys.stderr.isatty(), description="train",
-                      device="cpu", on_epoch=log)
+                      device=device, on_epoch=log)
     seconds = time.perf_counter() - started
     model.to(memory_format=torch.contiguous_format)  # the checkpoint stores plain NCHW tensors
-    accuracy = evaluate(model, test, device="cpu")
+    accuracy = evaluate(model, test, device=device)
     print(f"{result.steps} steps in {seconds:.0f}s ({seconds / max(result.steps, 1):.3f}s/step); "
           f"test accuracy {accuracy:.2f}% on {info.name} {test.name} ({len(test)} images)", flush=True)
 

@@ -606,6 +606,34 @@ def test_train_baseline_checks_its_output_before_training(tmp_path):
     assert done.returncode == 2 and "is not a directory" in done.stderr and "training" not in done.stdout
 
 
+def test_train_baseline_trains_on_the_gpu_when_there_is_one(monkeypatch, tmp_path):
+    """It used to train on the CPU whatever the machine held: a lent GPU sat idle for hours of baseline."""
+    import torch
+
+    from examples import train_baseline
+
+    devices = []
+
+    def record(*_args, device=None, **_kwargs):
+        devices.append(torch.device(device))
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(train_baseline, "finetune", record)
+    for asked, used in ((None, "cuda"), ("cpu", "cpu")):
+        with pytest.raises(KeyboardInterrupt):
+            train_baseline.main(["--data", "synthetic", "-o", str(tmp_path / "m.pt"),
+                                 *(["--device", asked] if asked else [])])
+        assert devices.pop().type == used
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_baseline_refuses_a_device_it_cannot_use(tmp_path):
+    done = subprocess.run([sys.executable, "examples/train_baseline.py", "--data", "synthetic", "--device", "nonsense",
+                           "-o", str(tmp_path / "m.pt")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "unknown device 'nonsense'" in done.stderr and "training" not in done.stdout
+
+
 @pytest.mark.parametrize(("script", "option"), [("bench_budgets.py", "--budgets"), ("bench_guarantee.py", "--budgets"),
                                                 ("reproduce.py", "--max-accuracy-drop"),
                                                 ("bench_selectors.py", "--max-accuracy-drop")])
