@@ -19,19 +19,34 @@ from types import FrameType
 from typing import Any
 
 _interrupted = False
+_signal = signal.SIGINT  # the signal behind the last interruption
+
+
+class Interrupted(KeyboardInterrupt):
+    """A ``KeyboardInterrupt`` that knows its signal, so a SIGTERM ends with the exit status a shell
+    expects of one (128 + 15), not Ctrl-C's 130."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__()
+        self.signum = int(signum)
+
+
+def exit_status(exc: BaseException) -> int:
+    """The shell's exit status for an interruption: 128 + its signal (SIGINT when unknown)."""
+    return 128 + getattr(exc, "signum", int(signal.SIGINT))
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
-    global _interrupted
-    _interrupted = True
-    raise KeyboardInterrupt
+    global _interrupted, _signal
+    _interrupted, _signal = True, signum
+    raise Interrupted(signum)
 
 
 @contextlib.contextmanager
 def catching_interrupts() -> Iterator[None]:
     """Remember every SIGINT (or SIGTERM) received inside the block (the main thread only can install it)."""
-    global _interrupted
-    _interrupted = False
+    global _interrupted, _signal
+    _interrupted, _signal = False, signal.SIGINT
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -55,7 +70,7 @@ def catching_interrupts() -> Iterator[None]:
         if previous_term is not None:  # None: installed outside Python, cannot be put back
             signal.signal(signal.SIGTERM, previous_term)
         sys.unraisablehook = previous_hook
-        _interrupted = False  # a later run in this process starts clean
+        _interrupted, _signal = False, signal.SIGINT  # a later run in this process starts clean
 
 
 @contextlib.contextmanager
@@ -72,12 +87,12 @@ def deferring_interrupts() -> Iterator[None]:
     held = 0
 
     def hold(signum: int, frame: FrameType | None) -> None:
-        global _interrupted
+        global _interrupted, _signal
         nonlocal held
         held += 1
-        _interrupted = True
+        _interrupted, _signal = True, signum
         if held > 1:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
 
     hold.holds_interrupts = True  # type: ignore[attr-defined]
     signal.signal(signal.SIGINT, hold)
@@ -94,13 +109,13 @@ def deferring_interrupts() -> Iterator[None]:
         if held and previous is not _on_sigint and not getattr(previous, "holds_interrupts", False):
             _interrupted = False
     if held:
-        raise KeyboardInterrupt
+        raise Interrupted(_signal)
 
 
 def raise_if_interrupted() -> None:
     """Raise ``KeyboardInterrupt`` again if one arrived and was swallowed somewhere."""
     if _interrupted:
-        raise KeyboardInterrupt
+        raise Interrupted(_signal)
 
 
-__all__ = ["catching_interrupts", "deferring_interrupts", "raise_if_interrupted"]
+__all__ = ["Interrupted", "catching_interrupts", "deferring_interrupts", "exit_status", "raise_if_interrupted"]

@@ -143,6 +143,30 @@ def test_an_interrupt_during_export_waits_for_it_and_then_publishes_nothing(tmp_
         pass
 
 
+def test_a_sigterm_held_through_an_export_ends_with_its_own_status(tmp_path, ctrl_c_raises):
+    """A SIGTERM unwinds as Ctrl-C does but keeps its signal: the exit status is 143, as a shell reports a
+    process SIGTERM ended, not Ctrl-C's 130."""
+    from prunec.interrupts import deferring_interrupts, exit_status, raise_if_interrupted
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with pytest.raises(KeyboardInterrupt) as held, catching_interrupts():
+            with deferring_interrupts():
+                signal.raise_signal(signal.SIGTERM)
+        assert exit_status(held.value) == 128 + signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt) as direct, catching_interrupts():
+            signal.raise_signal(signal.SIGTERM)
+        assert exit_status(direct.value) == 128 + signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt) as ctrl_c, catching_interrupts():
+            signal.raise_signal(signal.SIGINT)
+        assert exit_status(ctrl_c.value) == 130
+        raise_if_interrupted()  # the block ended: nothing left over
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert exit_status(KeyboardInterrupt()) == 130  # one raised by anything else reads as Ctrl-C
+
+
 def test_an_empty_output_name_is_refused_by_name():
     """``-o ""`` resolved to the working directory and was refused as "already exists"."""
     with pytest.raises(UserError, match="empty name"):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from prunec import __version__
 from prunec.errors import UserError
-from prunec.interrupts import catching_interrupts
+from prunec.interrupts import catching_interrupts, exit_status
 
 #: Subcommand modules, in the order ``prunec --help`` lists them.
 COMMANDS = ["compile", "inspect", "prune", "finetune", "lower", "report", "passes", "targets"]
@@ -51,9 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"prunec: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # SIGINT, or a SIGTERM unwound the same way
         print(INTERRUPTED, file=sys.stderr)
-        return 130
+        return exit_status(exc)
     except BrokenPipeError:
         return 0
 
