@@ -93,6 +93,21 @@ def test_exponent_numbers_without_a_dot_load_as_numbers(tmp_path) -> None:
         load_hardware(_write(tmp_path, text.replace("clock_mhz: 200", "clock_mhz: 2e2x")))
 
 
+@pytest.mark.parametrize(("written", "read"), [("1:40", None), ("0100", 100), ("010", 10), ("0x64", 100),
+                                               ("1_00", 100), ("1e2", 100), ("100.", 100), ("+1.0e+2", 100)])
+def test_numbers_read_as_yaml_1_2_reads_them(tmp_path, written, read) -> None:
+    """YAML 1.1, PyYAML's default, read ``1:40`` as 100 (base 60) and ``010`` as 8 (octal): a typo or a
+    zero-padded number silently became another chip. Now the one is refused and the other is ten."""
+    with open(DEFAULT_HW) as fh:
+        text = fh.read()
+    path = _write(tmp_path, text.replace("global_buffer_kb: 108", f"global_buffer_kb: {written}"))
+    if read is None:
+        with pytest.raises(UserError, match=f"'global_buffer_kb' must be a number, got '{written}'"):
+            load_hardware(path)
+    else:
+        assert load_hardware(path).glb_bytes == read * 1024
+
+
 @pytest.mark.parametrize("mutate", [lambda d: d["energy"].update(dram=1e308), lambda d: d["energy"].update(mac=1e308)])
 def test_a_chip_whose_costs_overflow_is_refused_not_reported_as_inf(tmp_path, mutate) -> None:
     """Finite in the file, yet a layer's energy or latency overflows: every candidate mapping scored NaN,
