@@ -228,6 +228,8 @@ def _conv(ir: dict) -> dict:
     (lambda ir: ir["hardware"].update(energy_unit="kWh"), "must be 'normalized' or 'pJ'"),
     (lambda ir: _conv(ir)["mapping"].update(pinned="yes"), "option 'pinned' must be true or false, got 'yes'"),
     (lambda ir: ir.update(unmapped="x"), "the IR's unmapped must be a list of layer records, got 'x'"),
+    # a repeated name: the per-layer views and comparisons match layers by name and would merge the two
+    (lambda ir: ir["layers"][1].update(name=ir["layers"][0]["name"]), "names layer"),
 ])
 def test_hand_edited_irs_are_refused(lowered, edit, needle):
     ir = json.loads(json.dumps(lowered["dynamic"][-1]))

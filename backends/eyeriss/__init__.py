@@ -8,6 +8,7 @@ layer shapes), :mod:`.mapper` (mapping search), :mod:`.cost` (accesses, energy, 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping as MappingABC
 from typing import Any
 
@@ -121,6 +122,13 @@ class EyerissTarget:
         unmapped = ir.get("unmapped") or []
         if not isinstance(unmapped, list) or not all(isinstance(u, MappingABC) for u in unmapped):
             raise UserError(f"the IR's unmapped must be a list of layer records, got {unmapped!r}")
+        # lowering names each layer after its own graph node: a repeated name is an edit, and the per-layer
+        # views and comparisons (which match layers by name) would merge two layers into one
+        names = Counter([r["name"] for r in layers] + [u.get("name") for u in unmapped])
+        repeated = sorted(str(n) for n, k in names.items() if k > 1)
+        if repeated:
+            raise UserError(f"the IR names layer {repeated[0]!r} more than once; layer names must be unique "
+                            "(lower the model again)")
         return self._program(hardware, batch, layers, list(unmapped),
                              {"zero_gating": gating, "rlc": rlc, "weight_sparsity": weights,
                               "pinned_mappings": sorted(r["name"] for r in layers
