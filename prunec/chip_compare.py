@@ -9,14 +9,13 @@ model) with the same options; only the chip differs, so the ratios are the chip'
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prunec.errors import UserError
-from prunec.lowering import LoweredProgram, load_ir
+from prunec.lowering import LoweredProgram, load_ir, naming_chip_file
 from prunec.terminal import make_console
 
 #: energy keys of a layer record and the totals, in the order the tables show them
@@ -176,7 +175,7 @@ def compare_chips(source: Mapping[str, Any] | str | os.PathLike[str], hws: Seque
     ir = None if is_dir else load_ir(source) if isinstance(source, (str, os.PathLike)) else source
     columns, notes = [], []
     for hw in chips:
-        with _naming(hw):
+        with naming_chip_file(hw):
             if ir is None:
                 cost = recost_compiled(source, hw=hw, routed_share=routed_share, unpin=unpin and hw is not None,
                                        **options)
@@ -191,17 +190,6 @@ def compare_chips(source: Mapping[str, Any] | str | os.PathLike[str], hws: Seque
         notes.append("the IR records no share of inputs routed to the mild network: its totals count every "
                      "input through it; give the share (--routed-share) for the expected energy")
     return ChipComparison(columns), notes
-
-
-@contextmanager
-def _naming(hw: Any) -> Iterator[None]:
-    """A chip's error names its hardware file: several chips may share a name."""
-    try:
-        yield
-    except UserError as exc:
-        if hw is None or os.fspath(hw) in str(exc):
-            raise
-        raise UserError(f"{_file(hw)}: {exc}") from None
 
 
 def _file(hw: Any) -> str | None:

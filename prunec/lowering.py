@@ -101,9 +101,13 @@ def naming_chip_file(hw: Any) -> Iterator[None]:
     try:
         yield
     except UserError as exc:
-        if isinstance(hw, (str, os.PathLike)) and str(hw) not in str(exc):
-            raise UserError(f"{exc} (chip file {hw})") from None
+        if isinstance(hw, (str, os.PathLike)) and os.fspath(hw) not in str(exc):
+            raise UserError(f"{exc} (chip file {os.fspath(hw)})") from None
+        name = getattr(hw, "name", None)  # a Hardware object, from the Python API
+        if name and not isinstance(hw, (str, os.PathLike)) and str(name) not in str(exc):
+            raise UserError(f"{exc} (chip {name})") from None
         raise
+
 
 def lower(model: nn.Module | fx.GraphModule, example_inputs: torch.Tensor | Sequence[torch.Tensor] | None,
           target: str = "eyeriss", batch: int = 1, hw: Any = None,

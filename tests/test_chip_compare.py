@@ -216,6 +216,17 @@ def test_a_chip_no_layer_fits_is_named_by_its_file(dynamic_ir, tmp_path):
     assert str(exc.value).count(str(tiny)) == 1  # named once, by its file
 
 
+def test_a_chip_given_as_hardware_is_named_by_its_name(dynamic_ir, tmp_path):
+    """A Hardware object (Python API) no layer fits is named by its chip name; the error used to be a
+    TypeError from naming it as a file."""
+    from prunec.backends.eyeriss.hardware import load_hardware
+
+    tiny = load_hardware(_chip(tmp_path, "tiny_glb", global_buffer_kb=0.01))
+    with pytest.raises(UserError, match="too large for any row-stationary mapping") as exc:
+        compare_chips(dynamic_ir, [tiny])
+    assert str(exc.value).count("tiny_glb") == 1
+
+
 def test_a_single_hardware_path_is_one_chip(dynamic_ir):
     comparison, _ = compare_chips(dynamic_ir, str(DEFAULT_HW))
     assert [c.file for c in comparison.columns] == [None, str(DEFAULT_HW)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from rich.table import Table
-from torch import nn
+from torch import fx, nn
 
 from prunec.cli.common import add_model_arguments, load_and_trace, seed
 from prunec.errors import UserError
@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _tensors(outputs: Any) -> list[torch.Tensor]:
     """The tensors of a model's outputs (a tensor, or tuples, lists and dicts of them), in order."""
-    leaves = [t for t in torch.utils._pytree.tree_leaves(outputs) if isinstance(t, torch.Tensor)]
+    leaves: list[torch.Tensor] = []
+    fx.node.map_aggregate(outputs, lambda t: leaves.append(t) if isinstance(t, torch.Tensor) else None)
     if not leaves:
         raise UserError("the model returns no tensor, so there is nothing to prune for")
     return leaves
