@@ -354,3 +354,17 @@ def test_inspect_of_an_ir_refuses_options_that_build_a_model(tmp_path) -> None:
 def test_relower_refuses_a_role_that_is_not_text(tmp_path) -> None:
     path = _edited_ir(tmp_path, lambda ir: ir["layers"][0].update(role=3))
     assert_user_error(run_cli("lower", path), "layer record conv1 of the IR is incomplete or inconsistent")
+
+
+def test_inspect_of_a_compiled_directory_shows_its_dynamic_ir(tmp_path) -> None:
+    """``prunec lower DIR`` costs a compiled model's directory again; ``inspect DIR`` used to refuse it as
+    "a directory, not a .pt file". It shows the directory's ir.json, as inspecting that file does."""
+    compiled = os.path.join(ROOT, "benchmarks", "results", "artifacts", "resnet20_cifar10")
+    as_dir = run_cli("inspect", compiled, "--format", "json")
+    as_file = run_cli("inspect", os.path.join(compiled, "ir.json"), "--format", "json")
+    assert as_dir.returncode == 0, as_dir.stderr
+    assert json.loads(as_dir.stdout) == json.loads(as_file.stdout)
+    assert any(layer["role"] == "selector" for layer in json.loads(as_dir.stdout)["layers"])
+    (tmp_path / "not_compiled").mkdir()
+    assert_user_error(run_cli("inspect", str(tmp_path / "not_compiled")), "not a compiled model's (no ir.json)")
+    assert_user_error(run_cli("inspect", compiled, "--arch", "zoo:resnet20"), "only for inspecting a model")

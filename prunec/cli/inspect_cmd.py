@@ -15,13 +15,15 @@ from prunec.cli.common import (
     load_and_trace,
     refuse_model_options,
 )
+from prunec.errors import UserError
 from prunec.terminal import make_console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="per-layer shapes, params and MACs of a model (or a saved IR)",
                        description="Print one row per node that does work. Given a lowered IR "
-                       "JSON file (from `prunec lower -o`), pretty-print it instead.")
+                       "JSON file (from `prunec lower -o`) or a compiled model's directory (its ir.json), "
+                       "pretty-print the IR instead.")
     add_model_arguments(p)
     add_pass_argument(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -34,9 +36,9 @@ _MODEL_ONLY = ("arch", "trust_model", "in_channels", "num_classes", "input_shape
 
 
 def run(args: argparse.Namespace) -> int:
-    if is_saved_ir(args.model) and not os.path.isdir(args.model):
+    if is_saved_ir(args.model):
         refuse_model_options(args, _MODEL_ONLY, "inspecting a model", flags={"passes": "--pass"})
-        return _inspect_ir(args.model, args.format, args.output)
+        return _inspect_ir(_ir_file(args.model), args.format, args.output)
     from prunec.passes import run_passes
     from prunec.summary import summarize
 
@@ -63,6 +65,16 @@ def _print_table(report: dict) -> None:
     table.add_section()
     table.add_row("total", "", "", "", f"{totals['params']:,}", f"{totals['macs']:,}")
     make_console().print(table)
+
+
+def _ir_file(model: str) -> str:
+    """A saved IR, or a compiled model's directory: its dynamic model's IR (``ir.json``)."""
+    if not (os.path.isdir(model) or model.endswith(os.sep)):
+        return model
+    if not os.path.isfile(os.path.join(model, "ir.json")):
+        raise UserError(f"{model} is a directory but not a compiled model's (no ir.json); give a model file, "
+                        "a saved IR or a compiled model's directory")
+    return os.path.join(model, "ir.json")
 
 
 def _inspect_ir(path: str, fmt: str, output: str | None) -> int:
