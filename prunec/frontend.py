@@ -261,13 +261,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
-    """Parse ``N,C,H,W`` into a tuple of positive ints."""
+    """Parse ``N,C,H,W`` (images), ``N,C,L`` (1-D signals: Conv1d) or ``N,F`` (features) into a tuple of
+    positive ints."""
     try:
         dims = tuple(int(part) for part in text.replace("x", ",").split(","))
     except ValueError:
-        raise UserError(f"--input-shape must be N,C,H,W integers, got {text!r}") from None
-    if len(dims) != 4 or any(d <= 0 for d in dims):
-        raise UserError(f"--input-shape must be four positive integers N,C,H,W, got {text!r}")
+        raise UserError(f"--input-shape must be integers N,C,H,W (or N,C,L, or N,F), got {text!r}") from None
+    if not 2 <= len(dims) <= 4 or any(d <= 0 for d in dims):
+        raise UserError(f"--input-shape must be 2 to 4 positive integers: N,C,H,W for images, N,C,L for 1-D "
+                        f"signals, N,F for features; got {text!r}")
     return dims
 
 

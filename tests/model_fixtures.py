@@ -140,3 +140,9 @@ def nested_output_net() -> nn.Module:
     """Returns a dict holding the logits and a tuple of probabilities (3×16×16 inputs)."""
     torch.manual_seed(0)
     return _LiteralSizes("nested")
+
+
+def signal_net() -> nn.Module:
+    """A 1-D (Conv1d) classifier: --input-shape N,C,L."""
+    return nn.Sequential(nn.Conv1d(3, 8, 5, padding=2), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                         nn.Linear(8, 4))

@@ -368,3 +368,21 @@ def test_inspect_of_a_compiled_directory_shows_its_dynamic_ir(tmp_path) -> None:
     (tmp_path / "not_compiled").mkdir()
     assert_user_error(run_cli("inspect", str(tmp_path / "not_compiled")), "not a compiled model's (no ir.json)")
     assert_user_error(run_cli("inspect", compiled, "--arch", "zoo:resnet20"), "only for inspecting a model")
+
+
+def test_a_conv1d_model_lowers_from_an_input_shape_n_c_l() -> None:
+    """--input-shape took N,C,H,W only, so a 1-D model could not be inspected, pruned or lowered from the
+    command line; its adaptive pool was unmapped."""
+    args = ["tests.model_fixtures:signal_net", "--input-shape", "2,3,100", "--format", "json"]
+    lowered = run_cli("lower", *args)
+    assert lowered.returncode == 0, lowered.stderr
+    ir = json.loads(lowered.stdout)
+    conv, pool, linear = ir["layers"]
+    assert (conv["shape"]["N"], conv["shape"]["Hin"], conv["shape"]["Win"], conv["shape"]["S"]) == (2, 1, 100, 5)
+    assert pool["kind"] == "pool" and linear["kind"] == "linear" and ir["unmapped"] == []
+    assert ir["totals"]["macs"] == 2 * (8 * 3 * 5 * 100 + 8 * 4)
+    inspected = run_cli("inspect", *args)
+    assert inspected.returncode == 0 and json.loads(inspected.stdout)["totals"]["macs"] == ir["totals"]["macs"]
+    for bad in ("1,3,4,5,6", "7", "1,0,8"):
+        assert_user_error(run_cli("lower", "tests.model_fixtures:signal_net", "--input-shape", bad),
+                          "--input-shape must be 2 to 4 positive integers")

@@ -110,7 +110,7 @@ class Op:
 
 _FREE_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Dropout, nn.Identity, nn.Flatten, nn.Unflatten)
 _POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
-                 nn.MaxPool1d, nn.AvgPool1d)
+                 nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
 _FREE_FUNCS = {F.relu, torch.relu, torch.relu_, F.relu6, F.hardtanh, torch.flatten, F.dropout,
                getattr, operator.getitem, torch.reshape, torch.squeeze, torch.unsqueeze,
                torch.Tensor.size}

@@ -70,8 +70,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, shape_required: bool = 
     parser.add_argument("--in-channels", type=int, help="input channels (zoo models)")
     parser.add_argument("--num-classes", type=int, help="classes (zoo models)")
     parser.add_argument("--input-shape", required=shape_required,
-                        help="N,C,H,W of one example input (default: from the checkpoint, "
-                        "else 1,C,32,32)")
+                        help="N,C,H,W of one example input, N,C,L for a 1-D model (default: from the "
+                        "checkpoint, else 1,C,32,32)")
     parser.add_argument("--leaf-module", action="append", default=[], metavar="NAME",
                         help="submodule to keep opaque while tracing (repeatable)")
 
