@@ -311,10 +311,9 @@ def refresh_row(net: str, data: str, args: argparse.Namespace, work: Path, cache
         raise UserError(f"--reuse-levels: the row in {work} was made with other settings ({'; '.join(differ)}); "
                         "give the command it was made with")
     start = time.perf_counter()
-    made_from = cached["settings"].get("baseline")
-    baseline = ROOT / made_from if made_from else BUNDLED  # only a row's own settings name it (kept as made)
-    if made_from and baseline.is_file():
-        model, meta = load_with_meta(str(baseline))
+    made_from = cached["settings"].get("baseline")  # the row keeps its settings, this name included
+    if made_from and (ROOT / made_from).is_file():
+        model, meta = load_with_meta(str(ROOT / made_from))
     else:  # a new checkout, or a row that did not record it: the compiled model carries its original
         model, meta = compiled_original(out)
     result = compile_model(model, data, output=str(out), force=True, model_meta=meta, reuse_levels=str(out),
@@ -325,7 +324,7 @@ def refresh_row(net: str, data: str, args: argparse.Namespace, work: Path, cache
     fresh = _levels_of(report)
     singles = fresh + [s for s in cached["single_levels"] if all(abs(s["ratio"] - f["ratio"]) > 1e-9 for f in fresh)]
     settings = {**cached["settings"], "selector_calibration": _row_settings(args)["selector_calibration"]}
-    row = _row(net, data, report, dyn_soft, singles, args, baseline, meta, cached["wall_seconds"], settings)
+    row = _row(net, data, report, dyn_soft, singles, args, None, meta, cached["wall_seconds"], settings)
     row["refreshed"] = {"command": _row_settings(args)["command"], "wall_seconds":
                         round(time.perf_counter() - start, 1), "versions": _versions()}
     write_atomic(work / "row.json", json.dumps(row, indent=1) + "\n")
@@ -358,9 +357,10 @@ def _beyond_calibration(row: dict[str, Any], args: argparse.Namespace) -> list[s
 
 
 def _row(net: str, data: str, report: dict[str, Any], dyn_soft: dict[str, float], singles: list[dict[str, float]],
-         args: argparse.Namespace, baseline: Path, meta: dict[str, Any], wall: float,
+         args: argparse.Namespace, baseline: Path | None, meta: dict[str, Any], wall: float,
          settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A table row from a compile report, the max-softmax variant and the single levels."""
+    """A table row from a compile report, the max-softmax variant and the single levels; ``settings``
+    (a refreshed row's own) or else this run's, naming ``baseline``."""
     singles = sorted(singles, key=lambda s: s["ratio"])
     dyn_acc = report["accuracy"]["dynamic"]
     at_least = [s for s in singles if s["accuracy"] >= dyn_acc - 1e-9]
@@ -383,7 +383,7 @@ def _row(net: str, data: str, report: dict[str, Any], dyn_soft: dict[str, float]
         "single_levels": singles,
         "selector_auc": report["selector"]["auc"],
         "wall_seconds": round(wall, 1),
-        "settings": settings or {**_row_settings(args), "baseline": _shown(baseline),
+        "settings": settings or {**_row_settings(args), "baseline": _shown(baseline) if baseline else None,
                                  "baseline_epochs": meta.get("epochs"), "baseline_lr": meta.get("lr"),
                                  **({"baseline_trained_with": meta["trained_with"]} if "trained_with" in meta else {})},
     }
