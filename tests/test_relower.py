@@ -354,3 +354,24 @@ def test_an_error_costing_a_saved_ir_on_a_chip_file_names_the_file(lowered, tmp_
     hw.write_text(yaml.safe_dump(data))
     with pytest.raises(UserError, match=f"not a finite number.*\\(chip file {re.escape(str(hw))}\\)"):
         relower(ir, hw=str(hw))
+
+
+@pytest.mark.parametrize(("kernel", "dilation"), [(4, 1), (2, 3), (6, 1)])
+def test_an_even_kernel_same_convolution_keeps_its_uneven_padding(kernel, dilation):
+    """padding='same' with an even kernel pads one more row and column on the far side; the shape recorded
+    only the smaller pad, so its padded ifmap (and every tile cut from it) was one row and column short."""
+    conv = nn.Conv2d(3, 4, kernel, dilation=dilation, padding="same")
+    x = torch.randn(1, 3, 13, 11)
+    ir = prunec.lower(nn.Sequential(conv), x).to_dict()
+    shape = ir["layers"][0]["shape"]
+    total = dilation * (kernel - 1)  # what torch pads in all, per axis
+    assert (shape["H"], shape["W"]) == (13 + total, 11 + total) and shape["padding_extra"] == [total % 2] * 2
+    assert relower(ir).layers[0]["shape"] == shape
+    older = json.loads(json.dumps(ir))  # an IR written before padding_extra: the output sizes tell it
+    del older["layers"][0]["shape"]["padding_extra"]
+    assert relower(older).layers[0]["shape"] == shape
+    for bad in ([2, 0], "1", [1]):
+        edited = json.loads(json.dumps(ir))
+        edited["layers"][0]["shape"]["padding_extra"] = bad
+        with pytest.raises(UserError, match="padding_extra must be two numbers"):
+            relower(edited)

@@ -43,14 +43,17 @@ class ConvShape:
     Dw: int = 1
     pad_h: int = 0
     pad_w: int = 0
+    #: one more padding row / column on the far side: ``padding='same'`` with an even kernel pads unevenly
+    pad_h_extra: int = 0
+    pad_w_extra: int = 0
 
     @property
     def H(self) -> int:
-        return self.Hin + 2 * self.pad_h
+        return self.Hin + 2 * self.pad_h + self.pad_h_extra
 
     @property
     def W(self) -> int:
-        return self.Win + 2 * self.pad_w
+        return self.Win + 2 * self.pad_w + self.pad_w_extra
 
     @property
     def macs(self) -> int:
@@ -63,25 +66,37 @@ class ConvShape:
         sizes = {k: whole_number(d[k]) for k in ("N", "G", "C", "M", "Hin", "Win", "R", "S", "E", "F")}
         if min(*sizes.values(), u, v, dh, dw) < 1 or min(ph, pw) < 0:
             raise ValueError(f"sizes, strides and dilations must be at least 1 and padding at least 0: {dict(d)}")
-        for out, size, pad, kernel, dilation, stride, axis in (("E", sizes["Hin"], ph, sizes["R"], dh, u, "height"),
-                                                               ("F", sizes["Win"], pw, sizes["S"], dw, v, "width")):
-            if sizes[out] not in _output_sizes(size, pad, kernel, dilation, stride):
+        recorded = d.get("padding_extra")
+        if recorded is not None and (not isinstance(recorded, (list, tuple)) or len(recorded) != 2
+                                     or any(whole_number(x) not in (0, 1) for x in recorded)):
+            raise ValueError(f"padding_extra must be two numbers, each 0 or 1: {recorded!r}")
+        extras = []
+        axes = (("E", sizes["Hin"], ph, sizes["R"], dh, u, "height"),
+                ("F", sizes["Win"], pw, sizes["S"], dw, v, "width"))
+        for i, (out, size, pad, kernel, dilation, stride, axis) in enumerate(axes):
+            fits = _output_sizes(size, pad, kernel, dilation, stride)
+            extra = int(recorded[i]) if recorded is not None else None
+            if sizes[out] not in (fits.values() if extra is None else [fits.get(extra)]):
                 raise ValueError(f"{out}={sizes[out]} is not the output {axis} of a {kernel}-wide kernel (dilation "
                                  f"{dilation}, stride {stride}, padding {pad}) on {size}")
-        return cls(**sizes, U=u, V=v, Dh=dh, Dw=dw, pad_h=ph, pad_w=pw)
+            # an IR written before padding_extra: the uneven pad is the one only it explains
+            extras.append(extra if extra is not None else int(fits.get(0) != sizes[out]))
+        return cls(**sizes, U=u, V=v, Dh=dh, Dw=dw, pad_h=ph, pad_w=pw, pad_h_extra=extras[0], pad_w_extra=extras[1])
 
     def to_dict(self) -> dict[str, int]:
         return {"N": self.N, "G": self.G, "C": self.C, "M": self.M, "H": self.H, "W": self.W,
                 "Hin": self.Hin, "Win": self.Win, "R": self.R, "S": self.S, "E": self.E, "F": self.F,
                 "stride": [self.U, self.V], "dilation": [self.Dh, self.Dw],
-                "padding": [self.pad_h, self.pad_w]}
+                "padding": [self.pad_h, self.pad_w],
+                **({"padding_extra": [self.pad_h_extra, self.pad_w_extra]} if self.pad_h_extra or self.pad_w_extra
+                   else {})}
 
 
-def _output_sizes(size: int, pad: int, kernel: int, dilation: int, stride: int) -> set[int]:
-    """The output sizes a convolution can give: padding ``pad`` on both sides, or one more on one
-    side (``padding='same'`` with an even kernel pads asymmetrically, recorded as the smaller pad)."""
-    return {(size + total - dilation * (kernel - 1) - 1) // stride + 1 for total in (2 * pad, 2 * pad + 1)
-            if size + total >= dilation * (kernel - 1) + 1}
+def _output_sizes(size: int, pad: int, kernel: int, dilation: int, stride: int) -> dict[int, int]:
+    """The output size a convolution gives with padding ``pad`` on both sides plus ``extra`` (0 or 1) more
+    on the far side (``padding='same'`` with an even kernel pads unevenly), by ``extra``."""
+    return {extra: (size + 2 * pad + extra - dilation * (kernel - 1) - 1) // stride + 1 for extra in (0, 1)
+            if size + 2 * pad + extra >= dilation * (kernel - 1) + 1}
 
 
 def whole_number(value: Any) -> int:
@@ -148,15 +163,16 @@ def conv_shape(batch: int, x: tuple[int, ...], y: tuple[int, ...], weight_shape:
         weight_shape = (*weight_shape[:2], 1, weight_shape[2])
         stride, dilation = (1, _pair(stride)[0]), (1, _pair(dilation)[0])
         padding = padding if isinstance(padding, str) else (0, _pair(padding)[0])  # "same"/"valid" below
-    if isinstance(padding, str):  # "same"/"valid": recover from the shapes
+    extra_h = extra_w = 0
+    if isinstance(padding, str):  # "same"/"valid": recover from the shapes (torch pads an odd total's extra last)
         (su, sv), (du, dv) = _pair(stride), _pair(dilation)
-        ph = max(0, ((y[2] - 1) * su + (weight_shape[2] - 1) * du + 1 - x[2]) // 2)
-        pw = max(0, ((y[3] - 1) * sv + (weight_shape[3] - 1) * dv + 1 - x[3]) // 2)
-        padding = (ph, pw)
+        total_h = max(0, (y[2] - 1) * su + (weight_shape[2] - 1) * du + 1 - x[2])
+        total_w = max(0, (y[3] - 1) * sv + (weight_shape[3] - 1) * dv + 1 - x[3])
+        padding, extra_h, extra_w = (total_h // 2, total_w // 2), total_h % 2, total_w % 2
     (u, v), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     return ConvShape(N=batch, G=groups, C=x[1] // groups, M=y[1] // groups, Hin=x[2], Win=x[3],
                      R=weight_shape[2], S=weight_shape[3], E=y[2], F=y[3], U=u, V=v, Dh=dh, Dw=dw,
-                     pad_h=ph, pad_w=pw)
+                     pad_h=ph, pad_w=pw, pad_h_extra=extra_h, pad_w_extra=extra_w)
 
 
 def linear_shape(batch: int, x: tuple[int, ...], out_features: int) -> ConvShape:
