@@ -98,7 +98,9 @@ def study_rows(dirs: list[Path], out: Path, make_row: Callable[[Path], dict[str,
     if missing:
         raise UserError(f"not a compiled-model directory (no report.json): {', '.join(missing)}")
     old = json.loads(out.read_text()) if out.exists() else {"rows": []}
-    rows = {r["compiled"]: {"command": old.get("command"), **r} for r in old["rows"]}
+    # a row made before rows named their command: its settings hold it, else the file's command made it
+    rows = {r["compiled"]: {"command": (r.get("settings") or {}).get("command") or old.get("command"), **r}
+            for r in old["rows"]}
     for d in dirs:
         row = {**make_row(d.resolve()), "command": "python " + shlex.join(sys.argv)}
         rows[row["compiled"]] = row

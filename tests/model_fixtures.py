@@ -146,3 +146,13 @@ def signal_net() -> nn.Module:
     """A 1-D (Conv1d) classifier: --input-shape N,C,L."""
     return nn.Sequential(nn.Conv1d(3, 8, 5, padding=2), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
                          nn.Linear(8, 4))
+
+
+def conv_only_net() -> nn.Module:
+    """Convolutions only: torch runs it on an unbatched C,H,W sample too."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+
+
+def conv1d_only_net() -> nn.Module:
+    """1-D convolutions only: torch runs it on an unbatched C,L sample too."""
+    return nn.Sequential(nn.Conv1d(3, 8, 3), nn.ReLU(), nn.Conv1d(8, 4, 1))

@@ -576,6 +576,13 @@ def test_merged_study_rows_name_the_command_that_made_each(tmp_path, monkeypatch
     rows = {r["compiled"]: r for r in runs.study_rows([tmp_path / "b"], out, make)}
     # the older row keeps the command of the file it came from; the new one gets this run's
     assert rows["a"]["command"] == "python old.py a" and rows["b"]["command"] == "python new.py b"
+    # a row whose settings name the command that made it keeps that one, not the file's last command
+    made = {**make(tmp_path / "a"), "settings": {"command": "python older.py a c --threads 1"}}
+    out.write_text(json.dumps({"rows": [made], "command": "python old.py b"}))
+    rows = {r["compiled"]: r for r in runs.study_rows([tmp_path / "b"], out, make)}
+    assert rows["a"]["command"] == "python older.py a c --threads 1"
+    out.write_text(json.dumps({"rows": [make(tmp_path / "a")], "command": "python old.py a"}))
+    rows = {r["compiled"]: r for r in runs.study_rows([tmp_path / "b"], out, make)}
     header = runs.study_header("T", {"rows": list(rows.values()), "command": "python new.py b", "versions": {}}, "")
     assert header[2].startswith("Last command: `python new.py b`")
     assert "Made by `python old.py a`." in runs.study_heading(rows["a"])

@@ -367,6 +367,7 @@ def test_inspect_of_a_compiled_directory_shows_its_dynamic_ir(tmp_path) -> None:
     assert any(layer["role"] == "selector" for layer in json.loads(as_dir.stdout)["layers"])
     (tmp_path / "not_compiled").mkdir()
     assert_user_error(run_cli("inspect", str(tmp_path / "not_compiled")), "not a compiled model's (no ir.json)")
+    assert_user_error(run_cli("inspect", str(tmp_path / "missing") + os.sep), "not found")
     assert_user_error(run_cli("inspect", compiled, "--arch", "zoo:resnet20"), "only for inspecting a model")
 
 
@@ -386,3 +387,16 @@ def test_a_conv1d_model_lowers_from_an_input_shape_n_c_l() -> None:
     for bad in ("1,3,4,5,6", "7", "1,0,8"):
         assert_user_error(run_cli("lower", "tests.model_fixtures:signal_net", "--input-shape", bad),
                           "--input-shape must be 2 to 4 positive integers")
+
+
+@pytest.mark.parametrize(("model", "shape", "layout"), [("conv1d_only_net", "3,100", "N,C,L"),
+                                                      ("conv_only_net", "3,16,16", "N,C,H,W")])
+def test_an_input_shape_without_its_batch_is_refused(tmp_path, model, shape, layout) -> None:
+    """torch runs a convolution on one unbatched sample: C,H,W traced, then lower crashed with a traceback
+    and prune pruned nothing into a checkpoint no command could read."""
+    for command in (["lower"], ["inspect"], ["prune", "--ratio", "0.5", "-o", str(tmp_path / "p.pt")]):
+        assert_user_error(run_cli(*command, f"tests.model_fixtures:{model}", "--input-shape", shape),
+                          f"takes {layout}: give the batch N too")
+    assert not (tmp_path / "p.pt").exists()
+    assert_user_error(run_cli("compile", "zoo:resnet20", "--data", "synthetic", "--input-shape", "3,16,16",
+                              "-o", str(tmp_path / "out")), "give N,")

@@ -230,6 +230,7 @@ def _conv(ir: dict) -> dict:
     (lambda ir: ir.update(unmapped="x"), "the IR's unmapped must be a list of layer records, got 'x'"),
     # a repeated name: the per-layer views and comparisons match layers by name and would merge the two
     (lambda ir: ir["layers"][1].update(name=ir["layers"][0]["name"]), "names layer"),
+    (lambda ir: ir.update(unmapped=[{"name": ["x"], "op": "sort"}]), "must name their nodes as text, got ['x']"),
 ])
 def test_hand_edited_irs_are_refused(lowered, edit, needle):
     ir = json.loads(json.dumps(lowered["dynamic"][-1]))
@@ -375,3 +376,10 @@ def test_an_even_kernel_same_convolution_keeps_its_uneven_padding(kernel, dilati
         edited["layers"][0]["shape"]["padding_extra"] = bad
         with pytest.raises(UserError, match="padding_extra must be two numbers"):
             relower(edited)
+
+
+def test_unmapped_records_without_a_name_read_back(lowered):
+    """The duplicate-name check counts named records only: one without a name is no repeat."""
+    ir = json.loads(json.dumps(lowered["dynamic"][-1]))
+    ir["unmapped"] = [{"op": "sort"}, {"op": "topk"}]
+    assert relower(ir).unmapped == ir["unmapped"]

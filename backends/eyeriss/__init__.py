@@ -124,7 +124,10 @@ class EyerissTarget:
             raise UserError(f"the IR's unmapped must be a list of layer records, got {unmapped!r}")
         # lowering names each layer after its own graph node: a repeated name is an edit, and the per-layer
         # views and comparisons (which match layers by name) would merge two layers into one
-        names = Counter([r["name"] for r in layers] + [u.get("name") for u in unmapped])
+        unnamed = [u.get("name") for u in unmapped if not isinstance(u.get("name"), (str, type(None)))]
+        if unnamed:
+            raise UserError(f"the IR's unmapped records must name their nodes as text, got {unnamed[0]!r}")
+        names = Counter([r["name"] for r in layers] + [u["name"] for u in unmapped if u.get("name") is not None])
         repeated = sorted(str(n) for n, k in names.items() if k > 1)
         if repeated:
             raise UserError(f"the IR names layer {repeated[0]!r} more than once; layer names must be unique "

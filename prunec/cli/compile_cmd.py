@@ -116,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     if args.input_shape:
         shape = parse_input_shape(args.input_shape)
         info = dataset_info(data)
+        if len(shape) != len(info.input_shape):
+            raise UserError(f"--input-shape {args.input_shape}: give N,{','.join(map(str, info.input_shape[1:]))} "
+                            f"(the batch, then the shape of {data}'s images)")
         if tuple(shape[1:]) != info.input_shape[1:]:
             raise UserError(f"--input-shape {args.input_shape} does not match {data} images "
                             f"{info.input_shape[1:]}")

@@ -69,8 +69,8 @@ def _print_table(report: dict) -> None:
 
 def _ir_file(model: str) -> str:
     """A saved IR, or a compiled model's directory: its dynamic model's IR (``ir.json``)."""
-    if not (os.path.isdir(model) or model.endswith(os.sep)):
-        return model
+    if not os.path.isdir(model):
+        return model  # a file, or nothing: reading it says which
     if not os.path.isfile(os.path.join(model, "ir.json")):
         raise UserError(f"{model} is a directory but not a compiled model's (no ir.json); give a model file, "
                         "a saved IR or a compiled model's directory")
