@@ -24,11 +24,15 @@ class OutputContract:
 
     def __init__(self, gm: fx.GraphModule, example_inputs: torch.Tensor | Sequence[torch.Tensor]) -> None:
         self.expected = recorded_outputs(gm)
+        self.structure = output_structure(gm)
         self.wider = wider_batch(example_inputs)
         self.expected_wider = forward_outputs(gm, self.wider)
 
     def check(self, module: fx.GraphModule, who: str) -> None:
         """Refuse ``module`` (shapes already propagated) in one line naming ``who`` changed what."""
+        structure = output_structure(module)
+        if structure != self.structure:
+            raise UserError(f"{who} changed how the model's outputs are packed, from {self.structure} to {structure}")
         got = recorded_outputs(module)
         if got != self.expected:
             raise UserError(f"{who} changed the model's output from {describe(self.expected)} to {describe(got)}")
@@ -50,6 +54,22 @@ def recorded_outputs(gm: fx.GraphModule) -> Signature:
     fx.node.map_arg(out.args, lambda n: found.append(
         (tuple(meta.shape), meta.dtype) if hasattr(meta := n.meta.get("tensor_meta"), "shape") else None))
     return found
+
+
+def output_structure(gm: fx.GraphModule) -> str:
+    """How the graph packs its outputs: ``T`` for a value, ``(T, T)``, ``[T]``, ``{'logits': T}``. Caller code
+    unpacks them by position or key, so a pass must not wrap a tensor in a tuple or a dict."""
+    def skeleton(value: object) -> str:
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k!r}: {skeleton(v)}" for k, v in value.items()) + "}"
+        if isinstance(value, list):
+            return "[" + ", ".join(skeleton(v) for v in value) + "]"
+        if isinstance(value, tuple):
+            return "(" + ", ".join(skeleton(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+        return "T"
+
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    return skeleton(out.args[0])
 
 
 def wider_batch(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from prunec.errors import UserError
 from prunec.lowering import LoweredProgram, load_ir, naming_chip_file
 from prunec.terminal import make_console
@@ -218,7 +220,8 @@ def render_comparison(comparison: ChipComparison, console: Any = None) -> None:
             table.add_column("x", justify="right")
     rows = comparison.layers()
     for row in rows:
-        cells = [row["name"], *([str(row["role"] or "-")] if dynamic else []), row["kind"]]
+        cells = [escape(str(row["name"])), *([escape(str(row["role"] or "-"))] if dynamic else []),
+                 escape(str(row["kind"]))]
         energies = row["energy_per_inference"]
         for i, (c, e) in enumerate(zip(cols, energies, strict=True)):
             cells.append(f"{e:.4g}")
@@ -251,7 +254,7 @@ def render_comparison(comparison: ChipComparison, console: Any = None) -> None:
 
 def _label(column: ChipColumn) -> str:
     where = column.origin if column.file is None else Path(column.file).name
-    return f"{column.chip}\n({where})\n{column.unit}"
+    return escape(f"{column.chip}\n({where})\n{column.unit}")  # names from chip files: never rich markup
 
 
 def _times(comparison: ChipComparison, column: ChipColumn, value: float, base: float) -> str:

@@ -279,6 +279,11 @@ def _check_records(layers: list[Any], totals: Mapping[str, Any]) -> None:
             or not all(isinstance(v, Mapping) and is_number(v.get("energy_per_inference")) for v in by_role.values())):
         raise UserError(f"the IR's totals hold a value that is not a number (among {', '.join(optional)}, by_role); "
                         "lower the model again")
+    # energies, latencies and shares are never negative (a reduction can be: a dynamic model may cost more)
+    negative = [k for k in optional if k != "energy_reduction" and is_number(totals.get(k)) and totals[k] < 0]
+    negative += [f"by_role.{role}" for role, v in by_role.items() if v["energy_per_inference"] < 0]
+    if negative:
+        raise UserError(f"the IR's totals hold a negative {negative[0]}: edited by hand? lower the model again")
     for key, field in (("macs", "macs"), ("energy", None), ("cycles", "cycles")):
         recorded = totals.get(key)
         summed = sum(rec[field] if field else rec["energy"]["total"] for rec in layers)
@@ -297,11 +302,14 @@ def check_ir(ir: Mapping[str, Any]) -> tuple[list[Any], Mapping[str, Any]]:
     if not isinstance(layers, list) or not isinstance(totals, Mapping):
         raise UserError("not a prunec lowered IR: 'layers' must be a list and 'totals' an object")
     _check_records(layers, totals)
+    if not isinstance(ir.get("unmapped") or [], list):
+        raise UserError(f"the IR's unmapped must be a list of nodes, got {ir.get('unmapped')!r}")
     return layers, totals
 
 
 def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     """Print a saved IR (``LoweredProgram.to_dict()``) as rich tables: layers, then totals."""
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or make_console()
@@ -310,8 +318,9 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     unit = hardware.get("energy_unit", "normalized")
     dynamic = any(rec.get("role") for rec in layers)
     chip = hardware.get("name")
-    table = Table(title=f"{ir.get('target', '?')} lowering{f' on {chip}' if chip else ''}, batch "
-                        f"{ir.get('batch', '?')} (energy: {unit}, whole batch)")
+    # names come from the model and the chip file: printed as written, never read as rich markup
+    table = Table(title=escape(f"{ir.get('target', '?')} lowering{f' on {chip}' if chip else ''}, batch "
+                               f"{ir.get('batch', '?')} (energy: {unit}, whole batch)"))
     cols = ["layer", *(["role"] if dynamic else []), "kind", "MACs", "PEs", "mapping m/n/e/p/q/r/t",
             "DRAM", "GLB", "array", "RF", "energy", "cycles"]
     for c in cols:
@@ -321,7 +330,8 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
         mp = rec.get("mapping")
         mtxt = "/".join(str(mp[k]) for k in "mnepqrt") if mp else "-"
         acc = rec["accesses"]
-        table.add_row(rec["name"], *([str(rec.get("role") or "-")] if dynamic else []), rec["kind"],
+        table.add_row(escape(str(rec["name"])), *([escape(str(rec.get("role") or "-"))] if dynamic else []),
+                      escape(str(rec["kind"])),
                       f"{rec['macs']:,}", str(rec["active_pes"]), mtxt,
                       *(f"{acc[k]:.3g}" for k in ("dram", "glb", "array", "rf")),
                       f"{rec['energy']['total']:.4g}", f"{rec['cycles']:.4g}")
@@ -331,7 +341,8 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     tot.add_column("value", justify="right")
     tot.add_row("MACs", f"{totals['macs']:,}")
     tot.add_row("energy (batch)", f"{totals['energy']:.5g}")
-    tot.add_row("energy per inference", f"{totals.get('energy_per_inference', float('nan')):.5g}")
+    if totals.get("energy_per_inference") is not None:
+        tot.add_row("energy per inference", f"{totals['energy_per_inference']:.5g}")
     tot.add_row("cycles", f"{totals['cycles']:.5g}")
     routed = f"routed {totals['routed_share']:.3g}" if totals.get("routed_share") is not None else ""
     every = ", every layer (a dynamic model: every input sent to mild)" if totals.get("by_role") else ""
@@ -341,19 +352,19 @@ def render_ir(ir: Mapping[str, Any], console: Any = None) -> None:
     energy = [("expected_energy_per_inference", f"expected energy per inference ({routed})"),
               ("original_energy_per_inference", "original network's energy per inference")]
     for key, label in latency:  # the optional totals, where the IR has them
-        if key in totals:
+        if totals.get(key) is not None:
             tot.add_row(label, f"{totals[key]:.4g}")
-    for role, v in totals.get("by_role", {}).items():
-        tot.add_row(f"energy per inference, {role}", f"{v['energy_per_inference']:.5g}")
+    for role, v in (totals.get("by_role") or {}).items():
+        tot.add_row(escape(f"energy per inference, {role}"), f"{v['energy_per_inference']:.5g}")
     for key, label in energy:
-        if key in totals:
+        if totals.get(key) is not None:
             tot.add_row(label, f"{totals[key]:.5g}")
     if totals.get("energy_reduction") is not None:
         tot.add_row("energy reduction against the original", f"{totals['energy_reduction']:.1%}")
     unmapped = ir.get("unmapped") or []
     if unmapped:
-        tot.add_row("unmapped nodes", ", ".join(str(u.get("name", u)) if isinstance(u, Mapping) else str(u)
-                                                for u in unmapped))
+        tot.add_row("unmapped nodes", escape(", ".join(str(u.get("name", u)) if isinstance(u, Mapping) else str(u)
+                                                       for u in unmapped)))
     console.print(tot)
 
 

@@ -400,3 +400,36 @@ def test_an_input_shape_without_its_batch_is_refused(tmp_path, model, shape, lay
     assert not (tmp_path / "p.pt").exists()
     assert_user_error(run_cli("compile", "zoo:resnet20", "--data", "synthetic", "--input-shape", "3,16,16",
                               "-o", str(tmp_path / "out")), "give N,")
+
+
+def test_names_are_printed_as_written_not_read_as_markup(tmp_path) -> None:
+    """A chip named "chip[/x]" (or a layer, a role) crashed the table with rich's MarkupError, after
+    the IR had not been written; "chip[bold]v2" lost its brackets."""
+    from prunec.backends.eyeriss.hardware import DEFAULT_HW
+
+    chip = tmp_path / "chip.yaml"
+    chip.write_text(open(DEFAULT_HW).read().replace("name: eyeriss_v1", 'name: "chip[/x][bold]v2"'))
+    out = tmp_path / "ir.json"
+    result = run_cli("lower", "zoo:resnet20", "--input-shape", "1,3,32,32", "--hw", str(chip), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "on chip[/x][bold]v2" in result.stdout and out.is_file()
+    compared = run_cli("lower", str(out), "--compare", "--hw", str(chip))
+    assert compared.returncode == 0 and "chip[/x][bold]v2" in compared.stdout, compared.stderr
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (lambda ir: ir["totals"].update(latency_ms=-3), "negative latency_ms"),
+    (lambda ir: ir["totals"].update(energy_per_inference=-7), "negative energy_per_inference"),
+    (lambda ir: ir.update(unmapped=5), "the IR's unmapped must be a list"),
+])
+def test_inspect_refuses_negative_totals_and_a_scalar_unmapped(tmp_path, edit, needle) -> None:
+    assert_user_error(run_cli("inspect", _edited_ir(tmp_path, edit)), needle)
+
+
+def test_inspect_shows_an_ir_whose_optional_totals_are_null(tmp_path) -> None:
+    """Optional totals may be null (not measured); the table formatted them and crashed."""
+    def null(ir):
+        ir["totals"].update(energy_per_inference=None, latency_ms=None, by_role=None)
+
+    shown = run_cli("inspect", _edited_ir(tmp_path, null))
+    assert shown.returncode == 0 and "MACs" in shown.stdout and "Traceback" not in shown.stderr, shown.stderr

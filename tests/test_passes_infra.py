@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +53,21 @@ def test_pass_that_breaks_output_shape_is_caught():
     x = torch.randn(1, 3, 8, 8)
     with pytest.raises(UserError, match=r"changed the model.s output from \[1, 5\] float32 to \[1, 8\] float32"):
         run_passes(prunec.trace(tiny(), x), [drop_classifier], x)
+
+
+@pytest.mark.parametrize(("pack", "packed"), [(lambda y: {"logits": y}, "{'logits': T}"), (lambda y: (y,), "(T,)")])
+def test_pass_that_repacks_the_outputs_is_caught(pack, packed):
+    """Wrapping the logits in a dict or a 1-tuple keeps every tensor's shape, so the shape check passed
+    it; callers unpack outputs by position or key."""
+    def repack(gm: fx.GraphModule) -> PassResult:
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        out.args = (pack(out.args[0]),)
+        gm.recompile()
+        return PassResult(gm, True)
+
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(UserError, match=re.escape(f"changed how the model's outputs are packed, from T to {packed}")):
+        run_passes(prunec.trace(tiny(), x), [repack], x)
 
 
 def test_registry_lists_and_resolves():
