@@ -119,22 +119,18 @@ def parse_pass_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 def resolve_pass(spec: str | PassFn, **options: Any) -> PassFn:
     """Turn a name, ``module:callable``, either with ``{key=value ...}`` options, or a callable
-    into a runnable pass."""
+    into a runnable pass. A callable given with ``options`` is a factory of passes, called with them."""
+    braces = False
     if callable(spec):
-        return spec
-    braces = "{" in spec  # NAME{} calls a factory without options
-    if braces:
-        spec, parsed = parse_pass_spec(spec)
-        options = {**parsed, **options}
-    if ":" in spec:
-        obj = import_object(spec, "pass")
+        if not options:
+            return spec
+        obj, spec = spec, getattr(spec, "__name__", repr(spec))
     else:
-        registry = available_passes()
-        if spec not in registry:
-            raise UserError(f"unknown pass {spec!r}; `prunec passes` lists the available ones")
-        obj = registry[spec].factory
-        if obj is None:
-            raise UserError(f"pass {spec!r} {registry[spec].doc}")
+        braces = "{" in spec  # NAME{} calls a factory without options
+        if braces:
+            spec, parsed = parse_pass_spec(spec)
+            options = {**parsed, **options}
+        obj = _named_pass(spec)
     if options or braces or inspect.isclass(obj):
         try:
             inspect.signature(obj).bind(**options)
@@ -152,6 +148,18 @@ def resolve_pass(spec: str | PassFn, **options: Any) -> PassFn:
     if not callable(obj):
         raise UserError(f"pass {spec!r} is not callable")
     return obj
+
+
+def _named_pass(spec: str) -> Any:
+    """The object ``module:callable`` or a registered pass's name stands for."""
+    if ":" in spec:
+        return import_object(spec, "pass")
+    registry = available_passes()
+    if spec not in registry:
+        raise UserError(f"unknown pass {spec!r}; `prunec passes` lists the available ones")
+    if registry[spec].factory is None:
+        raise UserError(f"pass {spec!r} {registry[spec].doc}")
+    return registry[spec].factory
 
 
 def _takes_a_graph(obj: Any) -> bool:

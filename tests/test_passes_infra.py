@@ -40,6 +40,28 @@ def test_custom_pass_through_cli():
     assert "ReLU6" in ops_before and "ReLU6" not in ops_after and "ReLU" in ops_after
 
 
+def test_the_example_pass_turns_every_clamp_at_0_and_6_into_relu():
+    """Its docstring promised hardtanh(0, 6) too; only F.relu6 and nn.ReLU6 were replaced."""
+    import torch.nn.functional as F
+
+    class Clamps(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.act, self.ht = nn.ReLU6(), nn.Hardtanh(0.0, 6.0)
+
+        def forward(self, x):
+            x = F.hardtanh(self.ht(self.act(x)), 0.0, 6.0)
+            x = F.relu6(F.hardtanh(x, min_val=0.0, max_val=6.0))
+            return F.hardtanh(x, -1.0, 1.0)  # another clamp: kept
+
+    x = torch.randn(1, 3, 4, 4)
+    gm = run_passes(prunec.trace(Clamps(), x), [relu6_to_relu], x)
+    calls = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+    assert calls == [F.relu, F.relu, F.relu, F.hardtanh]
+    assert all(type(m) is nn.ReLU for m in (gm.act, gm.ht))
+    torch.testing.assert_close(gm(x * 0.1), Clamps()(x * 0.1))  # no value above 6: the same outputs
+
+
 def test_pass_that_breaks_output_shape_is_caught():
     def drop_classifier(gm: fx.GraphModule) -> PassResult:
         for node in gm.graph.nodes:
@@ -68,6 +90,22 @@ def test_pass_that_repacks_the_outputs_is_caught(pack, packed):
     x = torch.randn(1, 3, 8, 8)
     with pytest.raises(UserError, match=re.escape(f"changed how the model's outputs are packed, from T to {packed}")):
         run_passes(prunec.trace(tiny(), x), [repack], x)
+
+
+def test_a_factory_given_as_a_callable_takes_its_options():
+    """resolve_pass(factory, ratio=0.3) returned the factory itself and dropped the options."""
+    factory = available_passes()["prune_structured"].factory
+    made = resolve_pass(factory, ratio=0.3)
+    assert made is not factory and _takes_a_graph_only(made)
+    with pytest.raises(UserError, match="has no option 'bogus'"):
+        resolve_pass(factory, bogus=1)
+    assert resolve_pass(factory) is factory  # no options: the callable is the pass, as before
+
+
+def _takes_a_graph_only(fn) -> bool:
+    import inspect
+
+    return len(inspect.signature(fn).parameters) == 1
 
 
 def test_registry_lists_and_resolves():
