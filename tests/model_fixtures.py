@@ -156,3 +156,17 @@ def conv_only_net() -> nn.Module:
 def conv1d_only_net() -> nn.Module:
     """1-D convolutions only: torch runs it on an unbatched C,L sample too."""
     return nn.Sequential(nn.Conv1d(3, 8, 3), nn.ReLU(), nn.Conv1d(8, 4, 1))
+
+
+def generator_net() -> nn.Module:
+    """Features to an image, then a convolution: --input-shape N,F, and the conv's input is batched."""
+    return _Generator()
+
+
+class _Generator(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.conv = nn.Linear(16, 4 * 8 * 8), nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.fc(z).view(-1, 4, 8, 8))

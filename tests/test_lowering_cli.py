@@ -398,6 +398,9 @@ def test_an_input_shape_without_its_batch_is_refused(tmp_path, model, shape, lay
         assert_user_error(run_cli(*command, f"tests.model_fixtures:{model}", "--input-shape", shape),
                           f"takes {layout}: give the batch N too")
     assert not (tmp_path / "p.pt").exists()
+    # the first convolution's own input decides: features reshaped to images are batched
+    generated = run_cli("lower", "tests.model_fixtures:generator_net", "--input-shape", "2,16", "--format", "json")
+    assert generated.returncode == 0 and json.loads(generated.stdout)["layers"][-1]["kind"] == "conv", generated.stderr
     assert_user_error(run_cli("compile", "zoo:resnet20", "--data", "synthetic", "--input-shape", "3,16,16",
                               "-o", str(tmp_path / "out")), "give N,")
 

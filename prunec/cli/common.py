@@ -125,15 +125,17 @@ def load_and_trace(args: argparse.Namespace) -> tuple[fx.GraphModule, torch.Tens
 
 def _check_batched(gm: fx.GraphModule, shape: tuple[int, ...]) -> None:
     """torch runs a Conv2d on one unbatched C,H,W sample (a Conv1d on C,L): an --input-shape without its
-    N would trace, then lower and prune as a batch of C images. The first convolution says how many
-    dims an input has."""
+    N would trace, then lower and prune as a batch of C images. The first convolution's input, as shape
+    propagation recorded it, says whether the batch dim is there."""
     for node in gm.graph.nodes:
         if node.op != "call_module":
             continue
         module = gm.get_submodule(str(node.target))
         if isinstance(module, (nn.Conv1d, nn.Conv2d)):
             wanted = 3 if isinstance(module, nn.Conv1d) else 4
-            if len(shape) != wanted:
+            source = node.args[0] if node.args else None
+            got = getattr(source.meta.get("tensor_meta"), "shape", None) if isinstance(source, fx.Node) else None
+            if got is not None and len(got) == wanted - 1:
                 layout = "N,C,L" if wanted == 3 else "N,C,H,W"
                 raise UserError(f"input shape {','.join(map(str, shape))} has {len(shape)} dims, but the model's "
                                 f"first convolution ({node.target}, {type(module).__name__}) takes {layout}: give "
