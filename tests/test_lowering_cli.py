@@ -436,3 +436,27 @@ def test_inspect_shows_an_ir_whose_optional_totals_are_null(tmp_path) -> None:
 
     shown = run_cli("inspect", _edited_ir(tmp_path, null))
     assert shown.returncode == 0 and "MACs" in shown.stdout and "Traceback" not in shown.stderr, shown.stderr
+
+
+def test_weight_sparsity_reads_the_weights_of_functional_layers() -> None:
+    """F.conv2d / F.linear on the model's own parameters were lowered with no weights, so their zero share
+    read 0 under --weight-sparsity: the same zeros in an nn.Conv2d saved MAC energy, here none."""
+    import torch.nn.functional as F
+
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w, self.w2 = nn.Parameter(torch.randn(8, 3, 3, 3)), nn.Parameter(torch.randn(10, 8 * 16 * 16))
+
+        def forward(self, x):
+            return F.linear(torch.flatten(F.conv2d(x, self.w, stride=2, padding=1), 1), self.w2)
+
+    model = Functional()
+    with torch.no_grad():
+        model.w[..., :2] = 0
+        model.w2[:, ::2] = 0
+    x = torch.randn(1, 3, 32, 32)
+    layers = prunec.lower(model, x, weight_sparsity=True).to_dict()["layers"]
+    assert [round(layer["sparsity"]["weight"], 4) for layer in layers] == [0.6667, 0.5]
+    dense = prunec.lower(model, x).to_dict()["layers"]
+    assert all(s["energy"]["mac"] < d["energy"]["mac"] for s, d in zip(layers, dense, strict=True))

@@ -181,6 +181,22 @@ def linear_shape(batch: int, x: tuple[int, ...], out_features: int) -> ConvShape
     return ConvShape(N=rows, G=1, C=x[-1], M=out_features, Hin=1, Win=1, R=1, S=1, E=1, F=1)
 
 
+def _parameter(gm: fx.GraphModule, node: fx.Node) -> torch.Tensor | None:
+    """The weight of a functional conv/linear call when it is the model's own tensor (a get_attr), for its
+    zero share; None when it is computed in the graph."""
+    weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+    if not (isinstance(weight, fx.Node) and weight.op == "get_attr"):
+        return None
+    try:
+        value = gm.get_parameter(str(weight.target))
+    except AttributeError:
+        try:
+            value = gm.get_buffer(str(weight.target))
+        except AttributeError:
+            return None
+    return value if isinstance(value, torch.Tensor) else None
+
+
 class _Walker:
     def __init__(self, batch: int, traced: int) -> None:
         self.batch = batch
@@ -254,14 +270,14 @@ class _Walker:
                 kw.update(node.kwargs)
                 shape = conv_shape(self._lead(x), x, out, w, int(kw.get("groups", 1)), kw.get("stride", 1),
                                    kw.get("padding", 0), kw.get("dilation", 1))
-                return self._layer(node, name, role, shape, None, fn.__name__, "conv")
+                return self._layer(node, name, role, shape, _parameter(gm, node), fn.__name__, "conv")
             if fn in _LINEAR_FUNCS:
                 w = _shape(node.args[1] if len(node.args) > 1 else node.kwargs.get("weight"))
                 self._need(node, x, out)
                 if w is None:
                     return self._unmapped(node, name, role, "linear")
-                return self._layer(node, name, role, linear_shape(self._lead(x), x, w[0]), None, "linear",
-                                   "linear")
+                return self._layer(node, name, role, linear_shape(self._lead(x), x, w[0]), _parameter(gm, node),
+                                   "linear", "linear")
             if fn in _FREE_FUNCS:
                 return None
             if fn in _POOL_FUNCS:
