@@ -145,8 +145,8 @@ def _mapping_without_repeats(loader: yaml.SafeLoader, node: yaml.MappingNode) ->
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
 
-# Numbers as YAML 1.2 reads them, not YAML 1.1's: `1:30` is not 90 (base 60) and `010` is ten, not
-# eight (octal); such a value in a chip file is a typo to refuse, never a number to guess.
+# Integers as YAML 1.2 reads them and YAML 1.1's floats, neither in base 60: `1:30` is not 90 and `010` is
+# ten, not eight (octal); such a value in a chip file is a typo to refuse, never a number to guess.
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _UniqueKeyLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
